@@ -1,0 +1,1 @@
+"""Baselines: reference recommenders (pop, random) and RecBole's sequential models."""

@@ -1,0 +1,61 @@
+"""`bench run`: one method on one dataset, scored by the shared evaluator, recorded in the store."""
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from bench.commands.common import add_config_options, config_from_args
+from bench.data import DATASETS
+from bench.methods import METHODS
+from bench.tables import metric_header
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="train and evaluate one method on one dataset, write its run record",
+        description="Train and evaluate one method on one dataset under the leave-one-out protocol, "
+        "print its validation and test metrics and write one JSON run record to the results store.",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--baseline", help=f"a baseline method: {', '.join(n for n in METHODS.names() if n != 'tiger')}")
+    which.add_argument("--tokenizer", help="run the generative recommender (TIGER) with this item tokenizer")
+    add_config_options(parser)
+    parser.add_argument("--results-dir", help="folder of the results store [default: results/runs]")
+    parser.add_argument("--no-record", action="store_true", help="print metrics but write no record")
+    parser.set_defaults(func=main)
+
+
+def method_overrides(args: argparse.Namespace) -> dict:
+    overrides: dict = {}
+    if args.baseline:
+        overrides["method"] = args.baseline
+    if args.tokenizer:
+        overrides["method"] = "tiger"
+        overrides["tokenizer"] = {"name": args.tokenizer}
+    if args.results_dir:
+        overrides["results_dir"] = args.results_dir
+    return overrides
+
+
+def format_metrics(metrics: dict) -> str:
+    names = list(metrics["test"])
+    rows = [[stage] + [f"{metrics[stage][n]:.4f}" for n in names] for stage in ("valid", "test")]
+    return tabulate(rows, ["split"] + [metric_header(n) for n in names], tablefmt="github")
+
+
+def main(args: argparse.Namespace) -> int:
+    from bench.runner import run
+
+    config = config_from_args(args, method_overrides(args))
+    METHODS.get(config["method"])
+    DATASETS.get(config["dataset"])
+    record = run(config, write=not args.no_record)
+    print(f"{record['label']} on {record['dataset']} (profile {config['profile']}, seed {record['seed']})")
+    print(format_metrics(record["metrics"]))
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in record["timings_s"].items())
+    print(f"timings: {timings}")
+    if "_path" in record:
+        print(f"record: {record['_path']}")
+    return 0

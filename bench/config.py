@@ -1,0 +1,133 @@
+"""One resolved config per run: defaults < profile < --config FILE < --set key=value.
+
+Defaults and profiles live as YAML files under ``bench/configs/``; every file in a layer's folder
+is deep-merged into that layer, so each part of the harness (data, tokenizer, model, baseline)
+owns its own file.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+CONFIG_ROOT = Path(__file__).parent / "configs"
+DEFAULTS_DIR = CONFIG_ROOT / "defaults"
+PROFILES_DIR = CONFIG_ROOT / "profiles"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be resolved: bad file, bad --set, unknown profile."""
+
+
+def profile_names() -> list[str]:
+    return sorted(p.name for p in PROFILES_DIR.iterdir() if p.is_dir())
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A new dict: ``override`` merged into ``base``, recursing into nested mappings."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def load_layer(folder: Path) -> dict:
+    """All YAML files of one folder, merged in name order."""
+    layer: dict = {}
+    for path in sorted(folder.glob("*.yaml")):
+        layer = deep_merge(layer, _load_yaml(path))
+    return layer
+
+
+def parse_assignment(text: str) -> dict:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``, the value parsed as YAML (1e-3, true, [5, 10])."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML: {err}") from err
+    node: Any = value
+    for part in reversed(key.strip().split(".")):
+        node = {part: node}
+    return node
+
+
+def get_path(config: dict, dotted: str, default: Any = None) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"``; ``default`` where a part is missing."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _check_known_keys(defaults: dict, override: dict, prefix: str, source: str) -> None:
+    """Reject keys that no default declares, so a typo in --set fails instead of being ignored."""
+    for key, value in override.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            raise ConfigError(
+                f"{source}: unknown config key {dotted!r}; known keys here: "
+                f"{', '.join(sorted(defaults)) or '(none)'}"
+            )
+        if isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key]:
+            _check_known_keys(defaults[key], value, f"{dotted}.", source)
+
+
+def resolve_config(
+    profile: str | None = None,
+    config_files: Iterable[str | Path] = (),
+    assignments: Iterable[str] = (),
+    overrides: dict | None = None,
+) -> dict:
+    """The one config a run uses, with the layers it came from recorded under ``_layers``."""
+    defaults = load_layer(DEFAULTS_DIR)
+    config = copy.deepcopy(defaults)
+    layers = ["defaults"]
+    if profile:
+        folder = PROFILES_DIR / profile
+        if not folder.is_dir():
+            raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(profile_names())}")
+        layer = load_layer(folder)
+        _check_known_keys(defaults, layer, "", f"profile {profile}")
+        config = deep_merge(config, layer)
+        layers.append(f"profile:{profile}")
+    for path in config_files:
+        layer = _load_yaml(Path(path))
+        _check_known_keys(defaults, layer, "", str(path))
+        config = deep_merge(config, layer)
+        layers.append(f"file:{path}")
+    if overrides:
+        _check_known_keys(defaults, overrides, "", "command line")
+        config = deep_merge(config, overrides)
+        layers.append("cli")
+    for text in assignments:
+        layer = parse_assignment(text)
+        _check_known_keys(defaults, layer, "", f"--set {text}")
+        config = deep_merge(config, layer)
+        layers.append(f"set:{text}")
+    config["profile"] = profile
+    config["_layers"] = layers
+    return config

@@ -1,0 +1,135 @@
+"""One run: dataset -> split -> method -> rankings -> evaluator -> run record."""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bench.data import load_dataset
+from bench.methods import METHODS, RunContext
+from bench.metrics import evaluate_rankings, target_ranks
+from bench.provenance import git_commit, hardware, package_versions
+from bench.records import write_record
+from bench.split import LeaveOneOutSplit
+
+STAGES = ("valid", "test")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def config_hash(config: dict) -> str:
+    text = json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def make_run_id(config: dict, label: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in label.lower()).strip("-")
+    return f"{stamp}-{config['dataset']}-{slug}-{config_hash(config)}"
+
+
+class StageTimer:
+    """Wall-clock seconds per named stage, in the order the stages ran."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 4)
+
+
+def run(config: dict, report: Callable[[int, dict], None] | None = None, write: bool = True) -> dict:
+    """Run the configured method end to end; return (and by default store) its run record."""
+    method_cls = METHODS.get(config["method"])
+    label = method_cls.label(config)
+    run_id = make_run_id(config, label)
+    started = datetime.now(timezone.utc).isoformat()
+    timer = StageTimer()
+    seed_everything(int(config["seed"]))
+
+    with timer("load_data"):
+        dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
+        split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
+        fingerprint = split.fingerprint
+
+    context = RunContext(
+        work_dir=Path(config["work_dir"]) / run_id,
+        device=resolve_device(config["device"]),
+        report=report or (lambda step, metrics: None),
+    )
+    method = method_cls(config, context)
+    with timer("fit"):
+        method.fit(split)
+
+    ks = tuple(int(k) for k in config["eval"]["ks"])
+    max_k = max(int(config["eval"]["max_k"]), max(ks))
+    metrics, test_ranks = {}, None
+    for stage in STAGES:
+        with timer(f"rank_{stage}"):
+            rankings = method.rank(split, stage, max_k)
+        metrics[stage] = evaluate_rankings(rankings, split.targets(stage), ks, n_items=split.n_items)
+        if stage == "test":
+            test_ranks = target_ranks(rankings, split.test_targets)
+
+    record = {
+        "run_id": run_id,
+        "label": label,
+        "method": config["method"],
+        "dataset": config["dataset"],
+        "seed": int(config["seed"]),
+        "status": "completed",
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "config": config,
+        "dataset_fingerprint": fingerprint,
+        "protocol": {
+            "split": "leave-one-out (last item test, second-to-last valid)",
+            "ranking": "full catalogue",
+            "ks": list(ks),
+            "ranked_list_length": max_k,
+        },
+        "metrics": metrics,
+        # 1-based rank of each user's test target (0 = not in the top max_k), users in dataset order;
+        # kept for paired per-user significance tests
+        "per_user_test_rank": test_ranks,
+        "method_info": context.extras,
+        "timings_s": timer.seconds,
+        "hardware": {**hardware(), "device": context.device},
+        "versions": package_versions(),
+        "git": git_commit(),
+    }
+    if write:
+        record["_path"] = str(write_record(record, config["results_dir"]))
+    return record
