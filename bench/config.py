@@ -7,6 +7,7 @@ owns its own file.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,6 +16,28 @@ import yaml
 CONFIG_ROOT = Path(__file__).parent / "configs"
 DEFAULTS_DIR = CONFIG_ROOT / "defaults"
 PROFILES_DIR = CONFIG_ROOT / "profiles"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with 1.2-style floats: PyYAML reads ``1e-3`` (no dot) as a string, a researcher means 0.001."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -38,7 +61,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def _load_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml_text(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     except OSError as err:
@@ -64,7 +87,7 @@ def parse_assignment(text: str) -> dict:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml_text(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {err}") from err
     node: Any = value
