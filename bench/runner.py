@@ -5,6 +5,7 @@ import hashlib
 import json
 import random
 import time
+import traceback
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,13 +71,47 @@ class StageTimer:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 4)
 
 
+def base_record(config: dict, run_id: str, label: str, started: str) -> dict:
+    return {
+        "run_id": run_id,
+        "label": label,
+        "method": config["method"],
+        "dataset": config["dataset"],
+        "seed": int(config["seed"]),
+        "config_hash": config_hash(config),
+        "started_at": started,
+        "config": config,
+    }
+
+
 def run(config: dict, report: Callable[[int, dict], None] | None = None, write: bool = True) -> dict:
-    """Run the configured method end to end; return (and by default store) its run record."""
+    """Run the configured method end to end; return (and by default store) its run record.
+
+    A run that raises leaves a record with ``status: failed`` and the error (when ``write``), then
+    re-raises; tables skip failed records.
+    """
     method_cls = METHODS.get(config["method"])
     label = method_cls.label(config)
     run_id = make_run_id(config, label)
     started = datetime.now(timezone.utc).isoformat()
     timer = StageTimer()
+    try:
+        return _run(config, method_cls, label, run_id, started, timer, report, write)
+    except Exception as err:
+        if write:
+            failed = base_record(config, run_id, label, started) | {
+                "status": "failed",
+                "finished_at": datetime.now(timezone.utc).isoformat(),
+                "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(),
+                "timings_s": timer.seconds,
+                "git": git_commit(),
+            }
+            write_record(failed, config["results_dir"])
+        raise
+
+
+def _run(config, method_cls, label, run_id, started, timer, report, write) -> dict:
     seed_everything(int(config["seed"]))
 
     with timer("load_data"):
@@ -103,16 +138,9 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
         if stage == "test":
             test_ranks = target_ranks(rankings, split.test_targets)
 
-    record = {
-        "run_id": run_id,
-        "label": label,
-        "method": config["method"],
-        "dataset": config["dataset"],
-        "seed": int(config["seed"]),
+    record = base_record(config, run_id, label, started) | {
         "status": "completed",
-        "started_at": started,
         "finished_at": datetime.now(timezone.utc).isoformat(),
-        "config": config,
         "dataset_fingerprint": fingerprint,
         "protocol": {
             "split": "leave-one-out (last item test, second-to-last valid)",

@@ -88,3 +88,18 @@ def test_every_command_has_help(command, capsys):
         main(command + ["--help"])
     assert exit_.value.code == 0
     assert "usage: bench" in capsys.readouterr().out
+
+
+def test_a_failing_run_leaves_a_failed_record(tmp_path, monkeypatch):
+    from baselines.simple import MostPopular
+
+    def boom(self, split):
+        raise RuntimeError("exploded in fit")
+
+    monkeypatch.setattr(MostPopular, "fit", boom)
+    with pytest.raises(RuntimeError):
+        main(["run", "--baseline", "pop", "--dataset", "synthetic", "--results-dir", str(tmp_path), "--profile", "smoke"])
+    [path] = list(tmp_path.glob("*.json"))
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed" and "exploded in fit" in record["error"]
+    assert "metrics" not in record
