@@ -28,12 +28,19 @@ def _jsonable(value):
     return value
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: Path, payload: dict, overwrite: bool = False) -> Path:
     """Write via a temp file in the same folder + rename: readers see all of it or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_jsonable(payload), indent=1, sort_keys=False, allow_nan=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a record is for everyone to read
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
             handle.flush()

@@ -29,3 +29,8 @@ def test_temp_files_are_not_read_as_records(tmp_path):
     (tmp_path / ".r3.json.abc.tmp").write_text("{half")
     write_record({"run_id": "r4"}, tmp_path)
     assert [r["run_id"] for r in iter_records(tmp_path)] == ["r4"]
+
+
+def test_records_are_readable_by_others(tmp_path):
+    path = write_record({"run_id": "r5"}, tmp_path)
+    assert path.stat().st_mode & 0o044 == 0o044
