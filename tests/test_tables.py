@@ -40,3 +40,204 @@ def test_rank_marks_ties_share():
 
 def test_latex_escape():
     assert latex_escape("50% & $x_1$") == r"50\% \& \$x\_1\$"
+
+
+# ---------------------------------------------------------------------- paper tables on a hand-made store
+import itertools  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bench.metrics import metrics_from_ranks  # noqa: E402
+from bench.tables import (  # noqa: E402
+    IMPROVEMENT_ROW, build_ablation_table, build_main_table, build_tokenizer_table, paired_pvalue, render,
+    write_text_atomic,
+)
+
+METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+_ids = itertools.count()
+
+
+def run(label, method, dataset, values=None, seed=1, tokenizer=None, valid=0.0, ranks=None, fingerprint=None,
+        **config):
+    """A completed record; ``values``: R@5 N@5 R@10 N@10 (else computed from ``ranks``)."""
+    test = dict(zip(METRICS, values)) if values is not None else metrics_from_ranks(np.asarray(ranks), (5, 10))
+    full_config = {"method": method, "dataset": dataset, "seed": seed, "tokenizer": {"name": tokenizer or "rqvae"},
+                   "model": {"encoder_layers": 4}}
+    for key, value in config.items():
+        node = full_config
+        parts = key.split("__")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return {"run_id": f"r{next(_ids):04d}", "label": label, "method": method, "dataset": dataset, "seed": seed,
+            "status": "completed", "config": full_config, "metrics": {"test": test, "valid": {"ndcg@10": valid}},
+            "dataset_fingerprint": {"sha256": fingerprint or f"fp-{dataset}"},
+            "per_user_test_rank": list(ranks) if ranks is not None else None}
+
+
+def paper_store():
+    return [
+        run("TIGER[letter]", "tiger", "beauty", (0.050, 0.035, 0.070, 0.040), tokenizer="letter"),
+        run("SASRec (CE)", "sasrec", "sports", (0.030, 0.020, 0.050, 0.026)),
+        run("SASRec (CE)", "sasrec", "beauty", (0.040, 0.025, 0.060, 0.032)),
+        run("GRU4Rec (CE)", "gru4rec", "sports", (0.020, 0.010, 0.030, 0.014)),
+        run("GRU4Rec (CE)", "gru4rec", "beauty", (0.020, 0.012, 0.030, 0.015)),
+        run("TIGER[rqvae]", "tiger", "sports", (0.026, 0.018, 0.040, 0.0225)),
+        run("TIGER[rqvae]", "tiger", "beauty", (0.045, 0.032, 0.065, 0.0384)),
+        run("TIGER[letter]", "tiger", "sports", (0.028, 0.019, 0.042, 0.023), tokenizer="letter"),
+    ]
+
+
+def md_rows(text):
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| Method") and not line.startswith("|--"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_main_table_layout_marks_and_improvement():
+    text = render(build_main_table(paper_store()), "md")
+    header = next(line for line in text.splitlines() if line.startswith("| Method"))
+    assert [c.strip() for c in header.strip("|").split("|")][1:5] == ["Sports R@5", "Sports N@5", "Sports R@10",
+                                                                       "Sports N@10"]
+    rows = md_rows(text)
+    assert list(rows) == ["GRU4Rec (CE)", "SASRec (CE)", "TIGER[rqvae]", "TIGER[letter]", f"*{IMPROVEMENT_ROW}*"]
+    # sports: SASRec best, TIGER[letter] second; beauty: TIGER[letter] best, TIGER[rqvae] second
+    assert rows["SASRec (CE)"][:4] == ["**0.0300**", "**0.0200**", "**0.0500**", "**0.0260**"]
+    assert rows["TIGER[letter]"][:4] == ["<u>0.0280</u>", "<u>0.0190</u>", "<u>0.0420</u>", "<u>0.0230</u>"]
+    assert rows["TIGER[letter]"][4:] == ["**0.0500**", "**0.0350**", "**0.0700**", "**0.0400**"]
+    assert rows["TIGER[rqvae]"][4:] == ["<u>0.0450</u>", "<u>0.0320</u>", "<u>0.0650</u>", "<u>0.0384</u>"]
+    assert rows["GRU4Rec (CE)"] == ["0.0200", "0.0100", "0.0300", "0.0140", "0.0200", "0.0120", "0.0300", "0.0150"]
+    # best generative vs best baseline per column: (0.028 - 0.030) / 0.030, ..., (0.040 - 0.032) / 0.032
+    assert rows[f"*{IMPROVEMENT_ROW}*"] == ["-6.7%", "-5.0%", "-16.0%", "-11.5%", "+25.0%", "+40.0%", "+16.7%", "+25.0%"]
+
+
+def test_main_table_latex_booktabs_structure():
+    text = render(build_main_table(paper_store()), "latex")
+    lines = [line for line in text.splitlines() if not line.startswith("%")]
+    assert lines[0] == r"\begin{tabular}{lrrrrrrrr}" and lines[1] == r"\toprule" and lines[-2:] == [r"\bottomrule",
+                                                                                                    r"\end{tabular}"]
+    assert lines[2] == r" & \multicolumn{4}{c}{Sports} & \multicolumn{4}{c}{Beauty} \\"
+    assert lines[3] == r"\cmidrule(lr){2-5} \cmidrule(lr){6-9}"
+    assert lines[4] == r"Method & R@5 & N@5 & R@10 & N@10 & R@5 & N@5 & R@10 & N@10 \\"
+    body = [line for line in lines[5:-2]]
+    assert body[0] == r"\midrule"
+    assert body[1] == r"GRU4Rec (CE) & 0.0200 & 0.0100 & 0.0300 & 0.0140 & 0.0200 & 0.0120 & 0.0300 & 0.0150 \\"
+    assert body[2].startswith(r"SASRec (CE) & \textbf{0.0300} & \textbf{0.0200} & \textbf{0.0500} & \textbf{0.0260} & ")
+    assert body[3] == r"\midrule"  # baselines | generative
+    assert body[4] == (r"TIGER[rqvae] & 0.0260 & 0.0180 & 0.0400 & 0.0225 & \underline{0.0450} & "
+                       r"\underline{0.0320} & \underline{0.0650} & \underline{0.0384} \\")
+    assert body[5] == (r"TIGER[letter] & \underline{0.0280} & \underline{0.0190} & \underline{0.0420} & "
+                       r"\underline{0.0230} & \textbf{0.0500} & \textbf{0.0350} & \textbf{0.0700} & \textbf{0.0400} \\")
+    assert body[6] == r"\midrule"
+    assert body[7] == (r"Improvement over best baseline & -6.7\% & -5.0\% & -16.0\% & -11.5\% & +25.0\% & +40.0\% & "
+                       r"+16.7\% & +25.0\% \\")
+    for line in body:
+        if line.endswith(r"\\"):
+            assert line.count("&") == 8  # 1 label + 2 datasets x 4 metrics
+    assert text.count(r"\begin{tabular}") == 1 and text.count("{") == text.count("}")
+
+
+def test_main_table_mean_std_and_config_selection():
+    store = paper_store() + [
+        run("SASRec (CE)", "sasrec", "beauty", (0.044, 0.027, 0.064, 0.034), seed=2),
+        # another SASRec configuration, worse on validation: not shown although better on test
+        run("SASRec (CE)", "sasrec", "beauty", (0.090, 0.090, 0.090, 0.090), valid=-1.0, baseline__hidden_size=32),
+    ]
+    rows = md_rows(render(build_main_table(store), "md"))
+    assert rows["SASRec (CE)"][4] == "0.0420 ± 0.0028"
+    assert "0.0900" not in " ".join(rows["SASRec (CE)"])
+
+
+def ranks_with_hits(n_users, hits, rank=1):
+    ranks = np.zeros(n_users, dtype=int)
+    ranks[:hits] = rank
+    return ranks
+
+
+def test_significance_marker_where_the_answer_is_known():
+    n = 1000
+    store = [
+        run("SASRec (CE)", "sasrec", "beauty", ranks=ranks_with_hits(n, 100)),
+        run("TIGER[rqvae]", "tiger", "beauty", ranks=ranks_with_hits(n, 400)),  # 300 more hits: significant
+        run("TIGER[lsh]", "tiger", "beauty", ranks=ranks_with_hits(n, 102), tokenizer="lsh"),  # 2 more: not
+        # clearly better, but on another dataset version (fingerprint): never paired
+        run("TIGER[letter]", "tiger", "beauty", ranks=ranks_with_hits(n, 500), tokenizer="letter", fingerprint="other"),
+    ]
+    assert paired_pvalue(ranks_with_hits(n, 400) > 0, ranks_with_hits(n, 100) > 0) < 1e-6
+    assert paired_pvalue(ranks_with_hits(n, 102) > 0, ranks_with_hits(n, 100) > 0) > 0.05
+    table = build_main_table(store)
+    rows = md_rows(render(table, "md"))
+    assert rows["TIGER[rqvae]"] == ["<u>0.4000</u>†"] * 2 + ["<u>0.4000</u>†"] * 2
+    assert all("†" not in cell for cell in rows["TIGER[lsh]"])
+    assert all("†" not in cell for cell in rows["TIGER[letter]"])
+    assert all("†" not in cell for cell in rows["SASRec (CE)"])
+    assert rows[f"*{IMPROVEMENT_ROW}*"][0] == "+400.0%"  # TIGER[letter] 0.5 vs 0.1 (marker: its own test)
+    latex = render(table, "latex")
+    assert r"\underline{0.4000}$^{\dagger}$" in latex
+    csv = render(table, "csv")
+    assert "p_value" in csv.splitlines()[0]
+
+
+def test_significance_marker_on_seed_means():
+    n = 400
+    store = [run("SASRec (CE)", "sasrec", "beauty", ranks=ranks_with_hits(n, 40), seed=s) for s in (1, 2)]
+    store += [run("TIGER[rqvae]", "tiger", "beauty", ranks=ranks_with_hits(n, 200, rank=3), seed=s) for s in (1, 2)]
+    rows = md_rows(render(build_main_table(store), "md"))
+    assert rows["TIGER[rqvae]"][0] == "**0.5000 ± 0.0000**†"
+
+
+def test_tokenizer_table_rows_in_paper_order():
+    store = [
+        run("TIGER[letter]", "tiger", "beauty", (0.05, 0.03, 0.07, 0.04), tokenizer="letter"),
+        run("TIGER[rqvae]", "tiger", "beauty", (0.045, 0.032, 0.065, 0.038), tokenizer="rqvae"),
+        run("TIGER[random_id]", "tiger", "beauty", (0.03, 0.02, 0.043, 0.025), tokenizer="random_id"),
+        run("TIGER[lsh]", "tiger", "beauty", (0.038, 0.025, 0.053, 0.03), tokenizer="lsh"),
+        run("SASRec (CE)", "sasrec", "beauty", (0.04, 0.025, 0.06, 0.032)),
+    ]
+    rows = md_rows(render(build_tokenizer_table(store), "md").replace("| Tokenizer", "| Method"))
+    assert list(rows) == ["Random ID", "LSH", "RQ-VAE", "LETTER"]
+    assert rows["LETTER"][0] == "**0.0500**" and rows["RQ-VAE"][1] == "**0.0320**"
+
+
+def test_ablation_table_one_row_per_value():
+    store = [
+        run("TIGER[rqvae]", "tiger", "beauty", (0.04, 0.03, 0.06, 0.035), model__encoder_layers=3),
+        run("TIGER[rqvae]", "tiger", "beauty", (0.05, 0.03, 0.07, 0.04), model__encoder_layers=4),
+        run("TIGER[rqvae]", "tiger", "beauty", (0.045, 0.03, 0.065, 0.038), model__encoder_layers=5),
+        run("SASRec (CE)", "sasrec", "beauty", (0.9, 0.9, 0.9, 0.9)),  # its config has model.* defaults: ignored
+    ]
+    table = build_ablation_table(store, "model.encoder_layers")
+    assert [row.labels for row in table.rows] == [["TIGER[rqvae]", "3"], ["TIGER[rqvae]", "4"], ["TIGER[rqvae]", "5"]]
+    text = render(table, "md")
+    lines = [line for line in text.splitlines() if line.startswith("| TIGER")]
+    assert "**0.0500**" in lines[1] and "<u>0.0450</u>" in lines[2]
+    assert r"\multicolumn{4}{c}{Beauty}" in render(table, "latex")
+
+
+def test_write_text_atomic(tmp_path):
+    path = write_text_atomic(tmp_path / "t" / "main.md", "hello")
+    assert path.read_text() == "hello\n" and not list(path.parent.glob(".*"))
+
+
+def test_cli_kinds_and_output(tmp_path, capsys):
+    from bench.cli import main
+    from bench.records import write_record
+
+    store = tmp_path / "runs"
+    for record in paper_store():
+        write_record(record, store)
+    out_file = tmp_path / "tables" / "main.tex"
+    assert main(["table", "--results-dir", str(store), "--format", "latex", "--output", str(out_file)]) == 0
+    assert r"\toprule" in out_file.read_text() and r"\textbf{0.0500}" in out_file.read_text()
+    assert main(["table", "--results-dir", str(store), "--kind", "tokenizers"]) == 0
+    assert "| RQ-VAE" in capsys.readouterr().out
+    assert main(["table", "--results-dir", str(store), "--kind", "ablation"]) == 2
+    assert "--param" in capsys.readouterr().err
+    assert main(["table", "--results-dir", str(store), "--where", "tokenizer.name=letter", "--dataset", "beauty"]) == 0
+    rows = md_rows(capsys.readouterr().out)
+    assert "TIGER[letter]" in rows and "TIGER[rqvae]" not in rows
+    assert main(["table", "--results-dir", str(store), "--kind", "simple"]) == 0
+    assert "beauty (test)" in capsys.readouterr().out

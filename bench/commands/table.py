@@ -1,34 +1,89 @@
-"""`bench table`: render the results store as Markdown, LaTeX (booktabs) or CSV."""
+"""`bench table`: render the results store as paper-style tables (Markdown, LaTeX booktabs, CSV)."""
 from __future__ import annotations
 
 import argparse
 
+from bench.config import ConfigError, load_yaml_text
 from bench.records import iter_records
-from bench.tables import records_frame, render_table
+from bench.tables import (
+    MAIN_METRICS, build_table, filter_records, records_frame, render, render_table, write_text_atomic,
+)
+
+KINDS = ("main", "tokenizers", "ablation", "simple")
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "table", help="render run records as a paper-style table",
-        description="One table per dataset: one row per method (mean ± std over seeds), one column per "
-        "metric; the best value per column in bold, the second underlined.",
+        description="Render the completed runs of the results store as a table. "
+        "main: TIGER Table 1 (methods x datasets x R@5 N@5 R@10 N@10, an 'Improvement over best baseline' "
+        "row); tokenizers: TIGER Table 2 (one row per item tokenizer of the generative model); ablation: "
+        "one row per value of --param (e.g. model.encoder_layers, TIGER Table 5); simple: one table per "
+        "dataset, one row per method. Cells: mean ± std over seeds; best per column bold, second underlined; "
+        "† marks a row significantly better than the best baseline (paired per-user test, p < --alpha).",
     )
+    parser.add_argument("--kind", choices=KINDS, default="main", help="which table [default: main]")
+    parser.add_argument("--param", help="ablation: the dotted config key whose values make the rows")
     parser.add_argument("--results-dir", default="results/runs", help="folder of the results store")
     parser.add_argument("--format", choices=("md", "latex", "csv"), default="md")
     parser.add_argument("--split", choices=("test", "valid"), default="test", help="which metrics to show")
     parser.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="only runs whose config has this value, e.g. --where tokenizer.name=rqvae (repeatable)")
+    parser.add_argument("--metrics", help=f"comma-separated metrics [default: {','.join(MAIN_METRICS)}; "
+                        "simple: all of @5/@10/@20]")
+    parser.add_argument("--test", choices=("wilcoxon", "ttest"), default="wilcoxon",
+                        help="paired per-user significance test [default: wilcoxon]")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level [default: 0.05]")
+    parser.add_argument("--output", metavar="FILE", help="write the table to FILE (atomically) instead of printing it")
     parser.set_defaults(func=main)
 
 
+def parse_where(items) -> dict:
+    where = {}
+    for text in items or []:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--where expects key=value, got {text!r}")
+        where[key.strip()] = load_yaml_text(raw) if raw.strip() else ""
+    return where
+
+
 def main(args: argparse.Namespace) -> int:
-    frame = records_frame(iter_records(args.results_dir), split=args.split)
-    if frame.empty:
-        print(f"no completed run records in {args.results_dir}")
-        return 1
-    if args.dataset:
-        frame = frame[frame["dataset"].isin(args.dataset)]
-    for dataset, part in frame.groupby("dataset", sort=True):
-        print(f"{dataset} ({args.split})" if args.format == "md" else f"% {dataset} ({args.split})")
-        print(render_table(part, args.format))
-        print()
+    records = filter_records(iter_records(args.results_dir), args.dataset, parse_where(args.where))
+    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
+    if args.kind == "ablation" and not args.param:
+        raise ConfigError("--kind ablation needs --param KEY (the config key whose values make the rows)")
+    if args.kind == "simple":
+        text = render_simple(records, args.format, args.split, metrics)
+        if text is None:
+            print(f"no completed run records in {args.results_dir}")
+            return 1
+    else:
+        options = {"split": args.split, "alpha": args.alpha, "test": args.test}
+        if metrics:
+            options["metrics"] = metrics
+        table = build_table(args.kind, records, param=args.param, **options)
+        if not table.rows:
+            print(f"{table.empty_message} in {args.results_dir}")
+            return 1
+        text = render(table, args.format)
+    if args.output:
+        path = write_text_atomic(args.output, text)
+        print(f"wrote {path}")
+    else:
+        print(text)
     return 0
+
+
+def render_simple(records, fmt: str, split: str, metrics=None) -> str | None:
+    """One table per dataset, one row per method (the original `bench table`)."""
+    frame = records_frame(records, split=split)
+    if frame.empty:
+        return None
+    parts = []
+    for dataset, part in frame.groupby("dataset", sort=True):
+        parts.append(f"{dataset} ({split})" if fmt == "md" else f"% {dataset} ({split})")
+        parts.append(render_table(part, fmt, **({"metrics": metrics} if metrics else {})))
+        parts.append("")
+    return "\n".join(parts)

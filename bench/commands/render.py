@@ -1,0 +1,103 @@
+"""`bench render`: regenerate every table and plot under results/ from the run records."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.records import iter_records
+
+# hyper-parameters whose tables/curves are rendered when the store holds at least two values of them
+# for one (dataset, method); the shipped sweep specs' keys are added to these
+ABLATION_PARAMS = (
+    "model.encoder_layers", "tokenizer.letter.levels", "tokenizer.letter.codebook_size", "train.tau",
+    "tokenizer.letter.alpha", "tokenizer.letter.beta", "tokenizer.letter.n_clusters",
+    "tokenizer.rqvae.levels", "tokenizer.rqvae.codebook_size",
+)
+SKIP_PARAMS = ("seed", "method", "tokenizer.name", "dataset")
+SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "render", help="regenerate results/tables/* and results/plots/* from the results store",
+        description="Write the main table, the tokenizer table and an ablation table per swept "
+        "hyper-parameter (Markdown, LaTeX, CSV) to OUT/tables/, and the hyper-parameter curves and "
+        "code-assignment histograms (PNG, PDF) to OUT/plots/, from the completed runs of the store.",
+    )
+    parser.add_argument("--results-dir", default="results/runs", help="folder of the results store")
+    parser.add_argument("--out", default="results", help="folder that gets tables/ and plots/ [default: results]")
+    parser.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
+    parser.set_defaults(func=main)
+
+
+def swept_params() -> list[str]:
+    params = list(ABLATION_PARAMS)
+    try:
+        from sweeps.spec import load_spec, shipped_specs
+
+        for path in shipped_specs():
+            for dim in load_spec(path).dimensions:
+                key = dim.keys[0]
+                if key not in SKIP_PARAMS and key not in params:
+                    params.append(key)
+    except Exception:  # a broken spec must not stop the rendering
+        pass
+    return params
+
+
+def varied(records, param: str) -> bool:
+    """Whether some (dataset, method) has runs with two or more values of ``param``."""
+    from bench.tables import records_frame
+
+    frame = records_frame(records, params=[param])
+    column = f"param:{param}"
+    if frame.empty or frame[column].isna().all():
+        return False
+    counts = frame[frame[column].notna()].groupby(["dataset", "method"])[column].nunique()
+    return bool((counts >= 2).any())
+
+
+def render_all(records: list[dict], out: str | Path) -> list[Path]:
+    from bench.plots import PlotError, code_counts_from_store, plot_code_distribution, plot_param_curves
+    from bench.tables import build_table, render, write_text_atomic
+
+    out = Path(out)
+    written = []
+    tables = [("main", "main", None), ("tokenizers", "tokenizers", None)]
+    params = [p for p in swept_params() if varied(records, p)]
+    tables += [(f"ablation-{p}", "ablation", p) for p in params]
+    for name, kind, param in tables:
+        table = build_table(kind, records, param=param)
+        if not table.rows:
+            continue
+        for fmt, suffix in SUFFIX.items():
+            written.append(write_text_atomic(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
+    for param in params:
+        for suffix in ("png", "pdf"):
+            try:
+                written.append(plot_param_curves(records, param, out / "plots" / f"curve-{param}.{suffix}"))
+            except PlotError:
+                break
+    by_dataset: dict[str, list[dict]] = {}
+    for record in records:
+        by_dataset.setdefault(record["dataset"], []).append(record)
+    for dataset, part in sorted(by_dataset.items()):
+        series = code_counts_from_store(part)
+        if series:
+            for suffix in ("png", "pdf"):
+                written.append(plot_code_distribution(series, out / "plots" / f"codes-{dataset}.{suffix}"))
+    return written
+
+
+def main(args: argparse.Namespace) -> int:
+    records = [r for r in iter_records(args.results_dir)
+               if not args.dataset or r.get("dataset") in args.dataset]
+    completed = [r for r in records if r.get("status", "completed") == "completed"]
+    if not completed:
+        print(f"no completed run records in {args.results_dir}")
+        return 1
+    written = render_all(completed, args.out)
+    print(f"{len(completed)} completed runs in {args.results_dir} ({len(records) - len(completed)} failed left out)")
+    for path in written:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,240 @@
+"""Figures from run records (matplotlib, no display needed): pure functions from records to files.
+
+- ``plot_param_curves``: LETTER-style hyper-parameter curves, a metric against one config key
+  (``tokenizer.letter.levels``, ``tokenizer.letter.codebook_size``, ``tokenizer.letter.alpha``,
+  ``tokenizer.letter.beta``, ``tokenizer.letter.n_clusters``, ``train.tau``, ...), one line per
+  (dataset, method), mean over seeds with a ± std band.
+- ``plot_code_distribution``: LETTER's code-assignment figure, the number of items per first-level
+  code, codes sorted by that number. The counts come from a run record (``first_level_counts``
+  anywhere under ``method_info``, or a ``codes_path`` there pointing at a saved ``[n_items, L]`` code
+  array) or from a saved code array (``.npy``, ``.npz``, ``.json``).
+
+The object-oriented matplotlib API is used (``Figure``, no pyplot), so nothing depends on or
+changes the global backend; PNG, PDF and SVG follow from the output file's suffix.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from bench.tables import (
+    GENERATIVE_METHODS, TOKENIZER_NAMES, dataset_name, format_value, metric_header, records_frame,
+    select_best_configs,
+)
+
+
+class PlotError(ValueError):
+    """Nothing to plot (no matching records, no code counts)."""
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=120, layout="constrained")
+
+
+def _save(fig, output: str | Path) -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp{output.suffix}")
+    fig.savefig(tmp, format=output.suffix.lstrip(".") or "png")
+    tmp.replace(output)
+    return output
+
+
+# ---------------------------------------------------------------------- hyper-parameter curves
+def curve_frame(records, param: str, metrics: Iterable[str] = ("ndcg@10",), split: str = "test") -> pd.DataFrame:
+    """Mean, std and number of seeds per (dataset, method, value of ``param``, metric)."""
+    metrics = list(metrics)
+    frame = records_frame(list(records), split=split, params=[param])
+    column = f"param:{param}"
+    if frame.empty or frame[column].isna().all():
+        return pd.DataFrame(columns=["dataset", "method", "value", "metric", "mean", "std", "n"])
+    frame = frame[frame[column].notna()]
+    frame = select_best_configs(frame, ["dataset", "method", column])
+    rows = []
+    for (dataset, method, value), runs in frame.groupby(["dataset", "method", column], sort=False):
+        for metric in metrics:
+            if metric not in runs.columns:
+                continue
+            values = runs[metric].dropna().astype(float)
+            if values.empty:
+                continue
+            rows.append({"dataset": dataset, "method": method, "value": value, "metric": metric,
+                         "mean": float(values.mean()),
+                         "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                         "n": int(len(values))})
+    return pd.DataFrame(rows)
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
+
+
+def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable[str] = ("recall@10", "ndcg@10"),
+                      split: str = "test", title: str | None = None) -> Path:
+    """One panel per metric: the metric against ``param``, one line per (dataset, method)."""
+    metrics = list(metrics)
+    data = curve_frame(records, param, metrics, split)
+    if data.empty:
+        raise PlotError(f"no completed runs whose config has {param!r} (for the methods it applies to)")
+    values = list(data["value"].unique())
+    numeric = _numeric(values)
+    if numeric:
+        positions = {v: float(v) for v in values}
+        positive = [float(v) for v in values if float(v) > 0]
+        log_x = len(positive) == len(values) and max(positive) / min(positive) >= 100
+    else:
+        ordered = sorted(values, key=str)
+        positions = {v: float(i) for i, v in enumerate(ordered)}
+        log_x = False
+    several_datasets = data["dataset"].nunique() > 1
+    fig = _figure(4.2 * len(metrics), 3.4)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        part = data[data["metric"] == metric]
+        for (dataset, method), line in part.groupby(["dataset", "method"], sort=True):
+            line = line.assign(x=line["value"].map(positions)).sort_values("x")
+            label = f"{method} ({dataset_name(dataset)})" if several_datasets else str(method)
+            x, y, s = line["x"].to_numpy(), line["mean"].to_numpy(), line["std"].to_numpy()
+            drawn = ax.plot(x, y, marker="o", label=label)[0]
+            if np.isfinite(s).any():
+                s = np.nan_to_num(s, nan=0.0)
+                ax.fill_between(x, y - s, y + s, color=drawn.get_color(), alpha=0.2, linewidth=0)
+        if log_x:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(list(positions.values()), [format_value(v) for v in positions])
+        elif len(values) <= 10 and (log_x or all(float(v).is_integer() for v in values)):
+            # grid values (layers, codebook sizes, alpha/beta): a tick at each
+            ax.set_xticks(sorted(positions.values()), [f"{float(v):.4g}" for v in sorted(values, key=float)])
+            if log_x:
+                ax.minorticks_off()
+        ax.set_xlabel(param)
+        ax.set_ylabel(f"{metric_header(metric)} ({split})")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title or f"{', '.join(metric_header(m) for m in metrics)} vs {param}", fontsize="medium")
+    return _save(fig, output)
+
+
+# ---------------------------------------------------------------------- code assignment
+def _find(node, key: str):
+    """The first value stored under ``key`` anywhere in nested dicts/lists."""
+    if isinstance(node, dict):
+        if key in node:
+            return node[key]
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _find(child, key)
+        if found is not None:
+            return found
+    return None
+
+
+def load_codes(path: str | Path) -> np.ndarray:
+    """A saved code array ``[n_items, L]`` (or ``[n_items]``): ``.npy``, ``.npz`` (key ``codes`` or
+    the first array) or ``.json`` (a list, or ``{"codes": [...]}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no code file at {path}")
+    if path.suffix == ".npz":
+        with np.load(path) as archive:
+            codes = archive["codes"] if "codes" in archive.files else archive[archive.files[0]]
+    elif path.suffix == ".json":
+        data = json.loads(path.read_text())
+        codes = np.asarray(data["codes"] if isinstance(data, dict) else data)
+    else:
+        codes = np.load(path, allow_pickle=False)
+    codes = np.asarray(codes)
+    if codes.ndim not in (1, 2) or not np.issubdtype(codes.dtype, np.integer):
+        raise PlotError(f"{path}: expected an integer array [n_items, levels], got {codes.dtype} {codes.shape}")
+    return codes
+
+
+def counts_from_codes(codes: np.ndarray, level: int = 0, codebook_size: int | None = None) -> np.ndarray:
+    """Items per code at ``level``, over all ``codebook_size`` codes (unused codes count 0)."""
+    codes = np.asarray(codes)
+    column = codes if codes.ndim == 1 else codes[:, level]
+    size = max(int(codebook_size or 0), int(column.max()) + 1 if len(column) else 0)
+    return np.bincount(column.astype(np.int64), minlength=size)
+
+
+def record_code_counts(record: dict, level: int = 0) -> np.ndarray | None:
+    """Items per first-level code of a run's tokenizer, from its record, or None if it has none."""
+    info = record.get("method_info") or {}
+    if level == 0:
+        counts = _find(info, "first_level_counts")
+        if counts is not None:
+            return np.asarray(counts, dtype=np.int64)
+    per_level = _find(info, "code_counts")  # optional: a list of per-level count lists
+    if isinstance(per_level, list) and len(per_level) > level and isinstance(per_level[level], list):
+        return np.asarray(per_level[level], dtype=np.int64)
+    path = _find(info, "codes_path")
+    if isinstance(path, str) and Path(path).is_file():
+        sizes = _find(info, "codebook_sizes")
+        size = sizes[level] if isinstance(sizes, list) and len(sizes) > level else None
+        return counts_from_codes(load_codes(path), level, size)
+    return None
+
+
+def code_series_label(record: dict) -> str:
+    config = record.get("config") or {}
+    if record.get("method") in GENERATIVE_METHODS:
+        name = (config.get("tokenizer") or {}).get("name")
+        return f"{TOKENIZER_NAMES.get(name, name or record['label'])} ({dataset_name(record['dataset'])})"
+    return f"{record['label']} ({dataset_name(record['dataset'])})"
+
+
+def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, level: int = 0,
+                           title: str | None = None) -> Path:
+    """Items per code at ``level``, codes sorted from the most to the least used (LETTER's figure)."""
+    if not series:
+        raise PlotError("no code counts to plot")
+    fig = _figure(6.0, 3.4)
+    ax = fig.subplots()
+    single = len(series) == 1
+    for name, counts in series.items():
+        counts = np.sort(np.asarray(counts, dtype=np.int64))[::-1]
+        if counts.sum() <= 0:
+            continue
+        used = int((counts > 0).sum())
+        p = counts[counts > 0] / counts.sum()
+        entropy = float(-(p * np.log2(p)).sum())
+        label = f"{name}: {used}/{len(counts)} codes used, max {int(counts[0])}, H={entropy:.2f} bits"
+        x = np.arange(1, len(counts) + 1)
+        if single:
+            ax.bar(x, counts, width=1.0, label=label)
+        else:
+            ax.step(x, counts, where="mid", label=label)
+    ax.set_xlabel(f"level-{level + 1} code (sorted by number of items)")
+    ax.set_ylabel("items")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(title or f"Items per level-{level + 1} code", fontsize="medium")
+    return _save(fig, output)
+
+
+def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, np.ndarray]:
+    """The newest run per (dataset, label) whose record carries code counts."""
+    newest: dict[tuple, dict] = {}
+    for record in records:
+        if record.get("status", "completed") != "completed":
+            continue
+        if datasets and record.get("dataset") not in datasets:
+            continue
+        if record_code_counts(record, level) is None:
+            continue
+        key = (record["dataset"], record["label"])
+        if key not in newest or str(record.get("run_id", "")) > str(newest[key].get("run_id", "")):
+            newest[key] = record
+    return {code_series_label(r): record_code_counts(r, level) for _, r in sorted(newest.items())}
+

@@ -1,0 +1,339 @@
+"""Sweep specs: a base run config plus a search space over dotted config keys.
+
+A spec is a YAML file (see ``sweeps/smoke.yaml`` and the module docstring of ``sweeps.launcher``)::
+
+    name: layers                      # default: the file name
+    profile: cpu                      # compute profile of every trial
+    tokenizer: rqvae                  # => method: tiger, tokenizer.name: rqvae  (or `method: sasrec`)
+    dataset: beauty
+    config: [extra.yaml]              # optional config files, relative to the spec
+    set:                              # fixed values, dotted keys
+      split.max_history: 20
+    seeds: [2024, 2025, 2026]         # a dimension over `seed`
+    space:                            # searched dimensions, dotted keys
+      model.dropout: [0.1, 0.2]                       # a list: grid values (optuna: a categorical choice)
+      tokenizer.letter.alpha: {loguniform: [1.0e-3, 1.0e-1]}
+      layers:                                          # one dimension that sets several keys together
+        keys: [model.encoder_layers, model.decoder_layers]
+        values: [3, 4, 5]
+    search: grid                      # grid | optuna   (CLI --search)
+    num_samples: 1                    # grid: draws per grid point of the distributions; optuna: trials
+    metric: valid_ndcg@10
+    mode: max
+    scheduler: none                   # asha | none   (CLI --scheduler)
+    asha: {grace_period: 1, reduction_factor: 3, max_t: 10000}
+    resources: {cpu: 1, gpu: 0}       # per trial
+    max_failures: 0                   # retries per failing trial
+
+Dimension forms: a list or ``{grid: [...]}`` (enumerated by the grid search, a categorical choice
+for Optuna), ``{choice: [...]}`` (sampled), ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``,
+``{randint: [lo, hi]}`` (``hi`` excluded). Under the grid search every distribution is drawn
+``num_samples`` times per grid point with a seeded generator, so re-running a spec gives the same
+trials (and skips the finished ones).
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import ConfigError, deep_merge, load_yaml_text, resolve_config
+
+SPEC_DIR = Path(__file__).parent
+SEARCHES = ("grid", "optuna")
+SCHEDULERS = ("none", "asha")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
+SPEC_KEYS = {
+    "name", "description", "profile", "method", "tokenizer", "dataset", "data_dir", "config", "set",
+    "seeds", "space", "search", "num_samples", "metric", "mode", "scheduler", "asha", "resources",
+    "max_failures", "search_seed", "results_dir",
+}
+# Keys that say where files go, not what runs: left out of a trial's identity, so a trial done
+# under another results folder or data path still counts as done.
+PATH_KEYS = ("results_dir", "work_dir", "data_dir")
+
+
+@dataclass
+class Dimension:
+    """One searched dimension: a name, the config keys it sets, and its values or distribution."""
+
+    name: str
+    keys: list[str]
+    kind: str  # "grid" or one of DISTRIBUTIONS
+    values: list = field(default_factory=list)  # grid / choice values
+    bounds: tuple = ()  # (lo, hi) of uniform / loguniform / randint
+
+    def sample(self, rng: random.Random):
+        if self.kind in ("grid", "choice"):
+            return rng.choice(self.values)
+        lo, hi = self.bounds
+        if self.kind == "uniform":
+            return rng.uniform(lo, hi)
+        if self.kind == "loguniform":
+            return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        return rng.randrange(int(lo), int(hi))
+
+    def representative(self):
+        """A value used to check a spec without running it."""
+        return self.values[0] if self.kind in ("grid", "choice") else self.bounds[0]
+
+    def ray_domain(self, search: str):
+        from ray import tune
+
+        if self.kind == "grid":
+            return tune.choice(self.values) if search == "optuna" else tune.grid_search(self.values)
+        if self.kind == "choice":
+            return tune.choice(self.values)
+        lo, hi = self.bounds
+        return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[self.kind](lo, hi)
+
+    def describe(self) -> str:
+        keys = self.keys[0] if len(self.keys) == 1 else "+".join(self.keys)
+        what = self.values if self.kind == "grid" else f"{self.kind}{list(self.values or self.bounds)}"
+        return f"{keys}: {what}"
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    path: Path | None
+    profile: str | None = None
+    config_files: list[str] = field(default_factory=list)
+    fixed: dict = field(default_factory=dict)  # nested overrides every trial shares
+    dimensions: list[Dimension] = field(default_factory=list)
+    search: str = "grid"
+    num_samples: int | None = None
+    metric: str = "valid_ndcg@10"
+    mode: str = "max"
+    scheduler: str = "none"
+    asha: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    max_failures: int = 0
+    search_seed: int = 0
+    description: str = ""
+
+    # ------------------------------------------------------------------ trial configs
+    def base(self) -> dict:
+        """What every trial shares, as plain data (it travels to Ray workers in the trial config)."""
+        return {
+            "profile": self.profile,
+            "config_files": list(self.config_files),
+            "fixed": copy.deepcopy(self.fixed),
+            "dims": {d.name: list(d.keys) for d in self.dimensions},
+        }
+
+    def grid_points(self, num_samples: int | None = None) -> list[dict]:
+        """Every trial of the grid search: the product of the grid dimensions, each point with
+        ``num_samples`` seeded draws of the distribution dimensions; duplicates dropped."""
+        n = max(1, int(num_samples or self.num_samples or 1))
+        seeds = [d for d in self.dimensions if d.keys == ["seed"] and d.kind == "grid"]
+        grid = [d for d in self.dimensions if d.kind == "grid" and d not in seeds]
+        sampled = [d for d in self.dimensions if d.kind != "grid"]
+        if not sampled:
+            n = 1  # repeating an identical config gives no new information: use seeds for that
+        rng = random.Random(self.search_seed)
+        points, seen = [], set()
+        for combo in itertools.product(*(d.values for d in grid)):
+            for _ in range(n):
+                # one draw per configuration, shared by its seeds (so seeds replicate one config)
+                drawn = {d.name: d.sample(rng) for d in sampled}
+                for seed_combo in itertools.product(*(d.values for d in seeds)):
+                    point = {d.name: v for d, v in zip(grid, combo)}
+                    point.update(drawn)
+                    point.update({d.name: v for d, v in zip(seeds, seed_combo)})
+                    key = repr(sorted(point.items()))
+                    if key not in seen:
+                        seen.add(key)
+                        points.append(point)
+        return points
+
+    def representative_point(self) -> dict:
+        return {d.name: d.representative() for d in self.dimensions}
+
+    def ray_space(self, search: str) -> dict:
+        return {d.name: d.ray_domain(search) for d in self.dimensions}
+
+
+def point_overrides(dims: dict[str, list[str]], point: dict) -> dict:
+    """Nested config overrides for one point: each dimension's value set on each of its keys."""
+    overrides: dict = {}
+    for name, value in point.items():
+        for key in dims.get(name, [name]):
+            overrides = deep_merge(overrides, nest(key, value))
+    return overrides
+
+
+def nest(dotted: str, value: Any) -> dict:
+    node: Any = value
+    for part in reversed(dotted.split(".")):
+        node = {part: node}
+    return node
+
+
+def resolve_trial_config(base: dict, point: dict) -> dict:
+    """The run config of one trial: profile < config files < fixed values < the point's values."""
+    overrides = deep_merge(base["fixed"], point_overrides(base["dims"], point))
+    return resolve_config(base["profile"], base["config_files"], (), overrides)
+
+
+def trial_key(config: dict) -> str:
+    """A trial's identity: the config hash with the path keys left out (see PATH_KEYS)."""
+    from bench.runner import config_hash
+
+    return config_hash({k: v for k, v in config.items() if k not in PATH_KEYS})
+
+
+# ---------------------------------------------------------------------- loading
+def _dimension(name: str, raw: Any, where: str) -> Dimension:
+    keys = [name]
+    if isinstance(raw, dict) and "keys" in raw:
+        keys = raw["keys"]
+        if isinstance(keys, str):
+            keys = [keys]
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            raise ConfigError(f"{where}: dimension {name!r}: `keys` must be a list of dotted config keys")
+        raw = {k: v for k, v in raw.items() if k != "keys"}
+        if set(raw) == {"values"}:
+            raw = raw["values"]
+    if isinstance(raw, list):
+        kind, payload = "grid", raw
+    elif isinstance(raw, dict) and len(raw) == 1:
+        kind, payload = next(iter(raw.items()))
+        if kind not in ("grid", *DISTRIBUTIONS):
+            raise ConfigError(
+                f"{where}: dimension {name!r}: unknown form {kind!r}; use a list, or one of "
+                f"grid, {', '.join(DISTRIBUTIONS)}"
+            )
+    else:
+        raise ConfigError(
+            f"{where}: dimension {name!r} must be a list of values or a mapping like "
+            f"{{uniform: [lo, hi]}}, got {raw!r}"
+        )
+    if not isinstance(payload, list) or not payload:
+        raise ConfigError(f"{where}: dimension {name!r}: {kind} needs a non-empty list")
+    if kind in ("grid", "choice"):
+        return Dimension(name, list(keys), kind, values=list(payload))
+    if len(payload) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in payload):
+        raise ConfigError(f"{where}: dimension {name!r}: {kind} needs [low, high] numbers, got {payload!r}")
+    lo, hi = payload
+    if not lo < hi:
+        raise ConfigError(f"{where}: dimension {name!r}: {kind} needs low < high, got {payload!r}")
+    if kind == "loguniform" and lo <= 0:
+        raise ConfigError(f"{where}: dimension {name!r}: loguniform needs a positive lower bound")
+    if kind == "randint" and not (float(lo).is_integer() and float(hi).is_integer()):
+        raise ConfigError(f"{where}: dimension {name!r}: randint needs integer bounds")
+    return Dimension(name, list(keys), kind, bounds=(lo, hi))
+
+
+def parse_spec(data: Any, path: Path | None = None, name: str | None = None) -> SweepSpec:
+    where = str(path) if path else "sweep spec"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a sweep spec must be a mapping")
+    unknown = set(data) - SPEC_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown spec entries {sorted(unknown)}; valid: {', '.join(sorted(SPEC_KEYS))}")
+    fixed: dict = {}
+    if data.get("method"):
+        fixed["method"] = data["method"]
+    if data.get("tokenizer"):
+        if data.get("method") not in (None, "tiger"):
+            raise ConfigError(f"{where}: `tokenizer` runs the generative model (method tiger), not {data['method']!r}")
+        fixed["method"] = "tiger"
+        fixed["tokenizer"] = {"name": data["tokenizer"]}
+    if data.get("dataset"):
+        fixed["dataset"] = data["dataset"]
+    if data.get("data_dir"):
+        fixed["data_dir"] = str(data["data_dir"])
+    if data.get("results_dir"):
+        fixed["results_dir"] = str(data["results_dir"])
+    sets = data.get("set") or {}
+    if isinstance(sets, list):  # ["key=value", ...] like --set
+        from bench.config import parse_assignment
+
+        for text in sets:
+            fixed = deep_merge(fixed, parse_assignment(str(text)))
+    elif isinstance(sets, dict):
+        for key, value in sets.items():
+            fixed = deep_merge(fixed, nest(str(key), value))
+    else:
+        raise ConfigError(f"{where}: `set` must map dotted keys to values")
+
+    space = data.get("space") or {}
+    if not isinstance(space, dict):
+        raise ConfigError(f"{where}: `space` must map dotted keys to values or distributions")
+    dimensions = [_dimension(str(k), v, where) for k, v in space.items()]
+    if data.get("seeds") is not None:
+        seeds = data["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+            raise ConfigError(f"{where}: `seeds` must be a non-empty list of integers")
+        if any("seed" in d.keys for d in dimensions):
+            raise ConfigError(f"{where}: give the seeds either in `seeds` or in `space`, not both")
+        dimensions.append(Dimension("seed", ["seed"], "grid", values=list(seeds)))
+    names = [d.name for d in dimensions]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: dimension names must be unique: {names}")
+
+    base_dir = path.parent if path else Path.cwd()
+    config_files = data.get("config") or []
+    if isinstance(config_files, str):
+        config_files = [config_files]
+    config_files = [str((base_dir / f).resolve()) for f in config_files]
+
+    spec = SweepSpec(
+        name=str(data.get("name") or name or (path.stem if path else "sweep")),
+        path=path,
+        profile=data.get("profile"),
+        config_files=config_files,
+        fixed=fixed,
+        dimensions=dimensions,
+        search=str(data.get("search", "grid")),
+        num_samples=data.get("num_samples"),
+        metric=str(data.get("metric", "valid_ndcg@10")),
+        mode=str(data.get("mode", "max")),
+        scheduler=str(data.get("scheduler", "none")),
+        asha=dict(data.get("asha") or {}),
+        resources={"cpu": 1, "gpu": 0, **(data.get("resources") or {})},
+        max_failures=int(data.get("max_failures", 0)),
+        search_seed=int(data.get("search_seed", 0)),
+        description=str(data.get("description", "")),
+    )
+    check_choices(spec, where)
+    return spec
+
+
+def check_choices(spec: SweepSpec, where: str = "sweep spec") -> None:
+    if spec.search not in SEARCHES:
+        raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {spec.search!r}")
+    if spec.scheduler not in SCHEDULERS:
+        raise ConfigError(f"{where}: scheduler must be one of {', '.join(SCHEDULERS)}, got {spec.scheduler!r}")
+    if spec.mode not in ("max", "min"):
+        raise ConfigError(f"{where}: mode must be max or min, got {spec.mode!r}")
+    if spec.num_samples is not None and int(spec.num_samples) < 1:
+        raise ConfigError(f"{where}: num_samples must be at least 1")
+    if spec.max_failures < 0:
+        raise ConfigError(f"{where}: max_failures must be 0 or more")
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """A spec from a YAML file; a bare name (``smoke``) is looked up among the shipped specs."""
+    candidate = Path(path)
+    if not candidate.is_file():
+        shipped = SPEC_DIR / f"{candidate.name}.yaml"
+        if candidate.suffix == "" and shipped.is_file():
+            candidate = shipped
+        else:
+            known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.yaml")))
+            raise ConfigError(f"sweep spec {str(path)!r} not found (shipped specs: {known})")
+    try:
+        data = load_yaml_text(candidate.read_text())
+    except Exception as err:  # yaml.YAMLError
+        raise ConfigError(f"{candidate}: not valid YAML: {err}") from err
+    return parse_spec(data, candidate.resolve())
+
+
+def shipped_specs() -> list[Path]:
+    return sorted(SPEC_DIR.glob("*.yaml"))

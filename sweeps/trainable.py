@@ -1,0 +1,67 @@
+"""The Ray Tune trainable: one trial = one ``bench.runner.run`` = one run record.
+
+It lives in the installed package because Ray workers are fresh interpreters that import it by
+name (a function defined in a script or a test file cannot be imported there).
+"""
+from __future__ import annotations
+
+import math
+
+from bench.records import iter_records
+from sweeps.spec import resolve_trial_config, trial_key
+
+
+def flat_metrics(metrics: dict) -> dict:
+    """``{"valid": {"ndcg@10": x}, "test": {...}}`` -> ``{"valid_ndcg@10": x, "test_...": ...}``."""
+    return {f"{stage}_{name}": value for stage, values in metrics.items() for name, value in values.items()}
+
+
+def find_completed(results_dir: str, key: str) -> dict | None:
+    """The newest completed record in the store whose config is this trial's (see ``trial_key``)."""
+    found = None
+    for record in iter_records(results_dir):
+        if record.get("status") == "completed" and "config" in record and trial_key(record["config"]) == key:
+            found = record
+    return found
+
+
+def run_trial(trial: dict) -> None:
+    """Ray calls this with ``{"base": ..., "point": {dimension: value}, "metric": name}``."""
+    from ray import tune
+
+    from bench.runner import run
+
+    config = resolve_trial_config(trial["base"], trial["point"])
+    metric = trial.get("metric", "valid_ndcg@10")
+    existing = find_completed(config["results_dir"], trial_key(config))
+    if existing is not None:  # e.g. Optuna proposed a config that is already in the store
+        tune.report(final_result(existing, metric) | {"skipped": True})
+        return
+
+    last = {}
+
+    def report(step: int, metrics: dict) -> None:
+        # intermediate validation metrics, so a scheduler (ASHA) can stop a bad trial early; Tune
+        # requires the sweep metric in every result, so a report without it carries the last value
+        values = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if metric in values:
+            last[metric] = values[metric]
+        elif metric in last:
+            values[metric] = last[metric]
+        else:
+            return
+        tune.report({**values, "step": int(step), "final": False})
+
+    record = run(config, report=report, write=True)
+    tune.report(final_result(record, metric) | {"skipped": False})
+
+
+def final_result(record: dict, metric: str) -> dict:
+    result = {k: v for k, v in flat_metrics(record["metrics"]).items() if isinstance(v, (int, float))}
+    result.setdefault(metric, math.nan)
+    return result | {
+        "final": True,
+        "run_id": record["run_id"],
+        "record_path": record.get("_path", ""),
+        "config_hash": record.get("config_hash", ""),
+    }

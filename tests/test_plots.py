@@ -1,0 +1,110 @@
+"""Figures: hyper-parameter curves and code-assignment histograms, and `bench render`."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.plots import (
+    PlotError, counts_from_codes, curve_frame, plot_code_distribution, plot_param_curves, record_code_counts,
+)
+from bench.records import write_record
+
+PNG = b"\x89PNG\r\n\x1a\n"
+_ids = itertools.count()
+
+
+def run(dataset, tokenizer, seed, ndcg, alpha=0.02, counts=None, label=None, method="tiger"):
+    config = {"method": method, "dataset": dataset, "seed": seed,
+              "tokenizer": {"name": tokenizer, "letter": {"alpha": alpha}}}
+    info = {"tokenizer": {"first_level_counts": counts}} if counts is not None else {}
+    return {"run_id": f"p{next(_ids):04d}", "label": label or f"TIGER[{tokenizer}]", "method": method,
+            "dataset": dataset, "seed": seed, "status": "completed", "config": config,
+            "metrics": {"test": {"recall@10": 2 * ndcg, "ndcg@10": ndcg}, "valid": {"ndcg@10": ndcg}},
+            "method_info": info}
+
+
+def alpha_store():
+    store = []
+    for dataset, offset in (("beauty", 0.0), ("sports", -0.01)):
+        for alpha, base in ((1e-3, 0.030), (1e-2, 0.036), (2e-2, 0.040), (1e-1, 0.033)):
+            for seed, noise in ((1, -0.001), (2, 0.001)):
+                store.append(run(dataset, "letter", seed, base + offset + noise, alpha=alpha))
+    store.append(run("beauty", "rqvae", 1, 0.9))  # alpha means nothing for RQ-VAE: left out
+    store.append(run("beauty", "rqvae", 1, 0.9, label="SASRec (CE)", method="sasrec"))
+    return store
+
+
+def is_png(path):
+    data = path.read_bytes()
+    return len(data) > 1000 and data.startswith(PNG)
+
+
+def test_curve_frame_means_and_scope():
+    data = curve_frame(alpha_store(), "tokenizer.letter.alpha", ["ndcg@10"])
+    assert set(data["method"]) == {"TIGER[letter]"}
+    point = data[(data["dataset"] == "beauty") & (data["value"] == 2e-2)].iloc[0]
+    assert point["mean"] == pytest.approx(0.040) and point["std"] == pytest.approx(np.std([0.039, 0.041], ddof=1))
+    assert point["n"] == 2 and len(data) == 8
+
+
+def test_param_curve_png_and_pdf(tmp_path):
+    png = plot_param_curves(alpha_store(), "tokenizer.letter.alpha", tmp_path / "alpha.png")
+    assert is_png(png)
+    pdf = plot_param_curves(alpha_store(), "tokenizer.letter.alpha", tmp_path / "alpha.pdf", metrics=["ndcg@10"])
+    assert pdf.read_bytes().startswith(b"%PDF")
+    with pytest.raises(PlotError):
+        plot_param_curves(alpha_store(), "model.no_such_key", tmp_path / "none.png")
+
+
+def test_code_distribution_from_records_and_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    skewed = np.bincount(rng.zipf(1.6, 2000) % 256, minlength=256)
+    record = run("beauty", "rqvae", 1, 0.04, counts=skewed.tolist())
+    assert record_code_counts(record).tolist() == skewed.tolist()
+    codes = np.stack([rng.integers(0, 256, 2000), rng.integers(0, 256, 2000)], axis=1)
+    even = counts_from_codes(codes, level=0, codebook_size=256)
+    assert even.sum() == 2000 and len(even) == 256
+    path = plot_code_distribution({"RQ-VAE": skewed, "LETTER": even}, tmp_path / "codes.png")
+    assert is_png(path)
+    assert is_png(plot_code_distribution({"LETTER": even}, tmp_path / "one.png"))
+
+
+def test_plot_cli(tmp_path, capsys):
+    store = tmp_path / "runs"
+    for record in alpha_store():
+        write_record(record, store)
+    out = tmp_path / "fig" / "alpha.png"
+    assert main(["plot", "curve", "--param", "tokenizer.letter.alpha", "--results-dir", str(store),
+                 "--output", str(out), "--dataset", "beauty"]) == 0
+    assert is_png(out)
+    assert main(["plot", "curve", "--param", "model.nope", "--results-dir", str(store), "--output", str(out)]) == 2
+    assert "model.nope" in capsys.readouterr().err
+    codes = tmp_path / "codes.npy"
+    np.save(codes, np.random.default_rng(1).integers(0, 64, size=(500, 3)))
+    out = tmp_path / "fig" / "codes.png"
+    assert main(["plot", "codes", "--codes", f"{codes}=LSH", "--codebook-size", "64", "--output", str(out)]) == 0
+    assert is_png(out)
+    assert main(["plot", "codes", "--results-dir", str(store), "--output", str(out)]) == 2
+    assert "carries code counts" in capsys.readouterr().err
+
+
+def test_render_writes_tables_and_plots(tmp_path, capsys):
+    store = tmp_path / "runs"
+    for record in alpha_store() + [run("beauty", "rqvae", 3, 0.041, counts=[50, 30, 0, 20])]:
+        write_record(record, store)
+    assert main(["render", "--results-dir", str(store), "--out", str(tmp_path / "results")]) == 0
+    tables = tmp_path / "results" / "tables"
+    plots = tmp_path / "results" / "plots"
+    for name in ("main", "tokenizers", "ablation-tokenizer.letter.alpha"):
+        for suffix in ("md", "tex", "csv"):
+            assert (tables / f"{name}.{suffix}").stat().st_size > 0
+    assert r"\toprule" in (tables / "main.tex").read_text()
+    assert "| LETTER" in (tables / "tokenizers.md").read_text()
+    assert is_png(plots / "curve-tokenizer.letter.alpha.png")
+    assert (plots / "curve-tokenizer.letter.alpha.pdf").read_bytes().startswith(b"%PDF")
+    assert is_png(plots / "codes-beauty.png")
+    assert not (plots / "codes-sports.png").exists()
+    assert "wrote" in capsys.readouterr().out

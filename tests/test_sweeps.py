@@ -1,0 +1,319 @@
+"""Sweep specs and the Ray Tune launcher: grid, Optuna, re-runs, failing trials, a Ray head.
+
+The Ray tests share one local Ray session (started once for the module; the launcher reuses a
+connected session) and run `pop`/`random` on a small synthetic dataset, two trials at a time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.config import ConfigError
+from sweeps.spec import load_spec, parse_spec, resolve_trial_config, shipped_specs, trial_key
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = str(REPO / "sweeps" / "smoke.yaml")
+
+
+def records(folder) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+
+
+def sweep_args(tmp_path, *extra) -> list[str]:
+    return ["sweep", SMOKE, "--results-dir", str(tmp_path / "runs"), "--set", f"work_dir={tmp_path / 'work'}", *extra]
+
+
+# ---------------------------------------------------------------------- specs (no Ray)
+def test_shipped_specs_load_and_resolve():
+    names = {p.stem for p in shipped_specs()}
+    assert {"smoke", "layers", "codebook_size", "id_length", "tau", "letter_alpha_beta", "clusters"} <= names
+    for path in shipped_specs():
+        spec = load_spec(path)
+        points = spec.grid_points() if spec.search == "grid" else [spec.representative_point()]
+        for point in points:
+            config = resolve_trial_config(spec.base(), point)  # every key exists in the config defaults
+            assert config["seed"] is not None
+
+
+def test_paper_grids():
+    alpha_beta = load_spec(REPO / "sweeps" / "letter_alpha_beta.yaml")
+    points = alpha_beta.grid_points()
+    assert len(points) == 16
+    assert {p["tokenizer.letter.alpha"] for p in points} == {1e-1, 2e-2, 1e-2, 1e-3}
+    assert {p["tokenizer.letter.beta"] for p in points} == {1e-2, 1e-3, 1e-4, 1e-5}
+    layers = load_spec(REPO / "sweeps" / "layers.yaml")
+    config = resolve_trial_config(layers.base(), layers.grid_points()[0])
+    assert config["method"] == "tiger" and config["tokenizer"]["name"] == "rqvae"
+    assert config["model"]["encoder_layers"] == config["model"]["decoder_layers"] == 3
+    assert {p["layers"] for p in layers.grid_points()} == {3, 4, 5}
+
+
+def test_grid_points_share_draws_across_seeds():
+    spec = load_spec(SMOKE)
+    points = spec.grid_points()
+    assert len(points) == 4
+    by_method = {}
+    for p in points:
+        by_method.setdefault(p["method"], set()).add(p["data.synthetic.p_next"])
+    assert all(len(values) == 1 for values in by_method.values())  # seeds replicate one configuration
+    assert spec.grid_points() == points  # seeded: a re-run enumerates the same trials
+
+
+def test_trial_key_ignores_paths():
+    spec = load_spec(SMOKE)
+    point = spec.grid_points()[0]
+    a = resolve_trial_config(spec.base(), point)
+    spec.fixed["results_dir"] = "/elsewhere/runs"
+    b = resolve_trial_config(spec.base(), point)
+    assert a["results_dir"] != b["results_dir"] and trial_key(a) == trial_key(b)
+    assert trial_key(resolve_trial_config(spec.base(), spec.grid_points()[1])) != trial_key(a)
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"a.b": {"uniform": [1]}}, r"needs \[low, high\]"),
+    ({"a.b": {"normal": [0, 1]}}, "unknown form"),
+    ({"a.b": {"loguniform": [0, 1]}}, "positive lower bound"),
+    ({"a.b": 3}, "must be a list"),
+])
+def test_bad_dimensions_are_clear_errors(space, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_spec({"space": space})
+
+
+def test_unknown_spec_entry():
+    with pytest.raises(ConfigError, match="unknown spec entries"):
+        parse_spec({"methods": ["pop"]})
+
+
+def test_unknown_key_fails_before_ray(tmp_path, monkeypatch, capsys):
+    import ray
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad spec")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("profile: smoke\ndataset: synthetic\nmethod: pop\nspace:\n  model.no_such_key: [1, 2]\n")
+    assert main(["sweep", str(spec), "--results-dir", str(tmp_path / "runs")]) == 2
+    assert "unknown config key 'model.no_such_key'" in capsys.readouterr().err
+    spec.write_text("profile: smoke\ndataset: synthetic\nspace:\n  method: [pop, nope]\n")
+    assert main(["sweep", str(spec), "--search", "optuna", "--results-dir", str(tmp_path / "runs")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_lists_trials(tmp_path, capsys):
+    assert main(sweep_args(tmp_path, "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert out.count("would run:") == 4 and "method=random" in out
+
+
+def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, monkeypatch):
+    """The trainable without Ray: what it reports to Tune (ASHA sees the intermediate metric)."""
+    import ray.tune
+
+    import bench.records
+    import bench.runner
+    from sweeps import trainable
+
+    reported = []
+    monkeypatch.setattr(ray.tune, "report", lambda metrics, **kw: reported.append(dict(metrics)))
+    spec = load_spec(SMOKE)
+    spec.fixed["results_dir"] = str(tmp_path / "runs")
+    trial = {"base": spec.base(), "point": spec.grid_points()[0], "metric": "valid_ndcg@10"}
+    config = resolve_trial_config(trial["base"], trial["point"])
+
+    def fake_run(config, report=None, write=True):
+        report(1, {"loss": 2.0})  # nothing to forward yet: Tune needs the metric in every result
+        report(2, {"valid_ndcg@10": 0.1, "loss": 1.5})
+        report(3, {"loss": 1.2})  # carries the last value
+        record = {"run_id": "r1", "status": "completed", "config": config, "config_hash": "h",
+                  "metrics": {"valid": {"ndcg@10": 0.2}, "test": {"ndcg@10": 0.15}}}
+        bench.records.write_record(record, config["results_dir"])
+        return record
+
+    monkeypatch.setattr(bench.runner, "run", fake_run)
+    trainable.run_trial(trial)
+    assert [r.get("step") for r in reported] == [2, 3, None]
+    assert reported[1]["valid_ndcg@10"] == 0.1 and reported[1]["loss"] == 1.2
+    assert reported[2]["valid_ndcg@10"] == 0.2 and reported[2]["test_ndcg@10"] == 0.15
+    assert reported[2]["final"] and not reported[2]["skipped"] and reported[2]["run_id"] == "r1"
+
+    reported.clear()
+    monkeypatch.setattr(bench.runner, "run", lambda *a, **k: pytest.fail("a finished trial must not run again"))
+    trainable.run_trial(trial)  # e.g. Optuna proposing a config that is already in the store
+    assert len(reported) == 1 and reported[0]["skipped"] and reported[0]["valid_ndcg@10"] == 0.2
+
+
+# ---------------------------------------------------------------------- a Ray head on 127.0.0.1
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the head's processes")
+def test_sweep_joins_a_ray_head(tmp_path):
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rayhead", dir="/tmp")  # short: Ray's socket paths are length-limited
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    ray_cli = Path(sys.executable).with_name("ray")
+    ray_cli = str(ray_cli) if ray_cli.is_file() else shutil.which("ray")
+    assert ray_cli, "the `ray` command of this environment was not found"
+    # --block keeps `ray start` in the foreground; terminating it stops exactly this head's processes
+    # (`ray stop` would stop every Ray instance on the machine)
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--port", str(port), "--node-ip-address", "127.0.0.1",
+         "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp_dir],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    log: list[str] = []
+    started = threading.Event()
+
+    def read():
+        for line in head.stdout:
+            log.append(line)
+            if "Ray runtime started" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    processes: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not started.is_set() and head.poll() is None and time.monotonic() < deadline:
+            started.wait(0.5)
+        assert started.is_set(), "the Ray head did not start:\n" + "".join(log[-30:])
+        processes = _descendants(head.pid)
+        # the CLI in its own process, as a user runs it (one process, one Ray connection)
+        sweep = subprocess.run(
+            [sys.executable, "-m", "bench.cli", *sweep_args(tmp_path, "--address", f"127.0.0.1:{port}")],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )
+        assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+        assert f"cluster at 127.0.0.1:{port}" in sweep.stdout
+        done = records(tmp_path / "runs")
+        assert len(done) == 4 and all(r["status"] == "completed" for r in done)
+    finally:
+        processes = sorted(set(processes) | set(_descendants(head.pid)))
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for pid in processes:  # whatever of this head outlived `ray start`: by pid, never by name
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not any(_alive(p) for p in processes)
+
+
+# ---------------------------------------------------------------------- Ray
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    """One local Ray session for the module (the launcher reuses a connected session)."""
+    import logging
+
+    import ray
+
+    cache = str(tmp_path_factory.mktemp("ray-cache"))
+    previous = os.environ.get("BENCH_CACHE_DIR")
+    os.environ["BENCH_CACHE_DIR"] = cache  # trial workers inherit the environment Ray starts with
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
+    yield
+    ray.shutdown()
+    if previous is None:
+        os.environ.pop("BENCH_CACHE_DIR", None)
+    else:
+        os.environ["BENCH_CACHE_DIR"] = previous
+
+
+def test_grid_sweep_writes_records_and_rerun_skips(ray_local, tmp_path, capsys):
+    assert main(sweep_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    done = records(tmp_path / "runs")
+    assert len(done) == 4 and all(r["status"] == "completed" for r in done)
+    assert {(r["method"], r["seed"]) for r in done} == {("pop", 0), ("pop", 1), ("random", 0), ("random", 1)}
+    assert all(r["config"]["data"]["synthetic"]["n_users"] == 200 for r in done)
+    assert "4 completed" in out and "| status" in out
+
+    # the same sweep again: every trial is in the store, nothing runs
+    assert main(sweep_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "4 already in the store, 0 to run" in out and "4 skipped" in out
+    assert len(records(tmp_path / "runs")) == 4
+
+
+def test_optuna_sweep(ray_local, tmp_path, capsys):
+    assert main(sweep_args(tmp_path, "--search", "optuna", "--num-samples", "4", "--scheduler", "asha")) == 0
+    out = capsys.readouterr().out
+    done = records(tmp_path / "runs")
+    assert len(done) == 4 and all(r["status"] == "completed" for r in done)
+    assert len({r["config"]["data"]["synthetic"]["p_next"] for r in done}) == 4  # TPE proposed 4 points
+    assert all(0.6 <= r["config"]["data"]["synthetic"]["p_next"] <= 0.9 for r in done)
+    assert "optuna" in out and "4 completed" in out
+
+
+def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path, capsys):
+    spec = tmp_path / "failing.yaml"
+    spec.write_text(
+        "profile: smoke\ndataset: synthetic\nmethod: pop\n"
+        "set:\n  data.synthetic.n_users: 150\n"
+        "space:\n  data.synthetic.n_items: [60, 1, 80]\n"  # 1 item < 8 categories: the run raises
+    )
+    rc = main(["sweep", str(spec), "--results-dir", str(tmp_path / "runs"), "--set", f"work_dir={tmp_path / 'w'}",
+               "--max-failures", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1  # some trial failed; the others ran
+    done = records(tmp_path / "runs")
+    completed = [r for r in done if r["status"] == "completed"]
+    failed = [r for r in done if r["status"] == "failed"]
+    assert sorted(r["config"]["data"]["synthetic"]["n_items"] for r in completed) == [60, 80]
+    assert len(failed) == 2  # the first try and one retry
+    assert all("n_items must be at least n_categories" in r["error"] for r in failed)
+    assert "2 completed" in out and "1 failed" in out and "n_items must be at least n_categories" in out
