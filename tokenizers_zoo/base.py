@@ -1,0 +1,307 @@
+"""The interface every tokenizer implements, and its save/load format.
+
+A tokenizer is fitted on the item embeddings (and, for LETTER, collaborative-filtering item
+embeddings), then gives every item L integer codes. :func:`semantic_ids` appends the collision
+level so that each item's tuple is unique.
+
+On disk a fitted tokenizer is a folder: ``tokenizer.json`` (name, parameters, seed, codebook sizes,
+fit facts, statistics that need the training data), ``codes.npy`` and ``state.pt`` (tensors such
+as hyperplanes or network weights; loaded with ``weights_only=True``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tokenizers_zoo.collision import max_group_size, semantic_ids
+from tokenizers_zoo.stats import code_stats, collapse_warnings, report_collapse
+
+SAVE_FORMAT = 1
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "bench" / "configs" / "defaults" / "tokenizer.yaml"
+
+
+class TokenizerError(ValueError):
+    """A tokenizer that cannot be built, fitted or loaded as asked."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """A learned tokenizer's loss became NaN or infinite."""
+
+
+@lru_cache(maxsize=1)
+def _default_sections() -> dict:
+    data = yaml.safe_load(DEFAULTS_FILE.read_text()) or {}
+    return data.get("tokenizer", {})
+
+
+def default_params(name: str) -> dict:
+    """A tokenizer's default parameters: ``tokenizer.<name>`` of the defaults file."""
+    section = _default_sections().get(name)
+    if not isinstance(section, dict):
+        raise TokenizerError(f"no defaults for tokenizer {name!r} in {DEFAULTS_FILE}")
+    return dict(section)
+
+
+def check_embeddings(array: Any, what: str, n_items: int | None = None) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise TokenizerError(f"{what} must be a non-empty 2-D array [n_items, dim], got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise TokenizerError(f"{what} must be numeric, got {array.dtype}")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).any(axis=1).sum())
+        raise TokenizerError(f"{what} contain NaN or infinite values ({bad} rows)")
+    if n_items is not None and len(array) != n_items:
+        raise TokenizerError(f"{what} have {len(array)} rows but there are {n_items} items")
+    return array
+
+
+def resolve_torch_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+class Tokenizer:
+    """Base class. Subclasses set ``name`` and implement ``level_sizes`` and ``_fit``."""
+
+    name = "base"
+    uses_cf = False  # True where fitting can use CF item embeddings (LETTER); see also needs_cf
+
+    def __init__(
+        self,
+        params: dict | None = None,
+        seed: int = 0,
+        device: str | None = "cpu",
+        collapse_threshold: float = 0.1,
+        progress: bool = False,
+    ):
+        defaults = default_params(self.name)
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise TokenizerError(
+                f"unknown {self.name} parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}"
+            )
+        self.params = {**defaults, **params}
+        self.seed = int(seed)
+        self.device = device
+        self.collapse_threshold = float(collapse_threshold)
+        self.progress = bool(progress)
+        self._codes: np.ndarray | None = None
+        self.extra_stats: dict = {}  # statistics that need the training data (reconstruction, CF alignment)
+        self.info: dict = {}  # fit facts: seconds, epochs, final losses, loss history
+        self.source: str | None = None  # where it was loaded from, when it was
+        self.validate_params()
+
+    # -- to implement --------------------------------------------------------------------
+
+    def validate_params(self) -> None:
+        """Raise TokenizerError for parameters out of range."""
+
+    @property
+    def level_sizes(self) -> list[int]:
+        """Codebook size K of each of the L levels (the collision level excluded)."""
+        raise NotImplementedError
+
+    def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> dict:
+        """Tensors to save (torch tensors or numpy arrays)."""
+        return {}
+
+    def _load_state(self, state: dict) -> None:
+        """Inverse of ``_state``."""
+
+    def encode(self, item_emb: np.ndarray) -> np.ndarray:
+        """Codes ``[n, L]`` for (new) embeddings, where the tokenizer can assign them."""
+        raise TokenizerError(f"the {self.name} tokenizer cannot encode new embeddings")
+
+    @property
+    def needs_cf(self) -> bool:
+        """True when fitting requires CF embeddings (LETTER with alpha > 0)."""
+        return False
+
+    # -- common interface ----------------------------------------------------------------
+
+    def _positive_int(self, key: str, minimum: int = 1) -> int:
+        value = self.params[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise TokenizerError(f"{self.name}.{key} must be an integer >= {minimum}, got {value!r}")
+        return int(value)
+
+    def _nonnegative(self, key: str) -> float:
+        value = self.params[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not np.isfinite(value):
+            raise TokenizerError(f"{self.name}.{key} must be a number >= 0, got {value!r}")
+        return float(value)
+
+    @property
+    def levels(self) -> int:
+        return len(self.level_sizes)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._codes is not None
+
+    def fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None = None) -> "Tokenizer":
+        item_emb = check_embeddings(item_emb, "item embeddings")
+        if cf_emb is not None:
+            cf_emb = check_embeddings(cf_emb, "CF item embeddings", n_items=len(item_emb))
+        start = time.perf_counter()
+        codes = np.asarray(self._fit(item_emb, cf_emb))
+        if codes.shape != (len(item_emb), self.levels):
+            raise RuntimeError(f"{self.name} produced codes of shape {codes.shape}, expected {(len(item_emb), self.levels)}")
+        codes = codes.astype(np.int64)
+        sizes = np.asarray(self.level_sizes)
+        if len(codes) and ((codes < 0).any() or (codes >= sizes[None, :]).any()):
+            raise RuntimeError(f"{self.name} produced codes outside [0, K)")
+        self._codes = codes
+        self.info["fit_seconds"] = round(time.perf_counter() - start, 3)
+        self.source = None
+        report_collapse(self.name, collapse_warnings(codes, self.level_sizes, self.collapse_threshold))
+        return self
+
+    def _require_fitted(self) -> np.ndarray:
+        if self._codes is None:
+            raise TokenizerError(f"the {self.name} tokenizer is not fitted yet: call fit() or load()")
+        return self._codes
+
+    def codes(self) -> np.ndarray:
+        """``[n_items, L]`` int64 codes, before the collision level."""
+        codes = self._require_fitted().view()
+        codes.flags.writeable = False
+        return codes
+
+    def semantic_ids(self) -> np.ndarray:
+        """``[n_items, L + 1]``: the codes plus the collision level, unique per item."""
+        return semantic_ids(self._require_fitted())
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """K per level, then the collision level's size (the largest group of identical tuples)."""
+        return [int(k) for k in self.level_sizes] + [max(1, max_group_size(self._require_fitted()))]
+
+    def stats(self) -> dict:
+        codes = self._require_fitted()
+        stats = {"tokenizer": self.name}
+        stats.update(code_stats(codes, self.level_sizes, self.collapse_threshold))
+        stats.update(self.extra_stats)
+        # collapse_warning last, so tables end with it
+        stats["collapse_warning"] = stats.pop("collapse_warning")
+        return stats
+
+    def describe(self) -> dict:
+        """Everything that identifies the fitted tokenizer (for run records)."""
+        return {"name": self.name, "params": dict(self.params), "seed": self.seed, "codebook_sizes": self.codebook_sizes}
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted tokenizer to folder ``path`` atomically (replacing an older one)."""
+        import torch
+
+        codes = self._require_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            meta = {
+                "format": SAVE_FORMAT,
+                "name": self.name,
+                "params": self.params,
+                "seed": self.seed,
+                "collapse_threshold": self.collapse_threshold,
+                "level_sizes": [int(k) for k in self.level_sizes],
+                "n_items": int(len(codes)),
+                "info": self.info,
+                "extra_stats": self.extra_stats,
+            }
+            (tmp / "tokenizer.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+            np.save(tmp / "codes.npy", codes, allow_pickle=False)
+            state = {k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in self._state().items()}
+            torch.save(state, tmp / "state.pt")
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Tokenizer":
+        """A fitted tokenizer from a folder written by :meth:`save` (any tokenizer when called on the base)."""
+        import torch
+
+        from tokenizers_zoo import TOKENIZERS
+
+        path = Path(path)
+        try:
+            meta = json.loads((path / "tokenizer.json").read_text())
+            codes = np.load(path / "codes.npy", allow_pickle=False)
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        except (OSError, ValueError, json.JSONDecodeError, RuntimeError) as err:
+            raise TokenizerError(f"cannot load a tokenizer from {path}: {err}") from err
+        if meta.get("format") != SAVE_FORMAT:
+            raise TokenizerError(f"{path}: tokenizer format {meta.get('format')!r}, expected {SAVE_FORMAT}")
+        klass = TOKENIZERS.get(meta["name"])
+        if cls is not Tokenizer and not issubclass(klass, cls):
+            raise TokenizerError(f"{path} holds a {meta['name']} tokenizer, not {cls.name}")
+        params = {k: v for k, v in meta["params"].items() if k in default_params(meta["name"])}
+        tokenizer = klass(params, seed=meta["seed"], device="cpu", collapse_threshold=meta["collapse_threshold"])
+        if codes.shape != (meta["n_items"], tokenizer.levels):
+            raise TokenizerError(f"{path}: codes.npy has shape {codes.shape}, expected {(meta['n_items'], tokenizer.levels)}")
+        tokenizer._load_state(state)
+        tokenizer._codes = codes.astype(np.int64)
+        tokenizer.info = meta.get("info", {})
+        tokenizer.extra_stats = meta.get("extra_stats", {})
+        tokenizer.source = str(path)
+        return tokenizer
+
+    def __repr__(self) -> str:
+        fitted = f"{len(self._codes)} items" if self._codes is not None else "not fitted"
+        return f"<{type(self).__name__} {self.name} K={self.level_sizes} seed={self.seed} {fitted}>"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def seeded_torch(seed: int):
+    """Torch's global RNG seeded for the block and restored afterwards (CPU determinism)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", disable=not enabled, file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,50 @@
+"""Random-hyperplane LSH (SimHash) of the item embeddings: L levels of b bits, K = 2^b per level.
+
+Each level draws its own b Gaussian hyperplanes; an item's code at that level is the integer whose
+bit j says on which side of hyperplane j the (optionally mean-centred) embedding lies.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tokenizers_zoo.base import TokenizerError, Tokenizer, check_embeddings
+
+
+class LSHTokenizer(Tokenizer):
+    name = "lsh"
+
+    def validate_params(self) -> None:
+        self._positive_int("levels")
+        bits = self._positive_int("bits")
+        if bits > 30:
+            raise TokenizerError(f"lsh.bits must be at most 30 (K = 2^bits), got {bits}")
+        self.planes: np.ndarray | None = None  # [L, b, d]
+        self.mean: np.ndarray | None = None  # [d]
+
+    @property
+    def level_sizes(self) -> list[int]:
+        return [2 ** int(self.params["bits"])] * int(self.params["levels"])
+
+    def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        dim = item_emb.shape[1]
+        self.planes = rng.standard_normal((self.params["levels"], self.params["bits"], dim)).astype(np.float32)
+        self.mean = item_emb.mean(axis=0) if self.params["center"] else np.zeros(dim, dtype=np.float32)
+        return self.encode(item_emb)
+
+    def encode(self, item_emb: np.ndarray) -> np.ndarray:
+        if self.planes is None:
+            raise TokenizerError("the lsh tokenizer is not fitted yet")
+        x = check_embeddings(item_emb, "item embeddings") - self.mean
+        if x.shape[1] != self.planes.shape[2]:
+            raise TokenizerError(f"embeddings have dim {x.shape[1]}, the hyperplanes {self.planes.shape[2]}")
+        bits = (np.einsum("nd,lbd->nlb", x, self.planes) > 0).astype(np.int64)  # [n, L, b]
+        weights = 2 ** np.arange(self.params["bits"], dtype=np.int64)
+        return bits @ weights
+
+    def _state(self) -> dict:
+        return {"planes": self.planes, "mean": self.mean}
+
+    def _load_state(self, state: dict) -> None:
+        self.planes = state["planes"].numpy()
+        self.mean = state["mean"].numpy()

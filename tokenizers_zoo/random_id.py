@@ -1,0 +1,22 @@
+"""Random IDs: every item gets L codes drawn uniformly from K, seeded (TIGER's Random ID baseline)."""
+from __future__ import annotations
+
+import numpy as np
+
+from tokenizers_zoo.base import Tokenizer
+
+
+class RandomIDTokenizer(Tokenizer):
+    name = "random_id"
+
+    def validate_params(self) -> None:
+        self._positive_int("levels")
+        self._positive_int("codebook_size", minimum=2)
+
+    @property
+    def level_sizes(self) -> list[int]:
+        return [int(self.params["codebook_size"])] * int(self.params["levels"])
+
+    def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        return rng.integers(0, self.params["codebook_size"], size=(len(item_emb), self.params["levels"]), dtype=np.int64)

@@ -1,0 +1,119 @@
+"""Quality statistics of a tokenizer's codes, and codebook-collapse detection.
+
+All statistics are about the codes *before* the collision level is appended:
+
+- ``utilisation``: per level, distinct codes used / codebook size K.
+- ``collision_rate``: share of items whose L-tuple is shared with at least one other item.
+- ``max_collision_group``: the most items sharing one tuple (= the collision level's size).
+- ``first_level_entropy``: Shannon entropy (bits) of the first-level code distribution;
+  ``first_level_entropy_norm`` divides it by log2(min(K, n_items)), its maximum.
+- ``first_level_gini``: Gini coefficient of the first-level code counts over all K codes
+  (0 = every code used equally often, near 1 = one code takes every item).
+- ``collapse_warning``: one message per level whose used codes are fewer than
+  ``collapse_threshold`` × min(K, n_items).
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from tokenizers_zoo.collision import collision_groups
+
+
+def entropy_bits(counts: np.ndarray) -> float:
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(0.0 - (p * np.log2(p)).sum())  # 0.0 - x: no negative zero
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts (zeros included): 0 equal, (n-1)/n all in one."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n = len(x)
+    if n == 0 or x.sum() <= 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float((2.0 * (ranks * x).sum()) / (n * x.sum()) - (n + 1.0) / n)
+
+
+def collapse_warnings(codes: np.ndarray, level_sizes: list[int], threshold: float) -> list[str]:
+    codes = np.asarray(codes)
+    n_items = len(codes)
+    messages = []
+    for level, size in enumerate(level_sizes):
+        used = len(np.unique(codes[:, level])) if n_items else 0
+        reachable = min(int(size), n_items)
+        if reachable > 1 and used < threshold * reachable:
+            messages.append(
+                f"codebook collapse at level {level + 1}: {used} of {size} codes used "
+                f"({used / size:.1%}; below {threshold:.0%} of the {reachable} reachable)"
+            )
+    return messages
+
+
+def code_stats(codes: np.ndarray, level_sizes: list[int], collapse_threshold: float = 0.1) -> dict:
+    """The statistics every tokenizer reports (see the module docstring)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n_items, levels = codes.shape
+    if len(level_sizes) != levels:
+        raise ValueError(f"{levels} code levels but {len(level_sizes)} codebook sizes")
+    utilisation = []
+    used_per_level = []
+    for level, size in enumerate(level_sizes):
+        used = len(np.unique(codes[:, level])) if n_items else 0
+        used_per_level.append(int(used))
+        utilisation.append(used / size if size else 0.0)
+    groups = collision_groups(codes)
+    group_sizes = np.bincount(groups) if n_items else np.zeros(0, dtype=np.int64)
+    colliding = int(group_sizes[group_sizes > 1].sum()) if n_items else 0
+    first_counts = np.bincount(codes[:, 0], minlength=level_sizes[0]) if n_items else np.zeros(level_sizes[0])
+    entropy = entropy_bits(first_counts)
+    max_entropy = math.log2(min(level_sizes[0], n_items)) if min(level_sizes[0], n_items) > 1 else 0.0
+    return {
+        "n_items": int(n_items),
+        "levels": int(levels),
+        "codebook_sizes": [int(k) for k in level_sizes] + [int(group_sizes.max()) if n_items else 0],
+        "codes_used": used_per_level,
+        "utilisation": utilisation,
+        "unique_tuples": int(len(group_sizes)),
+        "collision_rate": colliding / n_items if n_items else 0.0,
+        "max_collision_group": int(group_sizes.max()) if n_items else 0,
+        "first_level_entropy": entropy,
+        "first_level_entropy_norm": entropy / max_entropy if max_entropy else 0.0,
+        "first_level_gini": gini(first_counts),
+        "collapse_warning": collapse_warnings(codes, level_sizes, collapse_threshold),
+    }
+
+
+def report_collapse(name: str, messages: list[str], stream=None) -> None:
+    """Say it loudly on stderr."""
+    stream = stream or sys.stderr
+    for message in messages:
+        print(f"WARNING [{name}]: {message}", file=stream)
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "-"
+        if all(isinstance(v, str) for v in value):
+            return "\n".join(value)
+        return ", ".join(format_value(v) for v in value)
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def stats_table(stats: dict, tablefmt: str = "simple") -> str:
+    """The statistics as a two-column table (tabulate)."""
+    from tabulate import tabulate
+
+    rows = [(key, format_value(value)) for key, value in stats.items()]
+    return tabulate(rows, headers=["statistic", "value"], tablefmt=tablefmt, disable_numparse=True)
