@@ -1,0 +1,132 @@
+"""Collaborative item embeddings for LETTER: a SASRec trained on the training parts only.
+
+``cf_item_embeddings(split, config)`` returns SASRec's item embedding table as a float32 array
+``[n_items, hidden_size]`` (hidden size 32, LETTER's setting), row ``i`` = harness item ``i``.
+
+Never trained on validation or test targets: the sequences handed to RecBole are the split's
+training parts (each user's sequence minus its last two items); the validation and test targets
+are not in the exported files at all. RecBole then holds out the last item of each training part
+(leave-one-out ``valid_only``) to pick the epoch by NDCG@10, and trains on the prefixes before it.
+Every catalogue item gets a row: the exported ``.item`` file lists them all, so an item that
+occurs in no training part (only as some user's valid/test target) still has an embedding, which
+is then only ever a negative of the CE loss, never a positive.
+
+Cached under ``cache_root()/cf_embed`` by the split fingerprint and the resolved settings.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from baselines.recbole_adapter import SPECS, train_sequential
+from bench.config import deep_merge
+from bench.data.locate import cache_root
+from bench.split import LeaveOneOutSplit
+
+CACHE_FORMAT = 1
+EMBEDDINGS_FILE = "item_embeddings.npy"
+INFO_FILE = "info.json"
+
+
+def cf_settings(config: dict) -> dict:
+    """The ``baseline`` section with ``baseline.cf_embed`` merged over it (model: SASRec)."""
+    baseline = dict(config["baseline"])
+    overrides = baseline.pop("cf_embed", None) or {}
+    return deep_merge(baseline, overrides)
+
+
+def cache_key(split: LeaveOneOutSplit, config: dict) -> str:
+    settings = cf_settings(config)
+    settings.pop("verbose", None)
+    material = {
+        "format": CACHE_FORMAT,
+        "split": split.fingerprint["sha256"],
+        "seed": int(config["seed"]),
+        "model": "SASRec",
+        "settings": settings,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cf_embeddings_dir(split: LeaveOneOutSplit, config: dict) -> Path:
+    return cache_root() / "cf_embed" / f"{split.dataset.name}-{cache_key(split, config)}"
+
+
+def train_cf_embeddings(
+    split: LeaveOneOutSplit, config: dict, work_dir: str | os.PathLike | None = None, force: bool = False
+) -> tuple[np.ndarray, Path, dict]:
+    """(embeddings [n_items, d] float32, the .npy path, facts about the training); cached."""
+    folder = cf_embeddings_dir(split, config)
+    path = folder / EMBEDDINGS_FILE
+    if path.is_file() and not force:
+        info = json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}
+        return np.load(path), path, {**info, "cache_hit": True}
+
+    settings = cf_settings(config)
+    spec = SPECS["sasrec"]
+    scratch = None
+    if work_dir is None:
+        scratch = tempfile.TemporaryDirectory(prefix="cf-embed-")
+        work_dir = scratch.name
+    try:
+        trained = train_sequential(
+            spec, settings, split.train_sequences, split.n_items,
+            seed=int(config["seed"]), ks=[10], device=_device(config), work_dir=Path(work_dir),
+            leave_one_mode="valid_only", label=f"CF-SASRec (d={settings['hidden_size']})",
+        )
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    weight = trained.model.item_embedding.weight.detach().cpu().numpy()
+    rows = trained.data.harness_to_item
+    if len(rows) != split.n_items or (rows < 0).any():
+        raise RuntimeError("RecBole's item vocabulary does not cover the harness catalogue")
+    embeddings = np.ascontiguousarray(weight[rows], dtype=np.float32)
+
+    info = {
+        **{k: v for k, v in trained.info.items() if k != "valid_curve"},
+        "valid_curve": trained.info.get("valid_curve"),
+        "dataset": split.dataset.name,
+        "split_sha256": split.fingerprint["sha256"],
+        "shape": list(embeddings.shape),
+        "trained_on": "training parts only (each user's sequence minus its valid and test targets); "
+        "RecBole leave-one-out valid_only on them for early stopping",
+        "items_without_training_occurrence": int((split.train_item_counts == 0).sum()),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_save(folder, embeddings, info)
+    return embeddings, path, {**info, "cache_hit": False}
+
+
+def cf_item_embeddings(split: LeaveOneOutSplit, config: dict, work_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """SASRec item embeddings ``[n_items, baseline.cf_embed.hidden_size]`` (float32), row i = item i."""
+    return train_cf_embeddings(split, config, work_dir)[0]
+
+
+def _device(config: dict) -> str:
+    device = str(config.get("device", "cpu"))
+    if device == "auto":
+        from bench.runner import resolve_device
+
+        device = resolve_device(device)
+    return device
+
+
+def _atomic_save(folder: Path, embeddings: np.ndarray, info: dict) -> None:
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".emb.", suffix=".npy")
+    os.close(handle)
+    try:
+        np.save(tmp, embeddings)
+        os.replace(tmp, folder / EMBEDDINGS_FILE)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".info.", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump(info, out, indent=1, default=str)
+    os.replace(tmp, folder / INFO_FILE)
