@@ -48,5 +48,9 @@ METHODS = Registry(
     {
         "pop": "baselines.simple:MostPopular",
         "random": "baselines.simple:RandomItems",
+        "tiger": "recommenders.tiger:TigerRecommender",
+        "sasrec": "baselines.recbole_adapter:SASRec",
+        "bert4rec": "baselines.recbole_adapter:BERT4Rec",
+        "gru4rec": "baselines.recbole_adapter:GRU4Rec",
     },
 )

@@ -1,0 +1,239 @@
+"""TIGER as a harness method: item text embeddings -> tokenizer -> semantic IDs -> encoder-decoder
+training -> trie-constrained beam search rankings.
+
+Config sections: ``model`` (architecture), ``train`` (loss, optimisation, validation, checkpoints,
+resume), ``decode`` (beam search, invalid-ID rate, sampling diversity); see
+``bench/configs/defaults/model.yaml``. The tokenizer is ``config["tokenizer"]["name"]``.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import torch
+
+from bench.config import get_path
+from bench.methods import Recommender, RunContext
+from bench.metrics import evaluate_rankings
+from bench.split import HistoryBatch, LeaveOneOutSplit
+from recommenders.decoding import (
+    SemanticIdTrie,
+    beam_search,
+    category_entropy,
+    distinct_top_k,
+    invalid_rate,
+    item_categories,
+    sample_decode,
+)
+from recommenders.model import TigerModel, TigerModelConfig
+from recommenders.trainer import Trainer, TrainExamples
+from recommenders.vocab import SemanticIdVocab
+
+
+def _sha(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    return hashlib.sha256(f"{array.shape}{array.dtype}".encode() + array.tobytes()).hexdigest()[:16]
+
+
+def _summarise_curve(curve: list[dict], max_points: int = 60) -> list[dict]:
+    if len(curve) <= max_points:
+        return curve
+    keep = np.unique(np.linspace(0, len(curve) - 1, max_points).round().astype(int))
+    return [curve[i] for i in keep]
+
+
+class TigerRecommender(Recommender):
+    """The generative recommender; ``fit`` tokenizes items, trains, ``rank`` decodes."""
+
+    def __init__(self, config: dict, context: RunContext):
+        super().__init__(config, context)
+        self.model_cfg = dict(config["model"])
+        self.train_cfg = dict(config["train"])
+        self.decode_cfg = dict(config["decode"])
+        self.device = torch.device(context.device)
+        self.model: TigerModel | None = None
+        self._rankings: dict = {}
+
+    @classmethod
+    def label(cls, config: dict) -> str:
+        parts = [str(get_path(config, "tokenizer.name", "?"))]
+        tau = float(get_path(config, "train.tau", 1.0))
+        if tau != 1.0:
+            parts.append(f"tau={tau:g}")
+        if int(get_path(config, "model.user_buckets", 2000)) == 0:
+            parts.append("no-user")
+        return f"TIGER[{','.join(parts)}]"
+
+    # --- fit ------------------------------------------------------------------------------------
+    def fit(self, split: LeaveOneOutSplit) -> None:
+        sids, sizes, info = self.tokenize(split)
+        self.fit_semantic_ids(split, sids, sizes, info)
+
+    def tokenize(self, split: LeaveOneOutSplit):
+        """Semantic IDs ``[n_items, L+1]``, codebook sizes, and tokenizer facts for the run record."""
+        import tokenizers_zoo
+        from bench.embed import item_embeddings
+
+        timings = {}
+        start = time.perf_counter()
+        item_emb = item_embeddings(split.dataset, self.config)
+        timings["embed_s"] = round(time.perf_counter() - start, 2)
+        cf_emb = None
+        if tokenizers_zoo.build_tokenizer(self.config).uses_cf:
+            from baselines.cf_embed import cf_item_embeddings
+
+            start = time.perf_counter()
+            cf_emb = cf_item_embeddings(split, self.config, self.context.work_dir)
+            timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        tokenizer = tokenizers_zoo.fit_tokenizer(self.config, item_emb, cf_emb, cache=True)
+        timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
+        info = {
+            "name": tokenizer.name,
+            "stats": tokenizer.stats(),
+            "from_cache": getattr(tokenizer, "source", None) is not None,
+            "timings": timings,
+        }
+        return np.asarray(tokenizer.semantic_ids()), list(tokenizer.codebook_sizes), info
+
+    def fit_semantic_ids(self, split: LeaveOneOutSplit, semantic_ids, codebook_sizes, tokenizer_info=None) -> None:
+        """Train on given semantic IDs (``fit`` without the tokenizer: tests and tokenizer studies use it)."""
+        cfg, tcfg = self.config, self.train_cfg
+        if tcfg.get("num_threads"):
+            torch.set_num_threads(int(tcfg["num_threads"]))
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        seed = int(tcfg["seed"]) if tcfg.get("seed") is not None else int(cfg.get("seed", 0))
+        self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, int(self.model_cfg["user_buckets"])).to(self.device)
+        self.trie = SemanticIdTrie(self.vocab.semantic_ids, self.vocab.codebook_sizes, self.device)
+        self.user_tokens = self.vocab.user_tokens(split.dataset.user_ids)
+        torch.manual_seed(seed)
+        self.model = TigerModel(TigerModelConfig.from_config(self.model_cfg, self.vocab.vocab_size)).to(self.device)
+
+        train = split.train_examples
+        examples = TrainExamples(train.items, train.lengths, self.user_tokens[train.users], train.targets)
+        valid = split.eval_batch("valid")
+        n_valid = tcfg.get("valid_users")
+        if n_valid and int(n_valid) < split.n_users:
+            keep = np.sort(np.random.default_rng(seed).choice(split.n_users, int(n_valid), replace=False))
+            valid = HistoryBatch(valid.items[keep], valid.lengths[keep], valid.users[keep], valid.targets[keep])
+
+        def evaluate(model: TigerModel) -> float:
+            ranked, _ = self.decode_batch(valid, 10, constrained=True)
+            return evaluate_rankings(ranked, valid.targets, ks=(10,))["ndcg@10"]
+
+        fingerprint = {
+            "dataset": split.fingerprint["sha256"],
+            "semantic_ids": _sha(self.vocab.semantic_ids),
+            "codebook_sizes": self.vocab.codebook_sizes,
+            "user_buckets": self.vocab.user_buckets,
+        }
+        self.trainer = Trainer(
+            self.model, self.vocab, tcfg, str(self.device), self.context.work_dir, evaluate,
+            report=self.context.report, seed=seed, fingerprint=fingerprint,
+        )
+        state = self.trainer.fit(examples)
+        self.model.eval()
+
+        curve = state.curve
+        extras = self.context.extras
+        if tokenizer_info is not None:
+            extras["tokenizer"] = tokenizer_info
+        extras["semantic_ids"] = {**self.vocab.describe(), "sha": fingerprint["semantic_ids"],
+                                  "trie_max_branching": self.trie.max_branching()}
+        extras["model"] = {"parameters": self.model.num_parameters(), **self.model.cfg.to_dict()}
+        extras["best_step"] = state.best_step
+        extras["training"] = {
+            "steps": state.step,
+            "epochs": round(state.step / max(1, -(-len(examples) // int(tcfg["batch_size"]))), 2),
+            "examples": len(examples),
+            "best_step": state.best_step,
+            "best_valid_ndcg@10": round(state.best_score, 5),
+            "stop_reason": state.stop_reason,
+            "train_seconds": round(state.train_seconds, 1),
+            "first_loss": curve[0]["loss"] if curve else None,
+            "last_loss": curve[-1]["loss"] if curve else None,
+            "evaluations": len(curve),
+            "curve": _summarise_curve(curve),
+            "valid_users": len(valid.targets),
+            "resumed_from": self.trainer.resumed_from,
+            "checkpoint_dir": str(self.context.work_dir) if tcfg.get("checkpoint", True) else None,
+        }
+
+    # --- decoding --------------------------------------------------------------------------------
+    def decode_batch(self, batch: HistoryBatch, k: int, constrained: bool = True):
+        """Beam-search rankings ``[n, k]`` (item ids, -1 padded) and validity ``[n, k]`` for a history batch."""
+        beam = max(int(self.decode_cfg["beam_size"]), k)
+        size = int(self.decode_cfg["batch_size"])
+        order = np.argsort(batch.lengths, kind="stable")  # similar lengths together: less padding
+        items = np.full((len(order), k), -1, dtype=np.int64)
+        valid = np.zeros((len(order), k), dtype=bool)
+        self.model.eval()
+        for start in range(0, len(order), size):
+            rows = order[start:start + size]
+            input_ids = self.vocab.encoder_inputs(
+                batch.items[rows], batch.lengths[rows], self.user_tokens[batch.users[rows]],
+                width=int(batch.lengths[rows].max()),
+            )
+            result = beam_search(self.model, self.vocab, self.trie, input_ids, beam, constrained)
+            n = min(k, result.items.shape[1])
+            items[rows, :n] = result.items[:, :n].cpu().numpy()
+            valid[rows, :n] = result.valid[:, :n].cpu().numpy()
+        return items, valid
+
+    def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("fit() first")
+        batch = split.eval_batch(stage)
+        constrained = bool(self.decode_cfg.get("constrained", True))
+        items, valid = self.decode_batch(batch, k, constrained)
+        extras = self.context.extras
+        if not constrained:
+            # invalid IDs become distinct out-of-catalogue ids: they take a rank and count as misses
+            invalid = ~valid & (np.arange(k)[None, :] < self._returned(k))
+            items = np.where(invalid, split.n_items + np.arange(k)[None, :], items)
+            extras.setdefault("invalid_id_rate", {})[stage] = invalid_rate(valid, self._rate_ks(k))
+        elif stage == "test" and self.decode_cfg.get("report_invalid_rate", True):
+            _, free_valid = self.decode_batch(batch, k, constrained=False)
+            extras["invalid_id_rate"] = {"test (unconstrained beam search)": invalid_rate(free_valid, self._rate_ks(k))}
+        if stage == "test" and self.decode_cfg.get("sample_temperatures"):
+            extras["diversity"] = self.diversity(split, batch, items, k)
+        return items
+
+    def _returned(self, k: int) -> int:
+        return min(k, max(int(self.decode_cfg["beam_size"]), k))
+
+    def _rate_ks(self, k: int):
+        ks = sorted({int(x) for x in get_path(self.config, "eval.ks", [10, 20]) if int(x) <= k} | {k})
+        return tuple(ks)
+
+    # --- diversity (TIGER Table 3) ---------------------------------------------------------------
+    def sample_rankings(self, batch: HistoryBatch, k: int, temperature: float, n_samples: int, seed: int = 0):
+        """Top-k distinct items per user from ``n_samples`` temperature samples, ranked by model log-prob."""
+        size = max(1, int(self.decode_cfg["batch_size"]) * int(self.decode_cfg["beam_size"]) // max(n_samples, 1))
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        out = np.full((len(batch.targets), k), -1, dtype=np.int64)
+        for start in range(0, len(batch.targets), size):
+            rows = np.arange(start, min(start + size, len(batch.targets)))
+            input_ids = self.vocab.encoder_inputs(batch.items[rows], batch.lengths[rows], self.user_tokens[batch.users[rows]])
+            result = sample_decode(self.model, self.vocab, self.trie, input_ids, n_samples, temperature, generator)
+            out[rows] = distinct_top_k(result.items, result.scores, k).cpu().numpy()
+        return out
+
+    def diversity(self, split: LeaveOneOutSplit, batch: HistoryBatch, beam_items: np.ndarray, k: int) -> dict:
+        categories = item_categories(split.dataset, int(self.decode_cfg.get("category_depth", 1)))
+        if categories is None:
+            return {"error": "the dataset has no item categories"}
+        ks = self._rate_ks(k)
+        n_samples = int(self.decode_cfg.get("sample_count", 100))
+        result = {"beam": {f"entropy@{q}": category_entropy(beam_items, categories, q) for q in ks}}
+        for temperature in self.decode_cfg["sample_temperatures"]:
+            ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=int(self.config.get("seed", 0)))
+            metrics = evaluate_rankings(ranked, batch.targets, ks=ks)
+            result[f"T={float(temperature):g}"] = {
+                **{f"entropy@{q}": category_entropy(ranked, categories, q) for q in ks},
+                **{f"recall@{q}": metrics[f"recall@{q}"] for q in ks},
+            }
+        return result

@@ -1,0 +1,390 @@
+"""Training loop of the generative recommender.
+
+Loss: cross-entropy of the next item's semantic-ID tokens on ``logits / tau`` (LETTER's
+ranking-guided generation loss; ``tau = 1`` is TIGER's loss). AdamW (or Adafactor), learning rate
+held (or ramped) for ``warmup_steps`` then inverse-square-root decay (TIGER: 0.01, 10k steps), batches
+grouped by history length and padded only to their longest history, validation NDCG@10 every
+``eval_every`` steps with early stopping and a restore of the best weights, a tqdm bar with the
+loss and the validation metric, checkpoints in the run's work folder, and resume.
+
+Checkpoints (``train.checkpoint: true``), written atomically after every validation:
+  - ``<work_dir>/checkpoint.pt``: everything needed to resume (model, optimizer, scaler, step,
+    epoch and batch position, best weights and score, curve, and a fingerprint of the data,
+    semantic IDs and model shape that a resume must match);
+  - ``<work_dir>/best.pt``: the best weights so far.
+Resume: ``train.resume_from`` = such a ``checkpoint.pt`` or the folder holding it. Training goes on
+from the saved step with the same batch order (``train.time_limit_min`` counts per session). A
+checkpoint whose training had finished restores its best weights, unless it stopped at its step or
+time limit and the config now allows more steps: then training goes on.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recommenders.model import TigerModel
+from recommenders.vocab import SemanticIdVocab
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot be resumed from (missing, or made for other data / IDs / model)."""
+
+
+def tau_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """Mean cross-entropy of ``softmax(logits / tau)`` at ``targets`` (LETTER's ranking-guided loss)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]) / tau, targets.reshape(-1))
+
+
+def learning_rate(step: int, cfg: dict) -> float:
+    """Learning rate at (0-based) ``step``.
+
+    ``schedule``: ``constant``; ``inverse_sqrt`` (TIGER/T5X: ``lr`` for ``warmup_steps`` then
+    ``lr * sqrt(warmup_steps / step)``); ``cosine`` (to 0 at ``max_steps``). ``warmup``: ``constant``
+    holds ``lr`` during the warm-up (TIGER's wording), ``linear`` ramps up to it.
+    """
+    base = float(cfg["lr"])
+    warmup = int(cfg.get("warmup_steps") or 0)
+    step = step + 1
+    factor = 1.0
+    if warmup and step <= warmup and cfg.get("warmup", "constant") == "linear":
+        factor = step / warmup
+    schedule = cfg.get("schedule", "inverse_sqrt")
+    if schedule == "inverse_sqrt":
+        if step > max(warmup, 1):
+            factor *= math.sqrt(max(warmup, 1) / step)
+    elif schedule == "cosine":
+        total = int(cfg.get("max_steps") or 0)
+        if total and step > warmup:
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            factor *= 0.5 * (1 + math.cos(math.pi * progress))
+    elif schedule != "constant":
+        raise ValueError(f"train.schedule must be constant, inverse_sqrt or cosine, got {schedule!r}")
+    return base * factor
+
+
+def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    name = str(cfg.get("optimizer", "adamw")).lower()
+    decay = float(cfg.get("weight_decay") or 0.0)
+    # no weight decay on norms and the relative-position biases
+    params_decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "bias.embedding" not in n]
+    params_rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "bias.embedding" not in n)]
+    groups = [{"params": params_decay, "weight_decay": decay}, {"params": params_rest, "weight_decay": 0.0}]
+    if name == "adamw":
+        betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
+        return torch.optim.AdamW(groups, lr=float(cfg["lr"]), betas=betas)
+    if name == "adafactor":
+        return torch.optim.Adafactor(groups, lr=float(cfg["lr"]))
+    raise ValueError(f"train.optimizer must be adamw or adafactor, got {name!r}")
+
+
+@dataclass
+class TrainExamples:
+    """Training examples as arrays: histories ``[n, H]`` left-padded with -1, their lengths, user tokens, targets."""
+
+    items: np.ndarray
+    lengths: np.ndarray
+    user_tokens: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def to(self, device) -> "TrainExamples":
+        """The same examples as tensors on ``device`` (batches are gathered there)."""
+        return TrainExamples(*(torch.as_tensor(a).to(device) for a in (self.items, self.lengths, self.user_tokens, self.targets)))
+
+
+def epoch_batches(examples: TrainExamples, batch_size: int, seed: int, epoch: int, group_by_length: bool):
+    """The batches (index arrays) of one epoch; deterministic in (seed, epoch).
+
+    With ``group_by_length``, examples are shuffled, then sorted by history length inside windows of
+    50 batches, cut into batches, and the batches shuffled: batches hold similar lengths, so dynamic
+    padding wastes little, while the order stays random.
+    """
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    order = rng.permutation(len(examples))
+    if group_by_length:
+        window = batch_size * 50
+        for start in range(0, len(order), window):
+            chunk = order[start:start + window]
+            order[start:start + window] = chunk[np.argsort(examples.lengths[chunk], kind="stable")]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if group_by_length:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise ResumeError(f"train.resume_from: no checkpoint at {path} (give a {CHECKPOINT} or the folder holding it)")
+    return path
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_score: float = -1.0
+    best_step: int = 0
+    evals_since_best: int = 0
+    finished: bool = False
+    stop_reason: str = ""
+    curve: list = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: TigerModel,
+        vocab: SemanticIdVocab,
+        cfg: dict,
+        device: str,
+        work_dir: Path,
+        evaluate: Callable[[TigerModel], float],
+        report: Callable[[int, dict], None] = lambda step, metrics: None,
+        seed: int = 0,
+        fingerprint: dict | None = None,
+    ):
+        self.model, self.vocab, self.cfg = model, vocab, cfg
+        self.device = torch.device(device)
+        self.work_dir = Path(work_dir)
+        self.evaluate, self.report = evaluate, report
+        self.seed = int(seed)
+        self.fingerprint = fingerprint or {}
+        self.tau = float(cfg.get("tau", 1.0))
+        if self.tau <= 0:
+            raise ValueError(f"train.tau must be positive, got {self.tau}")
+        self.optimizer = make_optimizer(model, cfg)
+        amp = str(cfg.get("amp") or "none").lower()
+        if amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if self.device.type == "cuda" else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.state = TrainState()
+        self.best_weights = None
+        self.resumed_from: str | None = None
+        self._clock = time.perf_counter()
+        self._running: list[float] = []  # mean losses of the log intervals since the last validation
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def _checkpoint(self) -> dict:
+        return {
+            "format": 1,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": self.state.__dict__,
+            "best_weights": self.best_weights,
+            "fingerprint": self.fingerprint,
+            "model_config": self.model.cfg.to_dict(),
+        }
+
+    def save(self) -> None:
+        if not self.cfg.get("checkpoint", True):
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_save(self._checkpoint(), self.work_dir / CHECKPOINT)
+        if self.best_weights is not None:
+            _atomic_save({"model": self.best_weights, "model_config": self.model.cfg.to_dict(),
+                          "fingerprint": self.fingerprint, "step": self.state.best_step}, self.work_dir / BEST)
+
+    def load(self, path: str | os.PathLike) -> None:
+        path = resolve_checkpoint(path)
+        try:
+            ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same error to the user
+            raise ResumeError(f"cannot read checkpoint {path}: {err}") from err
+        if ckpt.get("model_config") != self.model.cfg.to_dict():
+            raise ResumeError(f"{path} was made for another model shape: {ckpt.get('model_config')}")
+        for key, value in self.fingerprint.items():
+            if ckpt.get("fingerprint", {}).get(key) != value:
+                raise ResumeError(
+                    f"{path} was made for different {key} ({ckpt.get('fingerprint', {}).get(key)!r} != {value!r}); "
+                    "resume needs the same dataset, semantic IDs and model"
+                )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["state"])
+        self.best_weights = ckpt.get("best_weights")
+        self.resumed_from = str(path)
+
+    # --- training ------------------------------------------------------------------------------
+    def _limits(self, steps_per_epoch: int) -> int:
+        max_steps = self.cfg.get("max_steps")
+        max_epochs = self.cfg.get("max_epochs")
+        limits = [int(max_steps)] if max_steps else []
+        if max_epochs:
+            limits.append(int(max_epochs) * steps_per_epoch)
+        if not limits:
+            raise ValueError("set train.max_steps or train.max_epochs")
+        return min(limits)
+
+    def _validate(self, running_loss: float) -> bool:
+        """Evaluate, record, report, checkpoint; True when early stopping says stop."""
+        self.model.eval()
+        score = float(self.evaluate(self.model))
+        self.model.train()
+        st = self.state
+        improved = score > st.best_score
+        if improved:
+            st.best_score, st.best_step, st.evals_since_best = score, st.step, 0
+            self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            st.evals_since_best += 1
+        st.curve.append({
+            "step": st.step, "epoch": st.epoch, "loss": round(running_loss, 5), "valid_ndcg@10": round(score, 5),
+            "lr": learning_rate(max(st.step - 1, 0), self.cfg), "seconds": round(self.elapsed(), 1),
+        })
+        self.report(st.step, {"valid_ndcg@10": score, "loss": running_loss})
+        patience = self.cfg.get("patience")
+        return bool(patience) and st.evals_since_best >= int(patience)
+
+    def elapsed(self) -> float:
+        """Training seconds, over all sessions of this training (resumes included)."""
+        return self.state.train_seconds + time.perf_counter() - self._clock
+
+    def _flush_time(self) -> None:
+        now = time.perf_counter()
+        self.state.train_seconds += now - self._clock
+        self._clock = now
+
+    def fit(self, examples: TrainExamples) -> TrainState:
+        cfg, st = self.cfg, self.state
+        if cfg.get("resume_from"):
+            self.load(cfg["resume_from"])
+            st = self.state
+        batch_size = int(cfg["batch_size"])
+        steps_per_epoch = math.ceil(len(examples) / batch_size)
+        total = self._limits(steps_per_epoch)
+        eval_every = int(cfg.get("eval_every") or 0) or steps_per_epoch
+        time_limit = float(cfg["time_limit_min"]) * 60 if cfg.get("time_limit_min") else None
+        grad_clip = float(cfg.get("grad_clip") or 0.0)
+        group = bool(cfg.get("group_by_length", True))
+        if st.finished and st.stop_reason in ("max steps", "time limit") and st.step < total:
+            st.finished, st.stop_reason = False, ""  # a larger budget than the checkpoint's: go on
+        if st.finished or st.step >= total:
+            st.finished = True
+            self._restore_best()
+            return st
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=st.step, desc="train TIGER", disable=not cfg.get("progress", True),
+                   dynamic_ncols=True, mininterval=2.0, file=sys.stderr)
+        data = examples.to(self.device)
+        self.model.train()
+        self._clock = session_start = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        loss_count, smooth, stop = 0, None, False
+        log_every = 20
+        try:
+            while not stop:
+                batches = epoch_batches(examples, batch_size, self.seed, st.epoch, group)
+                while st.batch_in_epoch < len(batches):
+                    if (time_limit is not None and time.perf_counter() - session_start >= time_limit
+                            and st.curve and st.curve[-1]["step"] == st.step):
+                        # the time ran out right after a validation: stop on it rather than step and validate again
+                        stop, st.finished, st.stop_reason = True, True, "time limit"
+                        self._flush_time()
+                        self.save()
+                        break
+                    index = batches[st.batch_in_epoch]
+                    loss = self._step(data, index, int(examples.lengths[index].max()), grad_clip)
+                    loss_sum += loss
+                    st.batch_in_epoch += 1
+                    st.step += 1
+                    loss_count += 1
+                    bar.update(1)
+                    last = st.step >= total
+                    out_of_time = time_limit is not None and time.perf_counter() - session_start >= time_limit
+                    validate = st.step % eval_every == 0 or last or out_of_time
+                    if st.step % log_every == 0 or validate:
+                        mean_loss = float(loss_sum) / loss_count  # one device sync per log interval
+                        if not math.isfinite(mean_loss):
+                            raise FloatingPointError(
+                                f"training loss became {mean_loss} by step {st.step}; lower train.lr"
+                            )
+                        smooth = mean_loss if smooth is None else 0.7 * smooth + 0.3 * mean_loss
+                        if not validate:
+                            loss_sum.zero_()
+                            loss_count = 0
+                            self._running.append(mean_loss)
+                        bar.set_postfix(loss=f"{smooth:.3f}", best_ndcg10=f"{max(st.best_score, 0):.4f}", refresh=False)
+                    if validate:
+                        self._running.append(mean_loss)
+                        interval_loss = float(np.mean(self._running))
+                        self._running = []
+                        loss_sum.zero_()
+                        loss_count = 0
+                        if self._validate(interval_loss):
+                            stop, st.stop_reason = True, "early stopping"
+                        if last and not stop:
+                            stop, st.stop_reason = True, "max steps"
+                        if out_of_time and not stop:
+                            stop, st.stop_reason = True, "time limit"
+                        st.finished = stop
+                        bar.set_postfix(loss=f"{smooth:.3f}", best_ndcg10=f"{max(st.best_score, 0):.4f}")
+                        self._flush_time()
+                        self.save()
+                        if stop:
+                            break
+                if not stop:
+                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        except KeyboardInterrupt:
+            self._flush_time()
+            self.save()
+            bar.close()
+            raise
+        bar.close()
+        self._restore_best()
+        return st
+
+    def _restore_best(self) -> None:
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        self.model.eval()
+
+    def _step(self, data: "TrainExamples", index: np.ndarray, width: int, grad_clip: float) -> torch.Tensor:
+        vocab, device = self.vocab, self.device
+        index = torch.from_numpy(index).to(device, non_blocking=True)
+        input_ids = vocab.encoder_inputs(data.items[index], data.lengths[index], data.user_tokens[index], width=width)
+        targets = vocab.target_tokens(data.targets[index])
+        decoder_ids = vocab.decoder_inputs(targets)
+        lr = learning_rate(self.state.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            logits = self.model(input_ids, decoder_ids)
+        loss = tau_cross_entropy(logits, targets, self.tau)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()

@@ -1,0 +1,269 @@
+"""TIGER: vocabulary layout, tau loss, schedule, model paths, learning on synthetic data, checkpoints
+and resume, and the end-to-end `bench run --tokenizer rqvae --dataset synthetic --profile smoke`."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import resolve_config
+from bench.data import load_dataset
+from bench.methods import METHODS, RunContext
+from bench.metrics import evaluate_rankings
+from bench.split import LeaveOneOutSplit
+from recommenders.model import TigerModel, TigerModelConfig
+from recommenders.tiger import TigerRecommender
+from recommenders.trainer import ResumeError, learning_rate, tau_cross_entropy
+from recommenders.vocab import BOS, PAD, SemanticIdVocab, hash_user
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: fast and reproducible on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smoke_config(**sets) -> dict:
+    assignments = ["method=tiger", "dataset=synthetic", "tokenizer.name=rqvae"]
+    assignments += [f"{k}={v}" for k, v in sets.items()]
+    return resolve_config("smoke", assignments=assignments)
+
+
+@pytest.fixture(scope="module")
+def synthetic_split() -> LeaveOneOutSplit:
+    config = smoke_config()
+    return LeaveOneOutSplit(load_dataset("synthetic", None, config["data"]["synthetic"]), 20)
+
+
+def category_ids(split: LeaveOneOutSplit):
+    """Fake semantic IDs from the synthetic data's latent structure: (category, chain block, position)."""
+    meta = split.dataset.item_meta
+    category = np.array([m["category"] for m in meta])
+    position = np.array([int(m["title"].rsplit("no. ", 1)[1]) for m in meta])
+    sids = np.column_stack([category, position // 4, position % 4, np.zeros_like(category)])
+    return sids, [int(category.max()) + 1, int(sids[:, 1].max()) + 1, 4, 1]
+
+
+def recall10(rankings, split, stage="test") -> float:
+    return evaluate_rankings(rankings, split.targets(stage), ks=(10,))["recall@10"]
+
+
+# --- vocabulary, loss, schedule, model --------------------------------------------------------------
+def test_vocab_layout_and_left_padded_inputs():
+    sids = np.array([[0, 1, 0], [1, 0, 0], [1, 0, 1]])
+    vocab = SemanticIdVocab(sids, [2, 2, 2], user_buckets=5)
+    assert list(vocab.level_offsets) == [3, 5, 7]
+    assert vocab.user_offset == 9 and vocab.vocab_size == 14
+    items = np.array([[-1, -1, 2], [-1, 0, 1], [-1, -1, 1]])
+    lengths = np.array([1, 2, 1])
+    users = np.array([9, 10, 13])
+    ids = vocab.encoder_inputs(items, lengths, users)
+    assert ids.shape == (3, 1 + 3 * 2)  # the batch is as wide as its longest history
+    assert ids[0].tolist() == [PAD, PAD, PAD, 9, 4, 5, 8]
+    assert ids[1].tolist() == [10, 3, 6, 7, 4, 5, 7]
+    targets = vocab.target_tokens(np.array([2, 0]))
+    assert targets.tolist() == [[4, 5, 8], [3, 6, 7]]
+    assert vocab.decoder_inputs(targets).tolist() == [[BOS, 4, 5], [BOS, 3, 6]]
+    no_user = SemanticIdVocab(sids, [2, 2, 2], user_buckets=0)
+    assert no_user.encoder_inputs(items, lengths, users).shape == (3, 6)
+    assert hash_user("u1", 2000) == hash_user("u1", 2000) and 0 <= hash_user("u1", 2000) < 2000
+    with pytest.raises(ValueError, match="unique"):
+        SemanticIdVocab(np.array([[0, 0], [0, 0]]), [1, 1])
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5, 2.0])
+def test_tau_loss_is_cross_entropy_on_scaled_logits(tau):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 11)
+    targets = torch.randint(0, 11, (3, 4))
+    expected = -torch.log_softmax(logits / tau, dim=-1).gather(2, targets[..., None]).mean()
+    by_hand = np.mean([
+        -(logits[b, t, targets[b, t]].item() / tau
+          - np.log(np.exp(logits[b, t].numpy().astype(np.float64) / tau).sum()))
+        for b in range(3) for t in range(4)
+    ])
+    value = tau_cross_entropy(logits, targets, tau)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert value.item() == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_learning_rate_schedules():
+    tiger = {"lr": 0.01, "schedule": "inverse_sqrt", "warmup": "constant", "warmup_steps": 10000}
+    assert learning_rate(0, tiger) == 0.01 and learning_rate(9999, tiger) == 0.01
+    assert learning_rate(39999, tiger) == pytest.approx(0.005)
+    ramp = {"lr": 0.004, "schedule": "inverse_sqrt", "warmup": "linear", "warmup_steps": 100}
+    assert learning_rate(49, ramp) == pytest.approx(0.002)
+    assert learning_rate(399, ramp) == pytest.approx(0.002)
+    cosine = {"lr": 1.0, "schedule": "cosine", "warmup_steps": 0, "max_steps": 100}
+    assert learning_rate(49, cosine) == pytest.approx(0.5, abs=0.02) and learning_rate(99, cosine) < 1e-6
+
+
+def test_cpu_training_attention_path_matches_sdpa():
+    """On CPU in training mode attention runs as explicit ops; same outputs and gradients as SDPA."""
+    torch.manual_seed(0)
+    cfg = TigerModelConfig(vocab_size=50, d_model=16, num_heads=2, head_dim=8, d_ff=32,
+                           encoder_layers=2, decoder_layers=2, dropout=0.0)
+    model = TigerModel(cfg)
+    ids = torch.randint(3, 50, (4, 9))
+    ids[0, :4] = PAD
+    dec = torch.randint(3, 50, (4, 4))
+    outputs, grads = [], []
+    for train in (True, False):  # train(): explicit path; eval(): SDPA (dropout is 0 either way)
+        model.train(train)
+        model.zero_grad()
+        logits = model(ids, dec)
+        logits.square().mean().backward()
+        outputs.append(logits.detach())
+        grads.append(model.enc_bias.embedding.weight.grad.clone())
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_label_names_tokenizer_tau_and_ablation():
+    assert TigerRecommender.label(smoke_config()) == "TIGER[rqvae]"
+    assert TigerRecommender.label(smoke_config(**{"train.tau": 0.7, "tokenizer.name": "letter"})) == "TIGER[letter,tau=0.7]"
+    assert TigerRecommender.label(smoke_config(**{"model.user_buckets": 0})) == "TIGER[rqvae,no-user]"
+    assert METHODS.get("tiger") is TigerRecommender
+
+
+def test_every_profile_resolves_the_model_sections():
+    for profile in ("smoke", "cpu", "paper", "gpu"):
+        config = resolve_config(profile, assignments=["method=tiger"])
+        assert config["model"]["d_model"] > 0 and config["decode"]["beam_size"] >= max(config["eval"]["ks"])
+    paper = resolve_config("paper")
+    assert (paper["model"]["encoder_layers"], paper["model"]["d_model"], paper["model"]["num_heads"],
+            paper["model"]["head_dim"], paper["model"]["d_ff"], paper["train"]["lr"],
+            paper["train"]["warmup_steps"]) == (4, 128, 6, 64, 1024, 0.01, 10000)
+
+
+# --- learning, checkpoints, resume ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(synthetic_split, tmp_path_factory):
+    """A smoke-profile model trained on fake semantic IDs that carry the synthetic categories."""
+    work = tmp_path_factory.mktemp("tiger")
+    context = RunContext(work_dir=work, device="cpu", report=lambda step, m: reports.append((step, m)))
+    reports: list = []
+    recommender = TigerRecommender(smoke_config(**{"train.progress": False}), context)
+    sids, sizes = category_ids(synthetic_split)
+    recommender.fit_semantic_ids(synthetic_split, sids, sizes)
+    return recommender, context, reports, work
+
+
+def test_trained_model_beats_pop_and_random(synthetic_split, trained):
+    recommender, context, reports, _ = trained
+    split = synthetic_split
+    ours = recall10(recommender.rank(split, "test", 20), split)
+    pop = recall10(_fit_rank("pop", split), split)
+    random = recall10(_fit_rank("random", split), split)
+    assert ours > max(pop, random) + 0.1, (ours, pop, random)
+    # validation was reported to the sweep callback, and the record extras are filled
+    assert reports and all("valid_ndcg@10" in m for _, m in reports)
+    training = context.extras["training"]
+    assert training["best_step"] == context.extras["best_step"] > 0
+    assert training["curve"] and training["best_valid_ndcg@10"] > 0
+    assert "test (unconstrained beam search)" in context.extras["invalid_id_rate"]
+
+
+def _fit_rank(method: str, split) -> np.ndarray:
+    model = METHODS.get(method)(smoke_config(), RunContext(work_dir=Path("."), device="cpu"))
+    model.fit(split)
+    return model.rank(split, "test", 20)
+
+
+def test_checkpoints_and_resume(synthetic_split, trained, tmp_path):
+    recommender, _, _, work = trained
+    assert (work / "checkpoint.pt").is_file() and (work / "best.pt").is_file()
+    sids, sizes = category_ids(synthetic_split)
+    expected = recommender.rank(synthetic_split, "valid", 10)
+
+    # a finished checkpoint: resuming restores the best weights without training again
+    context = RunContext(work_dir=tmp_path / "again", device="cpu")
+    again = TigerRecommender(smoke_config(**{"train.progress": False, "train.resume_from": str(work)}), context)
+    again.fit_semantic_ids(synthetic_split, sids, sizes)
+    assert context.extras["training"]["resumed_from"] == str(work / "checkpoint.pt")
+    assert np.array_equal(again.rank(synthetic_split, "valid", 10), expected)
+
+    # an interrupted run goes on from its step to the configured end
+    steps = {"train.progress": False, "train.max_steps": 40, "train.eval_every": 20}
+    first = RunContext(work_dir=tmp_path / "short", device="cpu")
+    TigerRecommender(smoke_config(**{**steps, "train.max_steps": 20}), first).fit_semantic_ids(synthetic_split, sids, sizes)
+    assert first.extras["training"]["steps"] == 20
+    resumed = RunContext(work_dir=tmp_path / "resumed", device="cpu")
+    TigerRecommender(smoke_config(**{**steps, "train.resume_from": str(tmp_path / "short" / "checkpoint.pt")}),
+                     resumed).fit_semantic_ids(synthetic_split, sids, sizes)
+    assert resumed.extras["training"]["steps"] == 40
+    assert [c["step"] for c in resumed.extras["training"]["curve"]] == [20, 40]
+
+    # a checkpoint made for other semantic IDs is refused
+    other = sids.copy()
+    other[:, 2] = (other[:, 2] + 1) % 4
+    with pytest.raises(ResumeError, match="semantic_ids"):
+        TigerRecommender(smoke_config(**{"train.progress": False, "train.resume_from": str(work)}),
+                         RunContext(work_dir=tmp_path / "x", device="cpu")).fit_semantic_ids(synthetic_split, other, sizes)
+    with pytest.raises(ResumeError, match="no checkpoint"):
+        TigerRecommender(smoke_config(**{"train.resume_from": str(tmp_path / "missing")}),
+                         RunContext(work_dir=tmp_path / "y", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
+
+
+def test_unconstrained_ranking_marks_invalid_ids_as_misses(synthetic_split, trained):
+    recommender, context, _, _ = trained
+    recommender.decode_cfg["constrained"] = False
+    try:
+        ranked = recommender.rank(synthetic_split, "valid", 20)
+    finally:
+        recommender.decode_cfg["constrained"] = True
+    n_items = synthetic_split.n_items
+    rate = context.extras["invalid_id_rate"]["valid"]["invalid_id_rate@20"]
+    assert ((ranked >= n_items).mean()) == pytest.approx(rate)
+    assert evaluate_rankings(ranked, synthetic_split.valid_targets, ks=(10,))["recall@10"] >= 0
+
+
+def test_diversity_study_records_category_entropy(synthetic_split, trained):
+    recommender, context, _, _ = trained
+    recommender.decode_cfg.update(sample_temperatures=[1.0, 2.0], sample_count=20)
+    try:
+        recommender.rank(synthetic_split, "test", 10)
+    finally:
+        recommender.decode_cfg["sample_temperatures"] = []
+    diversity = context.extras["diversity"]
+    assert set(diversity) == {"beam", "T=1", "T=2"}
+    assert 0 <= diversity["beam"]["entropy@10"] <= np.log(8) + 1e-9
+    assert diversity["T=2"]["entropy@10"] >= diversity["T=1"]["entropy@10"] - 0.05
+
+
+# --- end to end with the real tokenizer -------------------------------------------------------------
+def _tokenizers_ready() -> bool:
+    try:
+        import tokenizers_zoo
+
+        return hasattr(tokenizers_zoo, "fit_tokenizer") and importlib.util.find_spec("bench.embed") is not None
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _tokenizers_ready(), reason="tokenizers_zoo / bench.embed not available yet")
+def test_bench_run_rqvae_synthetic_smoke_beats_pop_and_random(tmp_path, capsys):
+    """`bench run --tokenizer rqvae --dataset synthetic --profile smoke` beats pop and random on Recall@10."""
+    from bench.cli import main
+
+    results = tmp_path / "runs"
+    for args in (["--tokenizer", "rqvae"], ["--baseline", "pop"], ["--baseline", "random"]):
+        code = main(["run", *args, "--dataset", "synthetic", "--profile", "smoke", "--results-dir", str(results),
+                     "--set", f"work_dir={tmp_path / 'work'}", "--set", "train.progress=false"])
+        assert code == 0
+    import json
+
+    records = {r["method"]: r for r in (json.loads(p.read_text()) for p in results.rglob("*.json"))}
+    tiger = records["tiger"]
+    assert tiger["label"] == "TIGER[rqvae]"
+    recall = {m: records[m]["metrics"]["test"]["recall@10"] for m in ("tiger", "pop", "random")}
+    assert recall["tiger"] > max(recall["pop"], recall["random"]), recall
+    info = tiger["method_info"]
+    assert info["tokenizer"]["name"] == "rqvae" and "stats" in info["tokenizer"]
+    assert info["best_step"] > 0 and "invalid_id_rate" in info
