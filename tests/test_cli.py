@@ -82,7 +82,11 @@ def test_download_offline_fails_at_once_with_a_clear_message(tmp_path, monkeypat
     assert not any(tmp_path.rglob("*.gz")) and not any(tmp_path.rglob("*.part"))
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["data"], ["data", "stats"], ["table"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["run"], ["data"], ["data", "stats"], ["data", "download"], ["tokenize"], ["cf-embed"], ["table"],
+     ["sweep"], ["plot"], ["render"]],
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(command + ["--help"])
