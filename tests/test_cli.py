@@ -107,3 +107,12 @@ def test_a_failing_run_leaves_a_failed_record(tmp_path, monkeypatch):
     record = json.loads(path.read_text())
     assert record["status"] == "failed" and "exploded in fit" in record["error"]
     assert "metrics" not in record
+
+
+def test_resume_sets_the_checkpoint_path():
+    from bench.commands.run import method_overrides
+    from bench.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--tokenizer", "rqvae", "--resume", "results/work/x"])
+    assert method_overrides(args) == {
+        "method": "tiger", "tokenizer": {"name": "rqvae"}, "train": {"resume_from": "results/work/x"}}

@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
     which.add_argument("--tokenizer", help="run the generative recommender (TIGER) with this item tokenizer")
     add_config_options(parser)
     parser.add_argument("--results-dir", help="folder of the results store [default: results/runs]")
+    parser.add_argument("--resume", metavar="CHECKPOINT",
+                        help="generative runs: resume training from a checkpoint.pt (or the run work folder "
+                        "holding it), e.g. results/work/<run_id>/ after a crash")
     parser.add_argument("--no-record", action="store_true", help="print metrics but write no record")
     parser.set_defaults(func=main)
 
@@ -36,6 +39,8 @@ def method_overrides(args: argparse.Namespace) -> dict:
         overrides["tokenizer"] = {"name": args.tokenizer}
     if args.results_dir:
         overrides["results_dir"] = args.results_dir
+    if args.resume:
+        overrides["train"] = {"resume_from": args.resume}
     return overrides
 
 
