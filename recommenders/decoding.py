@@ -70,7 +70,7 @@ def _select(cache, index):
     return [(k.index_select(0, index), v.index_select(0, index)) for k, v in cache]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(
     model: TigerModel,
     vocab: SemanticIdVocab,
@@ -88,8 +88,7 @@ def beam_search(
     """
     batch = input_ids.shape[0]
     device = input_ids.device
-    memory, key_mask = model.encode(input_ids)
-    cross_kv = model.cross_kv(memory)
+    cross_kv, key_mask = model.memory(input_ids)
     user_rows = torch.arange(batch, device=device)[:, None]
 
     tokens = torch.full((batch,), BOS, dtype=torch.long, device=device)
@@ -99,9 +98,9 @@ def beam_search(
     for level in range(vocab.n_levels):
         size = vocab.codebook_sizes[level]
         n_beams = scores.shape[1]
-        logp, caches = model.decode_step(tokens, cross_kv, key_mask, caches, level)
         offset = int(vocab.level_offsets[level])
-        level_logp = logp[:, offset:offset + size].view(batch, n_beams, size)
+        logp, caches = model.decode_step(tokens, cross_kv, key_mask, caches, level, (offset, offset + size))
+        level_logp = logp.view(batch, n_beams, size)
         child = trie.tables[level][node.clamp(min=0)]  # [B, n, K]
         child = torch.where(node[..., None] >= 0, child, -1)
         candidate = scores[..., None] + level_logp
@@ -120,7 +119,7 @@ def beam_search(
     return DecodeResult(items=node, scores=scores, valid=valid)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_decode(
     model: TigerModel,
     vocab: SemanticIdVocab,
@@ -134,17 +133,15 @@ def sample_decode(
     to valid prefixes. ``scores`` are the model's (temperature-free) sequence log-probabilities."""
     batch = input_ids.shape[0]
     device = input_ids.device
-    memory, key_mask = model.encode(input_ids)
-    cross_kv = model.cross_kv(memory)
+    cross_kv, key_mask = model.memory(input_ids)
     tokens = torch.full((batch * n_samples,), BOS, dtype=torch.long, device=device)
     node = torch.zeros(batch * n_samples, dtype=torch.long, device=device)
     scores = torch.zeros(batch * n_samples, device=device)
     caches = None
     for level in range(vocab.n_levels):
         size = vocab.codebook_sizes[level]
-        logp, caches = model.decode_step(tokens, cross_kv, key_mask, caches, level)
         offset = int(vocab.level_offsets[level])
-        level_logp = logp[:, offset:offset + size]
+        level_logp, caches = model.decode_step(tokens, cross_kv, key_mask, caches, level, (offset, offset + size))
         child = trie.tables[level][node]
         masked = level_logp.masked_fill(child < 0, float("-inf"))
         probs = torch.softmax(masked / temperature, dim=-1)
@@ -174,15 +171,14 @@ def distinct_top_k(items: torch.Tensor, scores: torch.Tensor, k: int) -> torch.T
     return out[:, :k]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def exhaustive_scores(model: TigerModel, vocab: SemanticIdVocab, input_ids: torch.Tensor, chunk: int = 4096):
     """Sequence log-probability of every item's semantic ID for each row of ``input_ids``: ``[B, n_items]``.
 
     Teacher-forced scoring of the whole catalogue: the reference constrained beam search must match.
     """
     device = input_ids.device
-    memory, key_mask = model.encode(input_ids)
-    cross_kv = model.cross_kv(memory)
+    cross_kv, key_mask = model.memory(input_ids)
     targets = vocab.item_tokens[:-1].to(device)  # [n_items, L+1]
     decoder_in = vocab.decoder_inputs(targets)
     out = torch.empty(input_ids.shape[0], vocab.n_items, device=device)

@@ -14,9 +14,11 @@ Attention runs through ``F.scaled_dot_product_attention`` with the relative bias
 mask) as an additive float mask (CPU training excepted, see :func:`attention`). The attention width ``num_heads * head_dim`` need not equal
 ``d_model``. Self-attention projects q, k and v with one fused matrix; cross-attention k and v too.
 
-Decoding support (used by :mod:`recommenders.decoding`): :meth:`TigerModel.encode` once per user,
-:meth:`TigerModel.cross_kv` precomputes every decoder layer's cross-attention keys/values once per
-user, and :meth:`TigerModel.decode_step` advances ``n_beams`` hypotheses per user by one token with
+The encoder skips padding on CPU: token-wise projections and feed-forward layers run on the real
+tokens only (attention in the padded layout), which gives the same results for every real token.
+
+Decoding support (used by :mod:`recommenders.decoding`): :meth:`TigerModel.memory` encodes each user
+once and precomputes every decoder layer's cross-attention keys/values, and :meth:`TigerModel.decode_step` advances ``n_beams`` hypotheses per user by one token with
 a self-attention key/value cache. Beams are folded into the query axis of cross-attention, so the
 encoder states are never copied per beam.
 """
@@ -204,6 +206,20 @@ class EncoderLayer(nn.Module):
         x = x + self.drop(self.attn(self.norm1(x), mask)[0])
         return x + self.drop(self.ff(self.norm2(x)))
 
+    def forward_unpadded(self, x, mask, index, batch: int, length: int):
+        """The same layer on the real tokens only: ``x [N, d]`` are rows ``index`` of the ``[batch*length]``
+        padded layout. Token-wise projections and the feed-forward skip the padding; attention runs
+        in the padded layout (pad rows are zeros there and masked as keys)."""
+        attn = self.attn
+        inner = attn.h * attn.dh
+        qkv = attn.qkv(self.norm1(x))
+        qkv = qkv.new_zeros(batch * length, 3 * inner).index_copy(0, index, qkv)
+        q, k, v = qkv.view(batch, length, 3, attn.h, attn.dh).permute(2, 0, 3, 1, 4)
+        out = attention(q, k, v, mask, attn.dropout, attn.training)
+        out = out.transpose(1, 2).reshape(batch * length, inner).index_select(0, index)
+        x = x + self.drop(attn.o(out))
+        return x + self.drop(self.ff(self.norm2(x)))
+
 
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: TigerModelConfig):
@@ -235,6 +251,7 @@ class TigerModel(nn.Module):
         self.enc_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
         self.dec_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
+        self.unpad = "auto"  # auto | always | never: run the encoder on real tokens only (see _unpad_index)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -270,18 +287,68 @@ class TigerModel(nn.Module):
         pad = (input_ids == self.cfg.pad_id)[:, None, None, :]
         return torch.zeros(pad.shape, device=input_ids.device).masked_fill(pad, float("-inf"))
 
-    def encode(self, input_ids: torch.Tensor):
-        """``input_ids [B, S]`` (pad = ``cfg.pad_id``) -> (states ``[B, S, d]``, additive key mask ``[B, 1, 1, S]``)."""
+    def _unpad_index(self, input_ids: torch.Tensor):
+        """Flat indices of the real tokens, or None to run padded (no padding, or unpadding is off).
+
+        ``unpad``: ``auto`` (default) unpads on CPU, where the skipped padding is saved compute; on GPUs
+        the index needs a host sync per batch, which costs more than the padding there.
+        """
+        policy = self.unpad
+        if policy == "never" or (policy == "auto" and input_ids.device.type != "cpu"):
+            return None
+        real = (input_ids != self.cfg.pad_id).view(-1)
+        if bool(real.all()):
+            return None
+        return real.nonzero().squeeze(1)
+
+    def _encode(self, input_ids: torch.Tensor):
+        """(final encoder states, additive key mask ``[B, 1, 1, S]``, real-token index or None).
+
+        States are ``[B, S, d]`` when the index is None, else ``[N, d]`` for the real tokens only.
+        """
+        b, s = input_ids.shape
         key_mask = self.padding_mask(input_ids)
-        s = input_ids.shape[1]
         mask = self.enc_bias(s, s) + key_mask
-        x = self.drop(self.shared(input_ids))
-        for layer in self.encoder:
-            x = layer(x, mask)
-        return self.drop(self.enc_norm(x)), key_mask
+        index = self._unpad_index(input_ids)
+        if index is None:
+            x = self.drop(self.shared(input_ids))
+            for layer in self.encoder:
+                x = layer(x, mask)
+        else:
+            x = self.drop(self.shared(input_ids.view(-1).index_select(0, index)))
+            for layer in self.encoder:
+                x = layer.forward_unpadded(x, mask, index, b, s)
+        return self.drop(self.enc_norm(x)), key_mask, index
+
+    def encode(self, input_ids: torch.Tensor):
+        """``input_ids [B, S]`` (pad = ``cfg.pad_id``) -> (states ``[B, S, d]``, additive key mask ``[B, 1, 1, S]``).
+
+        States at padding positions are not meaningful (zeros when the encoder ran unpadded).
+        """
+        x, key_mask, index = self._encode(input_ids)
+        if index is not None:
+            b, s = input_ids.shape
+            x = x.new_zeros(b * s, x.shape[-1]).index_copy(0, index, x).view(b, s, -1)
+        return x, key_mask
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [layer.cross_attn.project_kv(memory) for layer in self.decoder]
+
+    def memory(self, input_ids: torch.Tensor):
+        """Encode and project every decoder layer's cross-attention keys/values once:
+        (per layer (k, v) ``[B, H, S, dh]``, additive key mask ``[B, 1, 1, S]``)."""
+        x, key_mask, index = self._encode(input_ids)
+        if index is None:
+            return self.cross_kv(x), key_mask
+        b, s = input_ids.shape
+        kv = []
+        for layer in self.decoder:
+            ca = layer.cross_attn
+            proj = ca.kv(x)
+            proj = proj.new_zeros(b * s, proj.shape[1]).index_copy(0, index, proj)
+            k, v = proj.view(b, s, 2, ca.h, ca.dh).permute(2, 0, 3, 1, 4)
+            kv.append((k, v))
+        return kv, key_mask
 
     # --- decoder -------------------------------------------------------------------------------
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -309,14 +376,22 @@ class TigerModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, decoder_ids: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits ``[B, T, vocab]`` for encoder ``input_ids`` and decoder inputs ``decoder_ids``."""
-        memory, key_mask = self.encode(input_ids)
-        hidden, _ = self.decode(decoder_ids, self.cross_kv(memory), key_mask)
+        cross_kv, key_mask = self.memory(input_ids)
+        hidden, _ = self.decode(decoder_ids, cross_kv, key_mask)
         return self.logits(hidden)
 
-    def decode_step(self, tokens, cross_kv, cross_mask, caches, offset: int):
-        """One token per hypothesis: ``tokens [B*n]`` at position ``offset`` -> (log-probs ``[B*n, vocab]`` float32, caches)."""
+    def decode_step(self, tokens, cross_kv, cross_mask, caches, offset: int, token_range: tuple[int, int] | None = None):
+        """One token per hypothesis: ``tokens [B*n]`` at position ``offset`` -> (log-probs, caches).
+
+        Log-probabilities are float32 over the whole vocabulary ``[B*n, vocab]``, or, with
+        ``token_range = (lo, hi)``, only those of tokens ``lo..hi-1`` (still normalised over the whole
+        vocabulary, without writing out the rest).
+        """
         hidden, caches = self.decode(tokens[:, None], cross_kv, cross_mask, caches, offset)
-        return torch.log_softmax(self.logits(hidden[:, -1]).float(), dim=-1), caches
+        logits = self.logits(hidden[:, -1]).float()
+        if token_range is None:
+            return torch.log_softmax(logits, dim=-1), caches
+        return logits[:, token_range[0]:token_range[1]] - torch.logsumexp(logits, dim=-1, keepdim=True), caches
 
 
 def to_hf_t5(model: TigerModel, pad_id: int, eos_id: int, decoder_start_id: int, attn_implementation: str | None = None):

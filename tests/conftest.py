@@ -33,3 +33,14 @@ def amazon_dir() -> Path:
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache folder, so nothing leaks into ~/.cache or between tests."""
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: fast and reproducible on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

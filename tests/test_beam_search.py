@@ -24,12 +24,7 @@ from recommenders.vocab import BOS, EOS, PAD, SemanticIdVocab
 SIZES = [4, 3, 3, 2]  # three code levels + a collision level
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_ids(n_items: int, sizes=SIZES, seed: int = 0) -> np.ndarray:

@@ -20,13 +20,7 @@ from recommenders.trainer import ResumeError, learning_rate, tau_cross_entropy
 from recommenders.vocab import BOS, PAD, SemanticIdVocab, hash_user
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: fast and reproducible on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smoke_config(**sets) -> dict:
@@ -123,6 +117,38 @@ def test_cpu_training_attention_path_matches_sdpa():
         grads.append(model.enc_bias.embedding.weight.grad.clone())
     assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_unpadded_encoder_matches_padded_encoder():
+    """Skipping padding in the encoder (the CPU default) changes nothing for real tokens: same
+    logits, same cross-attention memory, same gradients."""
+    torch.manual_seed(1)
+    cfg = TigerModelConfig(vocab_size=50, d_model=16, num_heads=2, head_dim=8, d_ff=32,
+                           encoder_layers=2, decoder_layers=2, dropout=0.0)
+    model = TigerModel(cfg)
+    ids = torch.randint(3, 50, (5, 8))
+    ids[0, :5] = PAD
+    ids[3, :2] = PAD
+    dec = torch.randint(3, 50, (5, 3))
+    outputs, grads = {}, {}
+    for policy in ("always", "never"):
+        model.unpad = policy
+        model.zero_grad()
+        logits = model(ids, dec)
+        logits.square().mean().backward()
+        outputs[policy] = logits.detach()
+        grads[policy] = model.encoder[0].attn.qkv.weight.grad.clone()
+    assert model._unpad_index(ids) is None  # policy "never"
+    model.unpad = "always"
+    assert len(model._unpad_index(ids)) == int((ids != PAD).sum())
+    assert torch.allclose(outputs["always"], outputs["never"], atol=1e-5)
+    assert torch.allclose(grads["always"], grads["never"], atol=1e-5)
+    real = ids != PAD
+    states = {}
+    for policy in ("always", "never"):
+        model.unpad = policy
+        states[policy] = model.encode(ids)[0][real]
+    assert torch.allclose(states["always"], states["never"], atol=1e-5)
 
 
 def test_label_names_tokenizer_tau_and_ablation():
