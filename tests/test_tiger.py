@@ -2,7 +2,6 @@
 and resume, and the end-to-end `bench run --tokenizer rqvae --dataset synthetic --profile smoke`."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -264,16 +263,6 @@ def test_diversity_study_records_category_entropy(synthetic_split, trained):
 
 
 # --- end to end with the real tokenizer -------------------------------------------------------------
-def _tokenizers_ready() -> bool:
-    try:
-        import tokenizers_zoo
-
-        return hasattr(tokenizers_zoo, "fit_tokenizer") and importlib.util.find_spec("bench.embed") is not None
-    except ImportError:
-        return False
-
-
-@pytest.mark.skipif(not _tokenizers_ready(), reason="tokenizers_zoo / bench.embed not available yet")
 def test_bench_run_rqvae_synthetic_smoke_beats_pop_and_random(tmp_path, capsys):
     """`bench run --tokenizer rqvae --dataset synthetic --profile smoke` beats pop and random on Recall@10."""
     from bench.cli import main
@@ -293,3 +282,23 @@ def test_bench_run_rqvae_synthetic_smoke_beats_pop_and_random(tmp_path, capsys):
     info = tiger["method_info"]
     assert info["tokenizer"]["name"] == "rqvae" and "stats" in info["tokenizer"]
     assert info["best_step"] > 0 and "invalid_id_rate" in info
+
+
+def test_bench_run_letter_ml100k_smoke_offline(tmp_path):
+    """The main command on the embedded dataset: MiniLM text embeddings, CF embeddings from RecBole's
+    SASRec, LETTER, TIGER, beam search, a record with the tokenizer's CF alignment."""
+    import json
+
+    from bench.cli import main
+
+    results = tmp_path / "runs"
+    code = main(["run", "--tokenizer", "letter", "--dataset", "ml-100k", "--profile", "smoke",
+                 "--results-dir", str(results), "--set", f"work_dir={tmp_path / 'work'}", "--set", "train.progress=false"])
+    assert code == 0
+    (path,) = results.rglob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "completed" and record["label"] == "TIGER[letter]"
+    assert record["dataset_fingerprint"]["users"] == 943 and record["dataset_fingerprint"]["items"] == 1682
+    stats = record["method_info"]["tokenizer"]["stats"]
+    assert stats["levels"] == 4 and stats["n_items"] == 1682 and -1 <= stats["cf_alignment"] <= 1
+    assert 0 < record["metrics"]["test"]["recall@10"] <= 1
