@@ -141,7 +141,7 @@ def train_ours(model, vocab, examples, args, device):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def time_training(model_cfg, vocab, batches, steps, device, blocks=3):
