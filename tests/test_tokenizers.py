@@ -22,7 +22,7 @@ from tokenizers_zoo import (
     fit_tokenizer,
     semantic_ids,
 )
-from tokenizers_zoo.stats import code_stats, collapse_warnings, entropy_bits, gini
+from tokenizers_zoo.stats import code_stats, collapse_warnings, entropy_bits, gini, stats_table
 
 SMALL = {
     "random_id": {"levels": 3, "codebook_size": 16},
@@ -122,6 +122,8 @@ def test_stats_against_hand_computed_values():
     assert stats["first_level_entropy"] == pytest.approx(entropy)
     assert stats["first_level_entropy_norm"] == pytest.approx(entropy / 2)
     assert stats["first_level_gini"] == pytest.approx(0.5)  # counts (0, 1, 1, 4): mean |xi - xj| / (2 mean) = 0.5
+    assert stats["first_level_counts"] == [4, 1, 1, 0]
+    assert "first_level_counts" not in stats_table(stats)
     assert stats["collapse_warning"] == []
     assert gini(np.array([5, 5, 5])) == pytest.approx(0.0)
     assert gini(np.array([0, 0, 9])) == pytest.approx(2 / 3)

@@ -9,6 +9,8 @@ All statistics are about the codes *before* the collision level is appended:
   ``first_level_entropy_norm`` divides it by log2(min(K, n_items)), its maximum.
 - ``first_level_gini``: Gini coefficient of the first-level code counts over all K codes
   (0 = every code used equally often, near 1 = one code takes every item).
+- ``first_level_counts``: items per first-level code (K integers), for LETTER's code-assignment
+  figure (``bench plot codes``, ``bench render``); not printed by :func:`stats_table`.
 - ``collapse_warning``: one message per level whose used codes are fewer than
   ``collapse_threshold`` × min(K, n_items).
 """
@@ -86,6 +88,7 @@ def code_stats(codes: np.ndarray, level_sizes: list[int], collapse_threshold: fl
         "first_level_entropy": entropy,
         "first_level_entropy_norm": entropy / max_entropy if max_entropy else 0.0,
         "first_level_gini": gini(first_counts),
+        "first_level_counts": [int(c) for c in first_counts],
         "collapse_warning": collapse_warnings(codes, level_sizes, collapse_threshold),
     }
 
@@ -111,9 +114,12 @@ def format_value(value) -> str:
     return str(value)
 
 
+NOT_PRINTED = frozenset({"first_level_counts"})  # K numbers: in the record, not on the console
+
+
 def stats_table(stats: dict, tablefmt: str = "simple") -> str:
     """The statistics as a two-column table (tabulate)."""
     from tabulate import tabulate
 
-    rows = [(key, format_value(value)) for key, value in stats.items()]
+    rows = [(key, format_value(value)) for key, value in stats.items() if key not in NOT_PRINTED]
     return tabulate(rows, headers=["statistic", "value"], tablefmt=tablefmt, disable_numparse=True)
