@@ -208,7 +208,7 @@ def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, le
             continue
         used = int((counts > 0).sum())
         p = counts[counts > 0] / counts.sum()
-        entropy = float(-(p * np.log2(p)).sum())
+        entropy = max(0.0, float(-(p * np.log2(p)).sum()))  # no "-0.00" for a single code
         label = f"{name}: {used}/{len(counts)} codes used, max {int(counts[0])}, H={entropy:.2f} bits"
         x = np.arange(1, len(counts) + 1)
         if single:
