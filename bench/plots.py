@@ -197,6 +197,8 @@ def code_series_label(record: dict) -> str:
 def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, level: int = 0,
                            title: str | None = None) -> Path:
     """Items per code at ``level``, codes sorted from the most to the least used (LETTER's figure)."""
+    from tokenizers_zoo.stats import entropy_bits
+
     if not series:
         raise PlotError("no code counts to plot")
     fig = _figure(6.0, 3.4)
@@ -207,8 +209,7 @@ def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, le
         if counts.sum() <= 0:
             continue
         used = int((counts > 0).sum())
-        p = counts[counts > 0] / counts.sum()
-        entropy = max(0.0, float(-(p * np.log2(p)).sum()))  # no "-0.00" for a single code
+        entropy = entropy_bits(counts)
         label = f"{name}: {used}/{len(counts)} codes used, max {int(counts[0])}, H={entropy:.2f} bits"
         x = np.arange(1, len(counts) + 1)
         if single:

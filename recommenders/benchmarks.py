@@ -1,6 +1,6 @@
 """Speed benchmark (not a test): our TIGER implementation vs Hugging Face transformers' T5.
 
-    python -m recommenders.benchmarks [--dataset beauty --data-dir DIR] [--users 256] [--beam 20]
+    python -m recommenders.benchmarks [--dataset beauty --data-dir DIR] [--users 512] [--beam 20]
                                       [--model paper|cpu|smoke] [--train-steps 300] [--device cpu|cuda]
 
 One run, one set of trained weights, the same users:

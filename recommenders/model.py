@@ -95,6 +95,11 @@ def attention(q, k, v, mask, dropout: float, training: bool) -> torch.Tensor:
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout if training else 0.0, scale=1.0)
 
 
+def pad_rows(rows: torch.Tensor, index: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """Real-token rows ``[N, F]`` (flat positions ``index``) -> ``[batch, length, F]`` with zeros at padding."""
+    return rows.new_zeros(batch * length, rows.shape[-1]).index_copy(0, index, rows).view(batch, length, -1)
+
+
 def relative_position_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int):
     """T5's (Mesh TensorFlow's) bucketing of ``key_position - query_position``."""
     buckets = torch.zeros_like(relative)
@@ -163,8 +168,12 @@ class CrossAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def project_kv(self, memory: torch.Tensor):
-        b, s, _ = memory.shape
-        k, v = self.kv(memory).view(b, s, 2, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        return self.split_kv(self.kv(memory))
+
+    def split_kv(self, projected: torch.Tensor):
+        """``[B, S, 2*H*dh]`` (the ``kv`` projection) -> k, v ``[B, H, S, dh]``."""
+        b, s, _ = projected.shape
+        k, v = projected.view(b, s, 2, self.h, self.dh).permute(2, 0, 3, 1, 4)
         return k, v
 
     def forward(self, x, kv, mask):
@@ -213,8 +222,7 @@ class EncoderLayer(nn.Module):
         attn = self.attn
         inner = attn.h * attn.dh
         qkv = attn.qkv(self.norm1(x))
-        qkv = qkv.new_zeros(batch * length, 3 * inner).index_copy(0, index, qkv)
-        q, k, v = qkv.view(batch, length, 3, attn.h, attn.dh).permute(2, 0, 3, 1, 4)
+        q, k, v = pad_rows(qkv, index, batch, length).view(batch, length, 3, attn.h, attn.dh).permute(2, 0, 3, 1, 4)
         out = attention(q, k, v, mask, attn.dropout, attn.training)
         out = out.transpose(1, 2).reshape(batch * length, inner).index_select(0, index)
         x = x + self.drop(attn.o(out))
@@ -327,8 +335,7 @@ class TigerModel(nn.Module):
         """
         x, key_mask, index = self._encode(input_ids)
         if index is not None:
-            b, s = input_ids.shape
-            x = x.new_zeros(b * s, x.shape[-1]).index_copy(0, index, x).view(b, s, -1)
+            x = pad_rows(x, index, *input_ids.shape)
         return x, key_mask
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -340,15 +347,8 @@ class TigerModel(nn.Module):
         x, key_mask, index = self._encode(input_ids)
         if index is None:
             return self.cross_kv(x), key_mask
-        b, s = input_ids.shape
-        kv = []
-        for layer in self.decoder:
-            ca = layer.cross_attn
-            proj = ca.kv(x)
-            proj = proj.new_zeros(b * s, proj.shape[1]).index_copy(0, index, proj)
-            k, v = proj.view(b, s, 2, ca.h, ca.dh).permute(2, 0, 3, 1, 4)
-            kv.append((k, v))
-        return kv, key_mask
+        b, s = input_ids.shape  # project the real tokens only, then lay them out padded
+        return [layer.cross_attn.split_kv(pad_rows(layer.cross_attn.kv(x), index, b, s)) for layer in self.decoder], key_mask
 
     # --- decoder -------------------------------------------------------------------------------
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -97,12 +97,16 @@ def test_learning_rate_schedules():
     assert learning_rate(49, cosine) == pytest.approx(0.5, abs=0.02) and learning_rate(99, cosine) < 1e-6
 
 
+def tiny_model(seed: int) -> TigerModel:
+    """A 2+2-layer model over a 50-token vocabulary without dropout; the seed also drives later draws."""
+    torch.manual_seed(seed)
+    return TigerModel(TigerModelConfig(vocab_size=50, d_model=16, num_heads=2, head_dim=8, d_ff=32,
+                                       encoder_layers=2, decoder_layers=2, dropout=0.0))
+
+
 def test_cpu_training_attention_path_matches_sdpa():
     """On CPU in training mode attention runs as explicit ops; same outputs and gradients as SDPA."""
-    torch.manual_seed(0)
-    cfg = TigerModelConfig(vocab_size=50, d_model=16, num_heads=2, head_dim=8, d_ff=32,
-                           encoder_layers=2, decoder_layers=2, dropout=0.0)
-    model = TigerModel(cfg)
+    model = tiny_model(seed=0)
     ids = torch.randint(3, 50, (4, 9))
     ids[0, :4] = PAD
     dec = torch.randint(3, 50, (4, 4))
@@ -121,10 +125,7 @@ def test_cpu_training_attention_path_matches_sdpa():
 def test_unpadded_encoder_matches_padded_encoder():
     """Skipping padding in the encoder (the CPU default) changes nothing for real tokens: same
     logits, same cross-attention memory, same gradients."""
-    torch.manual_seed(1)
-    cfg = TigerModelConfig(vocab_size=50, d_model=16, num_heads=2, head_dim=8, d_ff=32,
-                           encoder_layers=2, decoder_layers=2, dropout=0.0)
-    model = TigerModel(cfg)
+    model = tiny_model(seed=1)
     ids = torch.randint(3, 50, (5, 8))
     ids[0, :5] = PAD
     ids[3, :2] = PAD
