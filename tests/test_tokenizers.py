@@ -234,6 +234,19 @@ def test_rqvae_first_level_separates_known_clusters(seed):
     assert tokenizer.info["dead_codes_reset"] > 0
 
 
+@pytest.mark.parametrize("until, expected", [(None, [2, 4, 6, 8]), (5, [2, 4]), (1, [])])
+def test_dead_code_reset_schedule(until, expected):
+    # checks every 2 epochs, never after the last (10th) epoch, and none after `dead_code_until`
+    params = {"dead_code_reset": True, "dead_code_every": 2, "dead_code_until": until}
+    tokenizer = TOKENIZERS.get("rqvae")(params, seed=0)
+    assert [epoch + 1 for epoch in range(10) if tokenizer._reset_due(epoch, 10)] == expected
+
+
+def test_dead_code_until_must_be_positive():
+    with pytest.raises(TokenizerError, match="dead_code_until"):
+        TOKENIZERS.get("rqvae")({"dead_code_until": 0}, seed=0)
+
+
 def test_collaborative_loss_alone_raises_alignment():
     x, _ = blobs(n=600, seed=0)
     cf = np.random.default_rng(7).normal(size=(600, 16)).astype(np.float32)

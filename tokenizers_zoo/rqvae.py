@@ -23,7 +23,9 @@ which TIGER, a Google model, presumably used); PyTorch's 0 makes the first step 
 
 ``dead_code_reset`` (off by default and in the paper profile) is a documented deviation: every
 ``dead_code_every`` epochs, codes no item chose during the epoch are re-seeded from residuals of
-random items (never after the last epoch, so the final codes are the trained assignment).
+random items (never after the last epoch, so the final codes are the trained assignment), and with
+``dead_code_until: N`` only during the first N epochs (a warm-up: afterwards the losses alone decide
+which codes stay in use).
 ``standardize`` (off by default) z-scores every input dimension before the encoder.
 """
 from __future__ import annotations
@@ -147,6 +149,8 @@ class RQVAETokenizer(Tokenizer):
         self._positive_int("batch_size")
         self._positive_int("kmeans_iters")
         self._positive_int("dead_code_every")
+        if self.params.get("dead_code_until") is not None:
+            self._positive_int("dead_code_until")
         self._nonnegative("commitment")
         self._nonnegative("weight_decay")
         self._nonnegative("adagrad_initial_accumulator")
@@ -214,6 +218,15 @@ class RQVAETokenizer(Tokenizer):
                 codebook = self.model.codebooks[level]
                 distances = torch.cdist(residual, codebook)
                 residual = residual - codebook[distances.argmin(dim=1)]
+
+    def _reset_due(self, epoch: int, epochs: int) -> bool:
+        """Whether dead codes are re-seeded after (0-based) ``epoch``."""
+        params = self.params
+        until = params.get("dead_code_until")
+        return (
+            bool(params["dead_code_reset"]) and (epoch + 1) % int(params["dead_code_every"]) == 0
+            and epoch + 1 < epochs and (until is None or epoch + 1 <= int(until))
+        )
 
     def _reset_dead_codes(self, usage, x, generator) -> int:
         """Re-seed codes unused this epoch with residuals of random items (deviation; off by default)."""
@@ -303,7 +316,7 @@ class RQVAETokenizer(Tokenizer):
                             sums[k] = sums.get(k, 0.0) + v * len(batch)
                     last = {k: v / n_items for k, v in sums.items()}
                     last["util_l1"] = float((usage[0] > 0).float().mean())
-                    if params["dead_code_reset"] and (epoch + 1) % int(params["dead_code_every"]) == 0 and epoch + 1 < epochs:
+                    if self._reset_due(epoch, epochs):
                         dead_resets += self._reset_dead_codes(usage, x, generator)
                     if epoch % log_every == 0 or epoch == epochs - 1:
                         history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in last.items()}})
