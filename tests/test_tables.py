@@ -146,9 +146,16 @@ def test_main_table_mean_std_and_config_selection():
         # another SASRec configuration, worse on validation: not shown although better on test
         run("SASRec (CE)", "sasrec", "beauty", (0.090, 0.090, 0.090, 0.090), valid=-1.0, baseline__hidden_size=32),
     ]
-    rows = md_rows(render(build_main_table(store), "md"))
+    table = build_main_table(store)
+    rows = md_rows(render(table, "md"))
     assert rows["SASRec (CE)"][4] == "0.0420 ± 0.0028"
     assert "0.0900" not in " ".join(rows["SASRec (CE)"])
+    # the notes name the runs behind the selected configuration, and only for rows that had a choice
+    shown = sorted(r["run_id"] for r in store if r["label"] == "SASRec (CE)" and r["dataset"] == "beauty"
+                   and r["metrics"]["valid"]["ndcg@10"] == 0.0)
+    choice = [n for n in table.notes if n.startswith("SASRec (CE) on Beauty:")]
+    assert choice == [f"SASRec (CE) on Beauty: best of 2 configurations by validation NDCG@10; shown: {', '.join(shown)}."]
+    assert not any(n.startswith(("SASRec (CE) on Sports", "GRU4Rec")) for n in table.notes)
 
 
 def ranks_with_hits(n_users, hits, rank=1):
