@@ -174,24 +174,24 @@ def select_best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELE
     return pd.concat(keep) if keep else frame.iloc[0:0]
 
 
-def selection_notes(frame: pd.DataFrame, keys: list[str], metric: str = SELECT_METRIC) -> list[str]:
+def selection_notes(frame: pd.DataFrame, chosen: pd.DataFrame, keys: list[str],
+                    metric: str = SELECT_METRIC) -> list[str]:
     """One line per group of ``keys`` with several configurations in ``frame``: which runs the
-    table shows (those of :func:`select_best_configs`), so a reader can find their configuration."""
+    table shows (``chosen``, what :func:`select_best_configs` kept), so a reader can find their
+    configuration."""
     if frame.empty or "config_key" not in frame.columns:
         return []
-    chosen = select_best_configs(frame, keys, metric)
+    shown = {key: sorted(group["run_id"]) for key, group in chosen.groupby(keys, sort=False, dropna=False)}
     notes = []
     for group_key, group in frame.groupby(keys, sort=False, dropna=False):
         n_configs = group["config_key"].nunique()
         if n_configs <= 1:
             continue
-        values = dict(zip(keys, group_key if isinstance(group_key, tuple) else (group_key,)))
-        mask = np.logical_and.reduce([chosen[k] == v for k, v in values.items()])
-        runs = ", ".join(sorted(chosen.loc[mask, "run_id"]))
+        values = dict(zip(keys, group_key))
         name = " ".join(str(TOKENIZER_NAMES.get(v, v)) for k, v in values.items() if k != "dataset")
         where = f" on {dataset_name(values['dataset'])}" if "dataset" in values else ""
         notes.append(f"{name}{where}: best of {n_configs} configurations by validation {metric.upper()}; "
-                     f"shown: {runs}.")
+                     f"shown: {', '.join(shown[group_key])}.")
     return notes
 
 
@@ -406,8 +406,9 @@ def build_main_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: 
     table = Table("Main results", ["Method"], [], list(metrics), [])
     if frame.empty:
         return table
-    choices = selection_notes(frame, ["dataset", "method"])
-    frame = select_best_configs(frame, ["dataset", "method"])
+    chosen = select_best_configs(frame, ["dataset", "method"])
+    choices = selection_notes(frame, chosen, ["dataset", "method"])
+    frame = chosen
     datasets = _order_datasets(frame["dataset"])
     keyed = _make_rows(
         frame, ["method"], lambda k, f: [k[0]],
@@ -456,8 +457,9 @@ def build_tokenizer_table(records, metrics=MAIN_METRICS, split: str = "test", al
     if gen.empty:
         return table
     gen["tokenizer"] = gen["tokenizer"].fillna("?")
-    choices = selection_notes(gen, ["dataset", "tokenizer"])
-    gen = select_best_configs(gen, ["dataset", "tokenizer"])
+    chosen = select_best_configs(gen, ["dataset", "tokenizer"])
+    choices = selection_notes(gen, chosen, ["dataset", "tokenizer"])
+    gen = chosen
     datasets = [d for d in datasets_all if d in set(gen["dataset"])]
     keyed = _make_rows(gen, ["tokenizer"], lambda k, f: [TOKENIZER_NAMES.get(k[0], str(k[0]))],
                        lambda f: "generative", metrics, datasets)
