@@ -11,11 +11,12 @@ Every catalogue item gets a row: the exported ``.item`` file lists them all, so 
 occurs in no training part (only as some user's valid/test target) still has an embedding, which
 is then only ever a negative of the CE loss, never a positive.
 
-Cached under ``cache_root()/cf_embed`` by the split fingerprint and the resolved settings.
+Cached under ``cache_root()/cf_embed``, keyed (``bench.identity.artifact_key``) by the split
+fingerprint, the seed, the resolved settings, ``CF_EMBED_VERSION``, the RecBole adapter's and data
+preparation's versions and the RecBole/torch/NumPy/pandas versions.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines.recbole_adapter import SPECS, train_sequential
+from baselines.recbole_adapter import ADAPTER_VERSION, SPECS, train_sequential
+from baselines.recbole_data import PACKAGES as RECBOLE_PACKAGES, RECBOLE_DATA_VERSION
 from bench.config import deep_merge
 from bench.data.locate import cache_root
+from bench.identity import artifact_key
 from bench.split import LeaveOneOutSplit
 
-CACHE_FORMAT = 1
+CF_EMBED_VERSION = 1  # bump when a change makes the CF embeddings differ (what is trained, how rows map)
 EMBEDDINGS_FILE = "item_embeddings.npy"
 INFO_FILE = "info.json"
 
@@ -40,17 +43,17 @@ def cf_settings(config: dict) -> dict:
     return deep_merge(baseline, overrides)
 
 
+def component_versions() -> dict[str, int]:
+    return {"cf_embed": CF_EMBED_VERSION, "recbole_adapter": ADAPTER_VERSION, "recbole_data": RECBOLE_DATA_VERSION}
+
+
 def cache_key(split: LeaveOneOutSplit, config: dict) -> str:
     settings = cf_settings(config)
     settings.pop("verbose", None)
-    material = {
-        "format": CACHE_FORMAT,
-        "split": split.fingerprint["sha256"],
-        "seed": int(config["seed"]),
-        "model": "SASRec",
-        "settings": settings,
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return artifact_key(
+        "cf_embed", {"model": "SASRec", "seed": int(config["seed"]), "settings": settings},
+        component_versions(), RECBOLE_PACKAGES, inputs={"split": split.fingerprint["sha256"]}, length=16,
+    )
 
 
 def cf_embeddings_dir(split: LeaveOneOutSplit, config: dict) -> Path:

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from baselines import recbole_compat
-from baselines.recbole_data import PreparedData, eval_args, prepare, quiet_recbole
+from baselines.recbole_data import RECBOLE_DATA_VERSION, PreparedData, eval_args, prepare, quiet_recbole
 from bench.config import ConfigError, deep_merge
 from bench.data.types import DataError
 from bench.methods import Recommender, RunContext
@@ -38,6 +38,8 @@ from bench.split import LeaveOneOutSplit
 
 recbole_compat.apply()  # here too, so any process that imports the adapter gets the patches
 
+# bump when a change to this adapter (config mapping, losses, training loop, ranking) changes numbers
+ADAPTER_VERSION = 1
 LOSS_NAMES = {"ce": "CE", "bce": "BCE", "bpr": "BPR"}
 DEFAULT_TOLERANCE = 1e-4
 # RecBole's valid_and_test split holds out 2 of a user's (length - 1) training prefixes, but only if
@@ -281,6 +283,9 @@ def train_sequential(
         trainer.fit(loaders["train"], loaders["valid"], verbose=False, saved=True, callback_fn=on_validation)
     trainer.restore_best()
     train_seconds = time.perf_counter() - started - prepare_seconds
+    epochs_run = len(trainer.train_loss_dict)
+    steps_per_epoch = len(loaders["train"])
+    examples_per_epoch = len(loaders["train"]._dataset)
 
     info = {
         "recbole_model": spec.recbole_name,
@@ -290,7 +295,10 @@ def train_sequential(
         "dataset_cache": {"key": data.key, "hit": data.cache_hit, "folder": str(data.folder)},
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "best_epoch": trainer.best_epoch,
-        "epochs_run": len(trainer.train_loss_dict),
+        "epochs_run": epochs_run,
+        "steps_per_epoch": steps_per_epoch,
+        "train_examples_per_epoch": examples_per_epoch,
+        "stop_reason": "early stopping" if epochs_run < int(rb_dict["epochs"]) else "max epochs",
         "best_valid_score": float(trainer.best_valid_score),
         "valid_curve": curve,
         "prepare_seconds": round(prepare_seconds, 2),
@@ -328,6 +336,29 @@ class RecBoleSequential(Recommender):
     def label(cls, config: dict) -> str:
         loss = loss_of(cls.spec, config.get("baseline", {}))
         return f"{cls.spec.display} ({LOSS_NAMES[loss]})"
+
+    @classmethod
+    def components(cls, config: dict) -> dict[str, int]:
+        return {**super().components(config), "recbole_adapter": ADAPTER_VERSION,
+                "recbole_data": RECBOLE_DATA_VERSION}
+
+    def budget(self) -> dict:
+        import torch
+
+        info = self.trained.info
+        epochs = int(info["epochs_run"])
+        return {
+            "optimizer_steps": epochs * int(info["steps_per_epoch"]),
+            "epochs": epochs,
+            "examples_seen": epochs * int(info["train_examples_per_epoch"]),
+            "train_seconds": float(info["train_seconds"]),
+            "threads": torch.get_num_threads(),
+            "stop_reason": info["stop_reason"],
+            "best_epoch": info["best_epoch"],
+        }
+
+    def max_history(self) -> int:
+        return int(self.section["max_seq_len"])
 
     def __init__(self, config: dict, context: RunContext):
         super().__init__(config, context)
@@ -391,14 +422,17 @@ class RecBoleSequential(Recommender):
 
 class SASRec(RecBoleSequential):
     spec = SPECS["sasrec"]
+    version = 1
 
 
 class BERT4Rec(RecBoleSequential):
     spec = SPECS["bert4rec"]
+    version = 1
 
 
 class GRU4Rec(RecBoleSequential):
     spec = SPECS["gru4rec"]
+    version = 1
 
 
 def section_for(config: dict, overrides: dict | None = None) -> dict:

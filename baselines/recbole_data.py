@@ -8,8 +8,9 @@ RecBole id. Tokens are the harness's internal indices, so ids map straight back.
 
 RecBole's prepared data (``SequentialDataset`` after data augmentation and the leave-one-out split)
 is pickled under ``bench.data.locate.cache_root() / "recbole"``, keyed by a hash of the exported
-sequences (the split fingerprint), the leave-one-out mode and the maximum sequence length, so a
-second run skips the export and the preprocessing.
+sequences (the split fingerprint), the leave-one-out mode, the maximum sequence length,
+``RECBOLE_DATA_VERSION`` and the RecBole/torch/NumPy/pandas versions, so a second run skips the
+export and the preprocessing; an entry that fails to load is reported and rebuilt.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -30,9 +32,12 @@ import numpy as np
 from baselines import recbole_compat
 from bench.atomic_export import INTER_HEADER, write_atomic_files
 from bench.data.locate import cache_root
+from bench.identity import artifact_key, package_versions_of
 from bench.split import LeaveOneOutSplit
 
-CACHE_FORMAT = 1  # bump when what is cached (or how it is built) changes
+RECBOLE_DATA_VERSION = 1  # bump when what is cached (or how it is built) changes
+# packages whose versions shape RecBole's prepared data and models (part of every RecBole cache key)
+PACKAGES = ("recbole", "torch", "numpy", "pandas")
 PREPARED_FILE = "prepared.pkl"
 USER_FIELD, ITEM_FIELD, TIME_FIELD = "user_id", "item_id", "timestamp"
 
@@ -178,18 +183,18 @@ def prepare(
     ``sequences`` must be the split's full sequences). Cached under the cache root unless
     ``use_cache`` is false; then everything is written under ``scratch_dir``.
     """
-    from recbole import __version__ as recbole_version
-
     recbole_compat.apply()
     settings = dataset_settings(max_seq_len, leave_one_mode)
     key_material = {
-        "format": CACHE_FORMAT,
-        "recbole": recbole_version,
+        "components": {"recbole_data": RECBOLE_DATA_VERSION},
+        "packages": package_versions_of(PACKAGES),
         "sequences": sequences_digest(sequences, n_items),
         "settings": settings,
         "dataset_class": "SequentialDataset",
     }
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:20]
+    key = artifact_key("recbole_data", {"settings": settings, "dataset_class": "SequentialDataset"},
+                       key_material["components"], PACKAGES, inputs={"sequences": key_material["sequences"]},
+                       length=20)
     name = f"gb_{key}"  # unique, and never a name RecBole would try to download
     root = recbole_cache_dir() if use_cache else Path(scratch_dir or tempfile.mkdtemp(prefix="recbole-"))
     folder = root / name
@@ -199,8 +204,9 @@ def prepare(
             with pickled.open("rb") as handle:
                 dataset, parts = pickle.load(handle)
             return PreparedData(dataset, parts, name, folder, cache_hit=True, key=key)
-        except Exception:  # a truncated or stale pickle: rebuild below
-            pass
+        except Exception as err:  # noqa: BLE001 - a truncated or stale pickle: say so, rebuild below
+            print(f"warning: cached RecBole dataset {pickled} cannot be loaded "
+                  f"({type(err).__name__}: {err}); preparing it again", file=sys.stderr)
 
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))

@@ -11,12 +11,17 @@ from bench.split import LeaveOneOutSplit
 class MostPopular(Recommender):
     """Every user gets the items most frequent in the training parts (ties: lower index first)."""
 
+    version = 1
+
     @classmethod
     def label(cls, config: dict) -> str:
         return "Pop"
 
     def fit(self, split: LeaveOneOutSplit) -> None:
         self.order = np.argsort(-split.train_item_counts, kind="stable")
+
+    def max_history(self) -> None:
+        return None
 
     def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
         return np.tile(self.order[:k], (split.n_users, 1))
@@ -25,12 +30,17 @@ class MostPopular(Recommender):
 class RandomItems(Recommender):
     """Each user gets k distinct items drawn uniformly from the catalogue (seeded)."""
 
+    version = 1
+
     @classmethod
     def label(cls, config: dict) -> str:
         return "Random"
 
     def fit(self, split: LeaveOneOutSplit) -> None:
         self.rng = np.random.default_rng(self.config["seed"])
+
+    def max_history(self) -> None:
+        return None
 
     def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
         k = min(k, split.n_items)

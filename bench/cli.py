@@ -9,7 +9,7 @@ from bench.config import ConfigError
 from bench.data.types import DataError
 from bench.registry import UnknownNameError
 
-COMMANDS = ["run", "data", "tokenize", "cf_embed", "table", "sweep", "plot", "render"]  # modules under bench/commands, in --help order
+COMMANDS = ["run", "data", "tokenize", "cf_embed", "table", "sweep", "publish", "plot", "render"]  # modules under bench/commands, in --help order
 
 USER_ERRORS = (ConfigError, DataError, UnknownNameError, FileNotFoundError)
 

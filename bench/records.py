@@ -1,13 +1,28 @@
-"""The results store: one JSON record per run, written atomically and never overwritten."""
+"""Results stores: one JSON record per run, written atomically and never overwritten.
+
+Two stores: the scratch store that ``bench run`` and sweeps write to (``results/runs``, git-ignored)
+and the curated store (``results/published``, committed) that ``bench render`` turns into the
+published tables; only ``bench publish`` writes there. Every record follows
+``bench/schemas/run_record.schema.json`` (``schema_version`` 1); :func:`upgrade_record` turns a record
+from before schema 1 into one, marking what it derived and what is unknown.
+"""
 from __future__ import annotations
 
+import copy
 import json
 import os
+import sys
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "run_record.schema.json"
+SCRATCH_STORE = "results/runs"
+PUBLISHED_STORE = "results/published"
 
 
 class RecordExistsError(FileExistsError):
@@ -69,15 +84,137 @@ def write_record(record: dict, results_dir: str | os.PathLike) -> Path:
     return write_json_atomic(Path(results_dir) / f"{record['run_id']}.json", record)
 
 
+def read_record(path: str | os.PathLike) -> dict:
+    """One record file; ValueError naming the file when it is not a JSON object."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable JSON record ({err})") from None
+    if not isinstance(record, dict) or "run_id" not in record:
+        raise ValueError(f"{path}: not a run record (a JSON object with a run_id)")
+    return record
+
+
 def iter_records(results_dir: str | os.PathLike) -> Iterator[dict]:
-    """Every complete record in the store, oldest first; hidden temp files are skipped."""
+    """Every record in the store, oldest first; hidden temp files are skipped, an unreadable file
+    is named in a warning and skipped."""
     folder = Path(results_dir)
     if not folder.is_dir():
         return
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):
             continue
-        with path.open(encoding="utf-8") as handle:
-            record = json.load(handle)
+        try:
+            record = read_record(path)
+        except ValueError as err:
+            print(f"warning: skipping {err}", file=sys.stderr)
+            continue
         record.setdefault("_path", str(path))
         yield record
+
+
+# ---------------------------------------------------------------------- schema
+@lru_cache(maxsize=1)
+def record_schema() -> dict:
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def schema_errors(record: dict) -> list[str]:
+    """Every way ``record`` breaks the documented schema (empty when it is valid)."""
+    import jsonschema
+
+    payload = {k: v for k, v in record.items() if not k.startswith("_")}
+    validator = jsonschema.Draft202012Validator(record_schema())
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(record)'}: {e.message}"
+            for e in sorted(validator.iter_errors(_jsonable(payload)), key=lambda e: list(map(str, e.path)))]
+
+
+# ---------------------------------------------------------------------- schema 0 -> 1
+MIGRATION_NOTE = (
+    "written before schema 1; bench.records.upgrade_record derived schema-1 fields from the original ones "
+    "(budget from method_info, protocol.max_history from the config); unknown values are null: components "
+    "(the code then declared no versions) and git.untracked_files (its dirty flag ignored untracked files)"
+)
+
+
+def record_budget(record: dict) -> dict:
+    """A record's ``budget`` (derived from a schema-0 record's fields where it has none)."""
+    budget = record.get("budget")
+    return budget if isinstance(budget, dict) else _legacy_budget(record)
+
+
+def record_max_history(record: dict) -> tuple[int | None, int | None]:
+    """(history items the method saw, the split's max_history) of a record; None where unknown."""
+    protocol = record.get("protocol") or {}
+    config = record.get("config") or {}
+    split_max = protocol.get("split_max_history", (config.get("split") or {}).get("max_history"))
+    if "max_history" in protocol:
+        return protocol["max_history"], split_max
+    try:
+        return _legacy_max_history(record), split_max
+    except (KeyError, TypeError, ValueError):
+        return None, split_max
+
+
+def _legacy_budget(record: dict) -> dict:
+    config, info = record.get("config") or {}, record.get("method_info") or {}
+    hardware = record.get("hardware") or {}
+    budget = {"optimizer_steps": None, "epochs": None, "examples_seen": None, "train_seconds": None,
+              "device": hardware.get("device", "cpu"), "threads": hardware.get("torch_threads"),
+              "stop_reason": None}
+    if "training" in info:  # the generative model
+        training = info["training"]
+        budget.update(optimizer_steps=training.get("steps"), epochs=training.get("epochs"),
+                      train_seconds=training.get("train_seconds"), stop_reason=training.get("stop_reason"))
+        threads = (config.get("train") or {}).get("num_threads")
+        budget["threads"] = int(threads) if threads else budget["threads"]
+    elif "epochs_run" in info:  # RecBole baselines
+        epochs = int(info["epochs_run"])
+        cap = int((config.get("baseline") or {}).get("epochs", epochs))
+        budget.update(epochs=epochs, train_seconds=info.get("train_seconds"),
+                      stop_reason="early stopping" if epochs < cap else "max epochs", best_epoch=info.get("best_epoch"))
+    elif record.get("method") in ("pop", "random"):
+        budget.update(optimizer_steps=0, epochs=0, examples_seen=0, stop_reason="no training (closed form)",
+                      train_seconds=(record.get("timings_s") or {}).get("fit"))
+    budget["time_limit_hit"] = budget["stop_reason"] == "time limit"
+    return budget
+
+
+def _legacy_max_history(record: dict) -> int | None:
+    config, info = record.get("config") or {}, record.get("method_info") or {}
+    if "training" in info:
+        return int(config["split"]["max_history"])
+    if "epochs_run" in info:
+        return int(config["baseline"]["max_seq_len"])
+    return None
+
+
+def upgrade_record(record: dict) -> dict:
+    """A schema-1 copy of ``record`` (unchanged when it already is one)."""
+    if record.get("schema_version") == SCHEMA_VERSION:
+        return record
+    if record.get("schema_version") is not None:
+        raise ValueError(f"record {record.get('run_id')}: unknown schema_version {record['schema_version']!r}")
+    old = copy.deepcopy({k: v for k, v in record.items() if not k.startswith("_")})
+    config = old.get("config") or {}
+    upgraded = {"schema_version": SCHEMA_VERSION, **old}
+    upgraded["profile"] = config.get("profile")
+    upgraded["components"] = None
+    upgraded.setdefault("finished_at", old.get("started_at"))
+    git = dict(old.get("git") or {})
+    git.setdefault("commit", None)
+    git.setdefault("dirty", None)
+    git.setdefault("modified_files", None)
+    git.setdefault("untracked_files", None)
+    upgraded["git"] = git
+    if old.get("status", "completed") == "completed":
+        upgraded["status"] = "completed"
+        protocol = dict(old.get("protocol") or {})
+        protocol.setdefault("split_max_history", int(config["split"]["max_history"]))
+        protocol.setdefault("max_history", _legacy_max_history(old))
+        upgraded["protocol"] = protocol
+        upgraded["budget"] = _legacy_budget(old)
+    upgraded["migrated"] = {"from_schema": 0, "note": MIGRATION_NOTE}
+    return upgraded

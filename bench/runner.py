@@ -1,8 +1,6 @@
 """One run: dataset -> split -> method -> rankings -> evaluator -> run record."""
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 import traceback
@@ -14,10 +12,11 @@ from typing import Callable
 import numpy as np
 
 from bench.data import load_dataset
+from bench.identity import config_hash
 from bench.methods import METHODS, RunContext
 from bench.metrics import evaluate_rankings, target_ranks
 from bench.provenance import git_commit, hardware, package_versions
-from bench.records import write_record
+from bench.records import SCHEMA_VERSION, write_record
 from bench.split import LeaveOneOutSplit
 
 STAGES = ("valid", "test")
@@ -45,11 +44,6 @@ def resolve_device(requested: str) -> str:
         return "cpu"
 
 
-def config_hash(config: dict) -> str:
-    text = json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
 def make_run_id(config: dict, label: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in label.lower()).strip("-")
@@ -71,35 +65,43 @@ class StageTimer:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 4)
 
 
-def base_record(config: dict, run_id: str, label: str, started: str) -> dict:
+def base_record(config: dict, run_id: str, label: str, started: str, components: dict) -> dict:
+    """The fields every record has, completed or failed (see ``bench/schemas/run_record.schema.json``)."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "label": label,
         "method": config["method"],
         "dataset": config["dataset"],
         "seed": int(config["seed"]),
+        "profile": config.get("profile"),
         "config_hash": config_hash(config),
+        "components": components,
         "started_at": started,
         "config": config,
     }
 
 
-def run(config: dict, report: Callable[[int, dict], None] | None = None, write: bool = True) -> dict:
+def run(config: dict, report: Callable[[int, dict], None] | None = None, write: bool = True,
+        annotations: dict | None = None) -> dict:
     """Run the configured method end to end; return (and by default store) its run record.
 
+    ``annotations`` are extra top-level facts for the record (a sweep's name and selection metric).
     A run that raises leaves a record with ``status: failed`` and the error (when ``write``), then
     re-raises; tables skip failed records.
     """
     method_cls = METHODS.get(config["method"])
     label = method_cls.label(config)
+    components = method_cls.components(config)
     run_id = make_run_id(config, label)
     started = datetime.now(timezone.utc).isoformat()
     timer = StageTimer()
+    head = base_record(config, run_id, label, started, components) | dict(annotations or {})
     try:
-        return _run(config, method_cls, label, run_id, started, timer, report, write)
+        return _run(config, method_cls, head, timer, report, write)
     except Exception as err:
         if write:
-            failed = base_record(config, run_id, label, started) | {
+            failed = head | {
                 "status": "failed",
                 "finished_at": datetime.now(timezone.utc).isoformat(),
                 "error": f"{type(err).__name__}: {err}",
@@ -111,7 +113,30 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
         raise
 
 
-def _run(config, method_cls, label, run_id, started, timer, report, write) -> dict:
+def _threads() -> int | None:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:
+        return None
+
+
+def run_budget(method, context: RunContext, fit_seconds: float, config: dict) -> dict:
+    """The record's ``budget``: what training cost (the method's own figures, completed here)."""
+    budget = {"optimizer_steps": None, "epochs": None, "examples_seen": None, "train_seconds": None,
+              "device": context.device, "threads": None, "stop_reason": None}
+    budget.update({k: v for k, v in method.budget().items()})
+    if budget["train_seconds"] is None:
+        budget["train_seconds"] = round(float(fit_seconds), 2)
+    if budget["threads"] is None:
+        budget["threads"] = _threads()
+    budget["time_limit_hit"] = budget.get("stop_reason") == "time limit"
+    return budget
+
+
+def _run(config, method_cls, head, timer, report, write) -> dict:
+    run_id = head["run_id"]
     seed_everything(int(config["seed"]))
 
     with timer("load_data"):
@@ -138,7 +163,7 @@ def _run(config, method_cls, label, run_id, started, timer, report, write) -> di
         if stage == "test":
             test_ranks = target_ranks(rankings, split.test_targets)
 
-    record = base_record(config, run_id, label, started) | {
+    record = head | {
         "status": "completed",
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "dataset_fingerprint": fingerprint,
@@ -147,7 +172,11 @@ def _run(config, method_cls, label, run_id, started, timer, report, write) -> di
             "ranking": "full catalogue",
             "ks": list(ks),
             "ranked_list_length": max_k,
+            "split_max_history": int(config["split"]["max_history"]),
+            # history items this method saw per user (None: it ignores histories)
+            "max_history": method.max_history(),
         },
+        "budget": run_budget(method, context, timer.seconds.get("fit", 0.0), config),
         "metrics": metrics,
         # 1-based rank of each user's test target (0 = not in the top max_k), users in dataset order;
         # kept for paired per-user significance tests

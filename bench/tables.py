@@ -8,17 +8,26 @@ Kinds (``bench table --kind``):
 - ``ablation``: one row per value of a config key (e.g. ``model.encoder_layers``, TIGER Table 5).
 - ``simple``: one table per dataset, one row per method (``render_table``).
 
-Every cell is the mean over seeds (± the sample std where there are several). Where a row label
-(or a row's parameter value) has several configurations in the store, the one with the best mean
-validation NDCG@10 is shown (model selection on validation data, never on test). A marker (†) says
-that a row is better than the best baseline of that column and that a two-sided paired test on
-per-user values (Wilcoxon signed-rank by default; recall@K: per-user hit, NDCG@K: per-user gain,
-from ``per_user_test_rank``, averaged over seeds) gives p < 0.05; only records with the same dataset
-fingerprint are paired.
+What a table compares, and how it says so:
+
+- One compute profile per dataset (``profile=``, else the most common one of the dataset's runs),
+  named in the title; runs of other profiles are left out and counted in a note.
+- Seeds are averaged only within one configuration *and* one code identity (component versions +
+  git commit + dirty flag, ``bench.identity.code_identity``); where one configuration was run by
+  different code, the newest code's runs are shown and the others named in a note.
+- Every row carries its budget (optimizer steps, epochs, train time, device x threads, stop reason)
+  in a Budget column.
+- Every selection uses validation NDCG@10 only: the configuration shown for a row, the reference
+  baseline of the significance test and the two rows of the "Improvement over best baseline" row.
+
+Every cell is the mean over seeds (± the sample std where there are several). A marker (†) says that
+a row is better than the reference baseline (the baseline row with the best validation NDCG@10 on
+that dataset) and that a two-sided paired test on per-user values (Wilcoxon signed-rank by default;
+recall@K: per-user hit, NDCG@K: per-user gain, from ``per_user_test_rank``, averaged over seeds)
+gives p < 0.05; only records with the same dataset fingerprint are paired.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,6 +39,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 from tabulate import tabulate
+
+from bench.identity import PATH_KEYS, code_identity
+from bench.identity import config_identity as _config_identity
+from bench.records import record_budget, record_max_history
 
 DEFAULT_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
 MAIN_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -45,8 +58,7 @@ DATASET_NAMES = {"sports": "Sports", "beauty": "Beauty", "toys": "Toys", "ml-100
                  "synthetic": "Synthetic"}
 SIGNIFICANCE_MARK = "†"
 IMPROVEMENT_ROW = "Improvement over best baseline"
-# keys that say where files went, not what ran
-PATH_KEYS = ("results_dir", "work_dir", "data_dir")
+NO_TRAINING = "no training (closed form)"
 
 
 def metric_header(metric: str) -> str:
@@ -71,10 +83,7 @@ def config_identity(config: dict | None, drop: Iterable[str] = ("seed", *PATH_KE
     """A hash of what ran, seeds and paths left out: runs sharing it are seeds of one configuration."""
     if not isinstance(config, dict):
         return ""
-    drop = set(drop)
-    text = json.dumps({k: v for k, v in config.items() if not k.startswith("_") and k not in drop},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return _config_identity(config, drop)
 
 
 def param_applies(record: dict, param: str) -> bool:
@@ -115,7 +124,13 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
         row["tokenizer"] = _get(config, "tokenizer.name") if method_key in GENERATIVE_METHODS else None
         row["fingerprint"] = (record.get("dataset_fingerprint") or {}).get("sha256")
         row["config_key"] = config_identity(config) if config else f"label:{record['label']}"
-        row["profile"] = config.get("profile")
+        row["profile"] = record.get("profile", config.get("profile"))
+        git = record.get("git") or {}
+        row["code_key"] = code_identity(record.get("components"), git)
+        row["commit"] = git.get("commit")
+        row["dirty"] = git.get("dirty")
+        row["budget"] = record_budget(record)
+        row["max_history"], row["split_max_history"] = record_max_history(record)
         for name, value in metrics.get("valid", {}).items():
             row[f"valid:{name}"] = value
         ranks = record.get("per_user_test_rank")
@@ -172,6 +187,132 @@ def select_best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELE
         best = max(scores)[3]
         keep.append(group[group["config_key"] == best])
     return pd.concat(keep) if keep else frame.iloc[0:0]
+
+
+def choose_profiles(frame: pd.DataFrame, profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
+    """Only one compute profile per dataset: ``profile`` where given, else the most common profile
+    of the dataset's runs (ties: the name first in sort order). Returns the kept runs, dataset ->
+    profile, and a note per dataset whose other-profile runs were left out."""
+    if frame.empty or "profile" not in frame.columns:
+        return frame, {}, []
+    keep, chosen, notes = [], {}, []
+    for dataset, part in frame.groupby("dataset", sort=False):
+        names = part["profile"].fillna("(none)")
+        if profile is not None:
+            pick = profile
+        else:
+            counts = names.value_counts()
+            pick = sorted(counts[counts == counts.max()].index)[0]
+        kept = part[names == pick]
+        if kept.empty:
+            continue
+        chosen[dataset] = pick
+        keep.append(kept)
+        left = names[names != pick].value_counts()
+        if len(left):
+            others = ", ".join(f"{n} of profile {name}" for name, n in sorted(left.items()))
+            notes.append(f"{dataset_name(dataset)}: left out {others} (this table shows profile {pick}; "
+                         "--profile picks another).")
+    frame = pd.concat(keep) if keep else frame.iloc[0:0]
+    return frame, chosen, notes
+
+
+def latest_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Seeds of one configuration share one code identity: where a configuration was run by
+    different code (component versions, commit, dirty flag), keep the runs of the code of its newest
+    run and name the others in a note."""
+    if frame.empty or "code_key" not in frame.columns:
+        return frame, []
+    keep, notes = [], []
+    for _, group in frame.groupby(["dataset", "method", "config_key"], sort=False, dropna=False):
+        if group["code_key"].nunique(dropna=False) <= 1:
+            keep.append(group)
+            continue
+        newest = group.loc[group["run_id"].idxmax(), "code_key"]
+        kept, dropped = group[group["code_key"] == newest], group[group["code_key"] != newest]
+        keep.append(kept)
+        first = kept.iloc[0]
+        notes.append(f"{first['method']} on {dataset_name(first['dataset'])}: {len(dropped)} run(s) of the same "
+                     f"configuration made by other code left out (not averaged with commit "
+                     f"{str(first['commit'])[:7]}): {', '.join(sorted(dropped['run_id']))}.")
+    return (pd.concat(keep) if keep else frame.iloc[0:0]), notes
+
+
+def _count(value: float) -> str:
+    value = float(value)
+    for limit, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.1f}".rstrip("0").rstrip(".") + suffix
+    return f"{value:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _spread(values, fmt) -> str | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None
+    lo, hi = fmt(min(values)), fmt(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def budget_text(budgets: Iterable[dict]) -> str:
+    """A compact budget of a row's runs: '2.5k steps · 5.1 ep · 20 min · cpu×1 · time limit'
+    (a range where the seeds differ); '' when the records carry none."""
+    budgets = [b for b in budgets if isinstance(b, dict)]
+    if not budgets:
+        return ""
+    reasons = sorted({str(b.get("stop_reason")) for b in budgets if b.get("stop_reason")})
+    if reasons == [NO_TRAINING]:
+        return "no training"
+    known = ("optimizer_steps", "epochs", "train_seconds", "stop_reason")
+    if not any(b.get(key) is not None for b in budgets for key in known):
+        return ""
+    parts = []
+    steps = _spread([b.get("optimizer_steps") for b in budgets], _count)
+    if steps:
+        parts.append(f"{steps} steps")
+    epochs = _spread([b.get("epochs") for b in budgets], lambda e: f"{float(e):.1f}".rstrip("0").rstrip("."))
+    if epochs:
+        parts.append(f"{epochs} ep")
+    seconds = _spread([b.get("train_seconds") for b in budgets], _duration)
+    if seconds:
+        parts.append(seconds)
+    devices = sorted({f"{b.get('device') or '?'}×{b.get('threads') or '?'}" for b in budgets})
+    parts.append("/".join(devices))
+    if reasons:
+        parts.append("/".join(reasons))
+    return " · ".join(parts)
+
+
+def _profile_title(title: str, profiles: dict) -> str:
+    names = sorted(set(profiles.values()))
+    if not names:
+        return title
+    if len(names) == 1:
+        return f"{title} (profile {names[0]})"
+    return f"{title} (profiles: " + ", ".join(f"{dataset_name(d)} {p}" for d, p in profiles.items()) + ")"
+
+
+def _protocol_notes(frame: pd.DataFrame) -> list[str]:
+    """A note where a row saw another history length than the split's (one protocol otherwise)."""
+    if frame.empty or "max_history" not in frame.columns:
+        return []
+    notes = []
+    for (dataset, method), runs in frame.groupby(["dataset", "method"], sort=False):
+        seen = {int(v) for v in runs["max_history"].dropna()}
+        split = {int(v) for v in runs["split_max_history"].dropna()}
+        if seen and split and seen != split:
+            notes.append(f"Protocol: {method} on {dataset_name(dataset)} saw up to {'/'.join(map(str, sorted(seen)))} "
+                         f"history items; the split's max_history is {'/'.join(map(str, sorted(split)))}.")
+    return notes
 
 
 def selection_notes(frame: pd.DataFrame, chosen: pd.DataFrame, keys: list[str],
@@ -268,6 +409,15 @@ class Row:
     group: str  # baseline | generative
     cells: dict = field(default_factory=dict)  # (dataset, metric) -> Cell
     runs: dict = field(default_factory=dict)  # dataset -> DataFrame of the runs behind the row
+    valid: dict = field(default_factory=dict)  # dataset -> mean validation SELECT_METRIC (for selection)
+    budget: dict = field(default_factory=dict)  # dataset -> compact budget text
+    code: dict = field(default_factory=dict)  # dataset -> short commit of the runs (+dirty)
+
+    def budget_cell(self, datasets: list[str]) -> str:
+        texts = {d: self.budget.get(d, "") for d in datasets if self.budget.get(d)}
+        if len(set(texts.values())) <= 1:
+            return next(iter(texts.values()), "")
+        return "; ".join(f"{dataset_name(d)}: {t}" for d, t in texts.items())
 
 
 @dataclass
@@ -280,10 +430,15 @@ class Table:
     summary_rows: list[tuple[str, dict]] = field(default_factory=list)  # (label, (d, m) -> (percent, significant))
     notes: list[str] = field(default_factory=list)
     empty_message: str = "(no completed runs)"
+    profiles: dict = field(default_factory=dict)  # dataset -> the compute profile shown
 
     @property
     def columns(self) -> list[tuple[str, str]]:
         return [(d, m) for d in self.datasets for m in self.metrics]
+
+    @property
+    def show_budget(self) -> bool:
+        return any(row.budget_cell(self.datasets) for row in self.rows)
 
 
 def _order_datasets(datasets) -> list[str]:
@@ -325,6 +480,15 @@ def _make_rows(frame: pd.DataFrame, row_keys: list[str], label_fn, group_fn, met
             if part.empty:
                 continue
             row.runs[dataset] = part
+            select = f"valid:{SELECT_METRIC}"
+            if select in part.columns and part[select].notna().any():
+                row.valid[dataset] = float(part[select].dropna().astype(float).mean())
+            if "budget" in part.columns:
+                row.budget[dataset] = budget_text(part["budget"])
+            if "commit" in part.columns:
+                row.code[dataset] = "/".join(sorted({
+                    (str(c)[:7] if isinstance(c, str) else "unknown") + ("+dirty" if d else "")
+                    for c, d in zip(part["commit"], part["dirty"])}))
             for metric in metrics:
                 if metric not in part.columns:
                     continue
@@ -347,13 +511,26 @@ def _mark_best(rows: list[Row], columns) -> None:
             rows[i].cells[column].mark = mark
 
 
+def best_on_validation(rows: list[Row], dataset: str) -> Row | None:
+    """The row with the best mean validation NDCG@10 on ``dataset`` (ties: more seeds, then table
+    order); None when no row has a validation value there. Never looks at test metrics."""
+    present = [(i, r) for i, r in enumerate(rows) if dataset in r.valid]
+    if not present:
+        return None
+    return max(present, key=lambda t: (t[1].valid[dataset], len(t[1].runs.get(dataset, ())), -t[0]))[1]
+
+
 def _best_baselines(baselines: list[Row], columns) -> dict:
-    """(dataset, metric) -> the baseline row with the best mean."""
+    """(dataset, metric) -> the reference baseline: per dataset the baseline row with the best
+    validation NDCG@10 (the same row for every metric of the dataset)."""
     best = {}
-    for column in columns:
-        present = [r for r in baselines if column in r.cells]
-        if present:
-            best[column] = max(present, key=lambda r: r.cells[column].mean)
+    for dataset in dict.fromkeys(d for d, _ in columns):
+        row = best_on_validation(baselines, dataset)
+        if row is None:
+            continue
+        for column in columns:
+            if column[0] == dataset and column in row.cells:
+                best[column] = row
     return best
 
 
@@ -374,25 +551,42 @@ def _significance(rows: list[Row], best_baselines: dict, alpha: float, test: str
             cell.significant = bool(cell.p_value < alpha)
 
 
-def _notes(table_rows: list[Row], alpha: float, test: str, split: str, significance: bool) -> list[str]:
+def _notes(table_rows: list[Row], alpha: float, test: str, split: str, significance: bool,
+           profiles: dict | None = None, datasets: list[str] | None = None) -> list[str]:
     notes = [f"{split.capitalize()} split, full-catalogue ranking, leave-one-out. "
              "Bold: best per column; underlined: second best."]
+    names = sorted(set((profiles or {}).values()))
+    if names:
+        notes.append(f"Compute profile: {', '.join(names)}. Budget: optimizer steps · epochs · training time · "
+                     "device×threads · why training stopped; rows with different budgets are not a like-for-like "
+                     "comparison of the methods.")
     if any(c.n > 1 for r in table_rows for c in r.cells.values()):
-        notes.append("Cells with several seeds: mean ± sample std over seeds.")
+        notes.append("Cells with several seeds: mean ± sample std over seeds (one configuration, one code version).")
     if significance:
         name = "Wilcoxon signed-rank" if test == "wilcoxon" else "paired t"
-        notes.append(f"{SIGNIFICANCE_MARK}: better than the best baseline of the column and significant at "
-                     f"p < {alpha:g} (two-sided {name} test on per-user values, same dataset fingerprint).")
+        notes.append(f"{SIGNIFICANCE_MARK}: better than the reference baseline (the baseline with the best validation "
+                     f"NDCG@10 on the dataset) and significant at p < {alpha:g} (two-sided {name} test on per-user "
+                     "values, same dataset fingerprint).")
     notes.append("Where a row has several configurations, the one with the best mean validation "
                  "NDCG@10 is shown.")
+    dirty = [f"{r.labels[0]}" + (f" on {dataset_name(d)}" if len(datasets or []) > 1 else "")
+             for r in table_rows for d, code in r.code.items() if "+dirty" in code]
+    if dirty:
+        notes.append(f"Made from a tree with uncommitted code changes (commit in the CSV): {', '.join(dirty)}.")
     return notes
 
 
-def _prepare(records, split, params=()) -> pd.DataFrame:
-    return records_frame(list(records), split=split, params=params)
+def _prepare(records, split, params=(), profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
+    """The runs a table may use: one profile per dataset, one code identity per configuration."""
+    frame = records_frame(list(records), split=split, params=params)
+    frame, profiles, notes = choose_profiles(frame, profile)
+    frame, code_notes = latest_code(frame)
+    return frame, profiles, notes + code_notes
 
 
 def _baseline_pool(frame: pd.DataFrame, metrics, datasets) -> list[Row]:
+    if frame.empty:
+        return []
     base = frame[~frame["method_key"].isin(GENERATIVE_METHODS)]
     base = select_best_configs(base, ["dataset", "method"])
     rows = _make_rows(base, ["method"], lambda k, f: [k[0]], lambda f: "baseline", metrics, datasets)
@@ -400,9 +594,9 @@ def _baseline_pool(frame: pd.DataFrame, metrics, datasets) -> list[Row]:
 
 
 def build_main_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
-                     test: str = "wilcoxon") -> Table:
+                     test: str = "wilcoxon", profile: str | None = None) -> Table:
     """TIGER Table 1: every method (label) x every dataset, plus the improvement row."""
-    frame = _prepare(records, split)
+    frame, profiles, kept_notes = _prepare(records, split, profile=profile)
     table = Table("Main results", ["Method"], [], list(metrics), [])
     if frame.empty:
         return table
@@ -416,7 +610,8 @@ def build_main_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: 
     )
     keyed.sort(key=lambda t: _method_order(t[1]["method_key"], t[1]["tokenizer"], t[0][0]))
     rows = [r for _, _, r in keyed]
-    table.datasets, table.rows = datasets, rows
+    table.datasets, table.rows, table.profiles = datasets, rows, profiles
+    table.title = _profile_title(table.title, profiles)
     columns = table.columns
     _mark_best(rows, columns)
     baselines = [r for r in rows if r.group == "baseline"]
@@ -424,31 +619,37 @@ def build_main_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: 
     significance = split == "test"
     if significance:
         _significance(rows, best_base, alpha, test)
-    improvement = {}
+    improvement, compared = {}, []
     generative = [r for r in rows if r.group == "generative"]
-    for column in columns:
-        gen = [r for r in generative if column in r.cells]
-        if not gen or column not in best_base:
+    for dataset in datasets:
+        best_gen = best_on_validation(generative, dataset)
+        if best_gen is None:
             continue
-        best_gen = max(gen, key=lambda r: r.cells[column].mean)
-        g, b = best_gen.cells[column].mean, best_base[column].cells[column].mean
-        if b > 0:
-            improvement[column] = ((g - b) / b * 100, best_gen.cells[column].significant)
+        base = None
+        for column in columns:
+            if column[0] != dataset or column not in best_base or column not in best_gen.cells:
+                continue
+            base = best_base[column]
+            g, b = best_gen.cells[column].mean, base.cells[column].mean
+            if b > 0:
+                improvement[column] = ((g - b) / b * 100, best_gen.cells[column].significant)
+        if base is not None:
+            compared.append(f"{dataset_name(dataset)}: {best_gen.labels[0]} vs {base.labels[0]}")
     if improvement:
         table.summary_rows.append((IMPROVEMENT_ROW, improvement))
-    table.notes = _notes(rows, alpha, test, split, significance)
+    table.notes = _notes(rows, alpha, test, split, significance, profiles, datasets)
     if improvement:
-        table.notes.insert(1, f"{IMPROVEMENT_ROW}: best generative (TIGER) row vs best non-generative row, "
-                              "per column, in percent.")
-    table.notes.extend(choices)
+        table.notes.insert(1, f"{IMPROVEMENT_ROW}: the generative (TIGER) row vs the non-generative row with the "
+                              f"best validation NDCG@10 on each dataset, in percent ({'; '.join(compared)}).")
+    table.notes.extend(_protocol_notes(frame) + choices + kept_notes)
     return table
 
 
 def build_tokenizer_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
-                          test: str = "wilcoxon") -> Table:
+                          test: str = "wilcoxon", profile: str | None = None) -> Table:
     """TIGER Table 2: the generative model with each item tokenizer (random_id, lsh, rqvae, letter)."""
-    frame = _prepare(records, split)
-    table = Table("Item tokenizers (generative model)", ["Tokenizer"], [], list(metrics), [],
+    frame, profiles, kept_notes = _prepare(records, split, profile=profile)
+    table = Table("Item tokenizers of the generative model", ["Tokenizer"], [], list(metrics), [],
                   empty_message="(no completed runs of the generative model)")
     if frame.empty:
         return table
@@ -465,19 +666,21 @@ def build_tokenizer_table(records, metrics=MAIN_METRICS, split: str = "test", al
                        lambda f: "generative", metrics, datasets)
     keyed.sort(key=lambda t: _method_order("tiger", t[0][0], ""))
     rows = [r for _, _, r in keyed]
-    table.datasets, table.rows = datasets, rows
+    profiles = {d: p for d, p in profiles.items() if d in datasets}
+    table.datasets, table.rows, table.profiles = datasets, rows, profiles
+    table.title = _profile_title(table.title, profiles)
     _mark_best(rows, table.columns)
     significance = split == "test"
     if significance:
         _significance(rows, _best_baselines(_baseline_pool(frame, metrics, datasets), table.columns), alpha, test)
-    table.notes = _notes(rows, alpha, test, split, significance) + choices
+    table.notes = _notes(rows, alpha, test, split, significance, profiles) + _protocol_notes(gen) + choices + kept_notes
     return table
 
 
 def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
-                         test: str = "wilcoxon") -> Table:
+                         test: str = "wilcoxon", profile: str | None = None) -> Table:
     """One row per (method, value of ``param``), e.g. ``model.encoder_layers`` (TIGER Table 5)."""
-    frame = _prepare(records, split, params=[param])
+    frame, profiles, kept_notes = _prepare(records, split, params=[param], profile=profile)
     column = f"param:{param}"
     table = Table(f"Ablation over {param}", ["Method", param], [], list(metrics), [],
                   empty_message=f"(no completed runs whose config has {param})")
@@ -495,12 +698,14 @@ def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str =
     )
     keyed.sort(key=lambda t: (_method_order(t[1]["method_key"], t[1]["tokenizer"], t[0][0]), _value_order(t[0][1])))
     rows = [r for _, _, r in keyed]
-    table.datasets, table.rows = datasets, rows
+    profiles = {d: p for d, p in profiles.items() if d in datasets}
+    table.datasets, table.rows, table.profiles = datasets, rows, profiles
+    table.title = _profile_title(table.title, profiles)
     _mark_best(rows, table.columns)
     significance = split == "test"
     if significance:
         _significance(rows, _best_baselines(_baseline_pool(frame, metrics, datasets), table.columns), alpha, test)
-    table.notes = _notes(rows, alpha, test, split, significance)
+    table.notes = _notes(rows, alpha, test, split, significance, profiles) + _protocol_notes(part) + kept_notes
     return table
 
 
@@ -520,7 +725,7 @@ def _cell(value: float, std: float, mark: str, fmt: str, digits: int, significan
 
 LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                  "±": r"$\pm$", "†": r"$^{\dagger}$"}
+                  "±": r"$\pm$", "†": r"$^{\dagger}$", "×": r"$\times$", "·": r"$\cdot$", "–": "--"}
 
 
 def latex_escape(text: str) -> str:
@@ -567,12 +772,15 @@ def table_to_markdown(table: Table, digits: int = 4) -> str:
     if not table.rows:
         return table.empty_message
     one = len(table.datasets) == 1
+    budget = table.show_budget
     headers = list(table.label_columns) + [
         metric_header(m) if one else f"{dataset_name(d)} {metric_header(m)}" for d, m in table.columns
-    ]
-    body = [row.labels + _body_cells(table, row, "md", digits) for row in table.rows]
+    ] + (["Budget"] if budget else [])
+    body = [row.labels + _body_cells(table, row, "md", digits) + ([row.budget_cell(table.datasets)] if budget else [])
+            for row in table.rows]
     for label, values in table.summary_rows:
-        body.append([f"*{label}*"] + [""] * (len(table.label_columns) - 1) + _summary_cells(table, values, "md"))
+        body.append([f"*{label}*"] + [""] * (len(table.label_columns) - 1) + _summary_cells(table, values, "md")
+                    + ([""] if budget else []))
     title = f"**{table.title}**" + (f" ({dataset_name(table.datasets[0])})" if one else "")
     text = tabulate(body, headers, tablefmt="github", disable_numparse=True)
     return "\n".join([title, "", text, ""] + [f"{note}  " for note in table.notes]).rstrip()
@@ -584,11 +792,13 @@ def table_to_latex(table: Table, digits: int = 4) -> str:
         return f"% {table.empty_message}"
     n_labels = len(table.label_columns)
     n_metrics = len(table.metrics)
-    align = "l" * n_labels + "".join("r" * n_metrics for _ in table.datasets)
+    budget = table.show_budget
+    extra = [""] if budget else []
+    align = "l" * n_labels + "".join("r" * n_metrics for _ in table.datasets) + ("l" if budget else "")
     lines = [f"% {table.title}"] + [f"% {latex_escape(note)}" for note in table.notes]
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
     groups = " & ".join([""] * n_labels + [rf"\multicolumn{{{n_metrics}}}{{c}}{{{latex_escape(dataset_name(d))}}}"
-                                           for d in table.datasets])
+                                           for d in table.datasets] + extra)
     lines.append(groups + r" \\")
     rules = []
     for i, _ in enumerate(table.datasets):
@@ -596,6 +806,7 @@ def table_to_latex(table: Table, digits: int = 4) -> str:
         rules.append(rf"\cmidrule(lr){{{start}-{start + n_metrics - 1}}}")
     lines.append(" ".join(rules))
     headers = [latex_escape(h) for h in table.label_columns] + [metric_header(m) for _, m in table.columns]
+    headers += ["Budget"] if budget else []
     lines += [" & ".join(headers) + r" \\", r"\midrule"]
     previous = None
     for row in table.rows:
@@ -603,12 +814,13 @@ def table_to_latex(table: Table, digits: int = 4) -> str:
             lines.append(r"\midrule")
         previous = row.group
         cells = [latex_escape(label) for label in row.labels] + _body_cells(table, row, "latex", digits)
+        cells += [latex_escape(row.budget_cell(table.datasets))] if budget else []
         if cells[0].startswith("["):  # else read as the optional argument of the \\ or \midrule before it
             cells[0] = "{}" + cells[0]
         lines.append(" & ".join(cells) + r" \\")
     for label, values in table.summary_rows:
         lines.append(r"\midrule")
-        cells = [latex_escape(label)] + [""] * (n_labels - 1) + _summary_cells(table, values, "latex")
+        cells = [latex_escape(label)] + [""] * (n_labels - 1) + _summary_cells(table, values, "latex") + extra
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
@@ -623,12 +835,14 @@ def table_to_csv(table: Table, digits: int = 6) -> str:
                 **dict(zip([c.lower() for c in table.label_columns], row.labels)), "group": row.group,
                 "dataset": dataset, "metric": metric, "mean": cell.mean, "std": cell.std, "n": cell.n,
                 "mark": cell.mark, "p_value": cell.p_value, "significant": cell.significant,
+                "budget": row.budget.get(dataset, ""), "code": row.code.get(dataset, ""),
             })
     for label, values in table.summary_rows:
         for (dataset, metric), (percent, significant) in values.items():
             records.append({table.label_columns[0].lower(): label, "group": "summary", "dataset": dataset,
                             "metric": metric, "mean": percent, "std": None, "n": None,
-                            "mark": "percent", "p_value": None, "significant": significant})
+                            "mark": "percent", "p_value": None, "significant": significant, "budget": "",
+                            "code": ""})
     if not records:
         return ""
     frame = pd.DataFrame(records)

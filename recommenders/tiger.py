@@ -27,7 +27,7 @@ from recommenders.decoding import (
     sample_decode,
 )
 from recommenders.model import TigerModel, TigerModelConfig
-from recommenders.trainer import Trainer, TrainExamples
+from recommenders.trainer import CHECKPOINT_FORMAT, Trainer, TrainExamples
 from recommenders.vocab import SemanticIdVocab
 
 
@@ -45,6 +45,8 @@ def _summarise_curve(curve: list[dict], max_points: int = 60) -> list[dict]:
 
 class TigerRecommender(Recommender):
     """The generative recommender; ``fit`` tokenizes items, trains, ``rank`` decodes."""
+
+    version = 1  # bump when a change to the model, loss, trainer or decoding changes numbers
 
     def __init__(self, config: dict, context: RunContext):
         super().__init__(config, context)
@@ -65,6 +67,32 @@ class TigerRecommender(Recommender):
             parts.append("no-user")
         return f"TIGER[{','.join(parts)}]"
 
+    @classmethod
+    def components(cls, config: dict) -> dict[str, int]:
+        import tokenizers_zoo
+        from bench.embed import EMBEDDER_VERSION
+
+        tokenizer = tokenizers_zoo.build_tokenizer(config)
+        versions = {**super().components(config), "tiger_checkpoint": CHECKPOINT_FORMAT,
+                    "embedder": EMBEDDER_VERSION, **type(tokenizer).component_versions()}
+        if tokenizer.needs_cf:
+            from baselines.cf_embed import component_versions as cf_versions
+
+            versions.update(cf_versions())
+        return versions
+
+    def budget(self) -> dict:
+        training = self.context.extras.get("training", {})
+        return {
+            "optimizer_steps": training.get("steps"),
+            "epochs": training.get("epochs"),
+            "examples_seen": training.get("examples_seen"),
+            "train_seconds": training.get("train_seconds"),
+            "threads": torch.get_num_threads(),
+            "stop_reason": training.get("stop_reason"),
+            "best_step": training.get("best_step"),
+        }
+
     # --- fit ------------------------------------------------------------------------------------
     def fit(self, split: LeaveOneOutSplit) -> None:
         sids, sizes, info = self.tokenize(split)
@@ -80,7 +108,7 @@ class TigerRecommender(Recommender):
         item_emb = item_embeddings(split.dataset, self.config)
         timings["embed_s"] = round(time.perf_counter() - start, 2)
         cf_emb = None
-        if tokenizers_zoo.build_tokenizer(self.config).uses_cf:
+        if tokenizers_zoo.build_tokenizer(self.config).needs_cf:
             from baselines.cf_embed import cf_item_embeddings
 
             start = time.perf_counter()
@@ -129,6 +157,7 @@ class TigerRecommender(Recommender):
             "semantic_ids": _sha(self.vocab.semantic_ids),
             "codebook_sizes": self.vocab.codebook_sizes,
             "user_buckets": self.vocab.user_buckets,
+            "components": self.components(cfg) if "method" in cfg else None,
         }
         self.trainer = Trainer(
             self.model, self.vocab, tcfg, str(self.device), self.context.work_dir, evaluate,
@@ -149,6 +178,7 @@ class TigerRecommender(Recommender):
             "steps": state.step,
             "epochs": round(state.step / max(1, -(-len(examples) // int(tcfg["batch_size"]))), 2),
             "examples": len(examples),
+            "examples_seen": state.examples_seen,
             "best_step": state.best_step,
             "best_valid_ndcg@10": round(state.best_score, 5),
             "stop_reason": state.stop_reason,

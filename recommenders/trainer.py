@@ -141,6 +141,10 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+# bump when the checkpoint layout or what resuming restores changes: an older checkpoint is refused
+CHECKPOINT_FORMAT = 2
+
+
 @dataclass
 class TrainState:
     step: int = 0
@@ -153,6 +157,7 @@ class TrainState:
     stop_reason: str = ""
     curve: list = field(default_factory=list)
     train_seconds: float = 0.0
+    examples_seen: int = 0
 
 
 class Trainer:
@@ -192,7 +197,7 @@ class Trainer:
     # --- checkpoints ---------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
         return {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -217,6 +222,12 @@ class Trainer:
             ckpt = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same error to the user
             raise ResumeError(f"cannot read checkpoint {path}: {err}") from err
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            found = ckpt.get("format") if isinstance(ckpt, dict) else None
+            raise ResumeError(
+                f"{path} has checkpoint format {found!r}; this code reads format {CHECKPOINT_FORMAT} only "
+                "(start a new run instead of resuming)"
+            )
         if ckpt.get("model_config") != self.model.cfg.to_dict():
             raise ResumeError(f"{path} was made for another model shape: {ckpt.get('model_config')}")
         for key, value in self.fingerprint.items():
@@ -242,6 +253,14 @@ class Trainer:
         if not limits:
             raise ValueError("set train.max_steps or train.max_epochs")
         return min(limits)
+
+    def _budget_reason(self, steps_per_epoch: int) -> str:
+        """Which budget ended training: "max steps" or "max epochs" (the smaller of the two)."""
+        max_steps = self.cfg.get("max_steps")
+        max_epochs = self.cfg.get("max_epochs")
+        if max_epochs and (not max_steps or int(max_epochs) * steps_per_epoch <= int(max_steps)):
+            return "max epochs"
+        return "max steps"
 
     def _validate(self, running_loss: float) -> bool:
         """Evaluate, record, report, checkpoint; True when early stopping says stop."""
@@ -284,7 +303,7 @@ class Trainer:
         time_limit = float(cfg["time_limit_min"]) * 60 if cfg.get("time_limit_min") else None
         grad_clip = float(cfg.get("grad_clip") or 0.0)
         group = bool(cfg.get("group_by_length", True))
-        if st.finished and st.stop_reason in ("max steps", "time limit") and st.step < total:
+        if st.finished and st.stop_reason in ("max steps", "max epochs", "time limit") and st.step < total:
             st.finished, st.stop_reason = False, ""  # a larger budget than the checkpoint's: go on
         if st.finished or st.step >= total:
             st.finished = True
@@ -317,6 +336,7 @@ class Trainer:
                     loss_sum += loss
                     st.batch_in_epoch += 1
                     st.step += 1
+                    st.examples_seen += len(index)
                     loss_count += 1
                     bar.update(1)
                     last = st.step >= total
@@ -343,7 +363,7 @@ class Trainer:
                         if self._validate(interval_loss):
                             stop, st.stop_reason = True, "early stopping"
                         if last and not stop:
-                            stop, st.stop_reason = True, "max steps"
+                            stop, st.stop_reason = True, self._budget_reason(steps_per_epoch)
                         if out_of_time and not stop:
                             stop, st.stop_reason = True, "time limit"
                         st.finished = stop

@@ -29,7 +29,7 @@ from typing import Callable
 from tabulate import tabulate
 
 from bench.config import ConfigError, deep_merge, get_path
-from sweeps.spec import SweepSpec, check_choices, resolve_trial_config, trial_key
+from sweeps.spec import SweepSpec, check_choices, check_metric, record_trial_key, resolve_trial_config, trial_key
 
 
 class SweepError(ConfigError):
@@ -57,6 +57,7 @@ class SweepOptions:
     seeds: list[int] | None = None
     dry_run: bool = False
     verbose: bool = False
+    allow_test_metric: bool = False
 
 
 @dataclass
@@ -100,6 +101,8 @@ def apply_options(spec: SweepSpec, options: SweepOptions) -> SweepSpec:
 
     if options.profile:
         spec.profile = options.profile
+    if options.allow_test_metric:
+        spec.allow_test_metric = True
     if options.seeds:
         spec.dimensions = [d for d in spec.dimensions if d.keys != ["seed"]]
         spec.dimensions.append(Dimension("seed", ["seed"], "grid", values=list(options.seeds)))
@@ -118,6 +121,7 @@ def apply_options(spec: SweepSpec, options: SweepOptions) -> SweepSpec:
     if options.data_dir:
         spec.fixed["data_dir"] = options.data_dir
     check_choices(spec, f"sweep {spec.name}")
+    check_metric(spec, f"sweep {spec.name}")
     return spec
 
 
@@ -160,7 +164,7 @@ def completed_index(results_dir: str) -> dict[str, dict]:
     index = {}
     for record in iter_records(results_dir):
         if record.get("status") == "completed" and isinstance(record.get("config"), dict):
-            index[trial_key(record["config"])] = record
+            index[record_trial_key(record)] = record
     return index
 
 
@@ -246,6 +250,12 @@ def _make_progress_callback(total: int, metric: str, out: Callable):
     return Progress()
 
 
+def sweep_facts(spec: SweepSpec) -> dict:
+    """What every trial's record says about the sweep that ran it (the record's ``sweep`` field)."""
+    return {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "search": spec.search,
+            "test_metric_allowed": bool(spec.allow_test_metric)}
+
+
 def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions, storage: str,
               out: Callable) -> list[TrialOutcome]:
     from ray import tune
@@ -253,14 +263,16 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
     base = spec.base()
     search_alg = None
     if points is not None:  # grid: the explicit, not yet done trials
-        param_space = {"base": base, "metric": spec.metric, "point": tune.grid_search(points)}
+        param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),
+                       "point": tune.grid_search(points)}
         num_samples, total = 1, len(points)
     else:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        param_space = {"base": base, "metric": spec.metric, "point": spec.ray_space("optuna")}
+        param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),
+                       "point": spec.ray_space("optuna")}
         search_alg = OptunaSearch(seed=spec.search_seed)  # TPE sampler
         num_samples = total = int(spec.num_samples or 10)
     scheduler = None
@@ -333,8 +345,9 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     options = options or SweepOptions()
     spec = apply_options(spec, options)
     absolutize_paths(spec)
-    if spec.metric.startswith("test_"):
-        out(f"warning: selecting on {spec.metric} tunes on the test set; use a valid_ metric")
+    if spec.allow_test_metric and not spec.metric.startswith("valid_"):
+        out(f"warning: selecting on {spec.metric} tunes on the test set (allowed for diagnostics; "
+            "every record of this sweep says so)")
 
     points = spec.grid_points() if spec.search == "grid" else None
     validate(spec, points)

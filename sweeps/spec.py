@@ -18,7 +18,7 @@ A spec is a YAML file (see ``sweeps/smoke.yaml`` and the module docstring of ``s
         values: [3, 4, 5]
     search: grid                      # grid | optuna   (CLI --search)
     num_samples: 1                    # grid: draws per grid point of the distributions; optuna: trials
-    metric: valid_ndcg@10
+    metric: valid_ndcg@10             # a valid_ metric; test_ only with allow_test_metric: true
     mode: max
     scheduler: none                   # asha | none   (CLI --scheduler)
     asha: {grace_period: 1, reduction_factor: 3, max_t: 10000}
@@ -42,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError, deep_merge, load_yaml_text, resolve_config
+# PATH_KEYS: where files go, not what runs; left out of a trial's identity, so a trial done under
+# another results folder or data path still counts as done
+from bench.identity import PATH_KEYS
 
 SPEC_DIR = Path(__file__).parent
 SEARCHES = ("grid", "optuna")
@@ -50,11 +53,8 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 SPEC_KEYS = {
     "name", "description", "profile", "method", "tokenizer", "dataset", "data_dir", "config", "set",
     "seeds", "space", "search", "num_samples", "metric", "mode", "scheduler", "asha", "resources",
-    "max_failures", "search_seed", "results_dir",
+    "max_failures", "search_seed", "results_dir", "allow_test_metric",
 }
-# Keys that say where files go, not what runs: left out of a trial's identity, so a trial done
-# under another results folder or data path still counts as done.
-PATH_KEYS = ("results_dir", "work_dir", "data_dir")
 
 
 @dataclass
@@ -109,6 +109,7 @@ class SweepSpec:
     num_samples: int | None = None
     metric: str = "valid_ndcg@10"
     mode: str = "max"
+    allow_test_metric: bool = False  # diagnostics only: selecting on a test_ metric tunes on test
     scheduler: str = "none"
     asha: dict = field(default_factory=dict)
     resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
@@ -180,11 +181,23 @@ def resolve_trial_config(base: dict, point: dict) -> dict:
     return resolve_config(base["profile"], base["config_files"], (), overrides)
 
 
-def trial_key(config: dict) -> str:
-    """A trial's identity: the config hash with the path keys left out (see PATH_KEYS)."""
-    from bench.runner import config_hash
+def trial_key(config: dict, components: dict | None = None) -> str:
+    """A trial's identity: the resolved config (path keys left out, see PATH_KEYS) and the versions of
+    the code that runs it (``components``; by default what this code's method declares). A record
+    made by another component version is a different trial: a sweep runs it again."""
+    from bench.identity import public_config, stable_hash
+    from bench.methods import METHODS
 
-    return config_hash({k: v for k, v in config.items() if k not in PATH_KEYS})
+    if components is None:
+        components = METHODS.get(config["method"]).components(config)
+    return stable_hash({"config": public_config(config, PATH_KEYS), "components": components}, 10)
+
+
+def record_trial_key(record: dict) -> str | None:
+    """The trial key of a stored record (None for a record without config)."""
+    if not isinstance(record.get("config"), dict):
+        return None
+    return trial_key(record["config"], record.get("components") or {"unknown": "legacy record"})
 
 
 # ---------------------------------------------------------------------- loading
@@ -293,6 +306,7 @@ def parse_spec(data: Any, path: Path | None = None, name: str | None = None) -> 
         search=str(data.get("search", "grid")),
         num_samples=data.get("num_samples"),
         metric=str(data.get("metric", "valid_ndcg@10")),
+        allow_test_metric=bool(data.get("allow_test_metric", False)),
         mode=str(data.get("mode", "max")),
         scheduler=str(data.get("scheduler", "none")),
         asha=dict(data.get("asha") or {}),
@@ -316,6 +330,16 @@ def check_choices(spec: SweepSpec, where: str = "sweep spec") -> None:
         raise ConfigError(f"{where}: num_samples must be at least 1")
     if spec.max_failures < 0:
         raise ConfigError(f"{where}: max_failures must be 0 or more")
+
+
+def check_metric(spec: SweepSpec, where: str = "sweep spec") -> None:
+    """Sweeps select on validation metrics; a test_ metric only with ``allow_test_metric``."""
+    if not spec.metric.startswith("valid_") and not spec.allow_test_metric:
+        raise ConfigError(
+            f"{where}: metric {spec.metric!r} is not a validation metric; sweeps select on valid_ metrics "
+            "(e.g. valid_ndcg@10). Selecting on test tunes on the test set: for diagnostics only, set "
+            "allow_test_metric: true in the spec (or --allow-test-metric), and every record says so"
+        )
 
 
 def load_spec(path: str | Path) -> SweepSpec:

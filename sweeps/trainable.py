@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from bench.records import iter_records
-from sweeps.spec import resolve_trial_config, trial_key
+from sweeps.spec import record_trial_key, resolve_trial_config, trial_key
 
 
 def flat_metrics(metrics: dict) -> dict:
@@ -20,7 +20,7 @@ def find_completed(results_dir: str, key: str) -> dict | None:
     """The newest completed record in the store whose config is this trial's (see ``trial_key``)."""
     found = None
     for record in iter_records(results_dir):
-        if record.get("status") == "completed" and "config" in record and trial_key(record["config"]) == key:
+        if record.get("status") == "completed" and record_trial_key(record) == key:
             found = record
     return found
 
@@ -52,7 +52,8 @@ def run_trial(trial: dict) -> None:
             return
         tune.report({**values, "step": int(step), "final": False})
 
-    record = run(config, report=report, write=True)
+    sweep = trial.get("sweep")
+    record = run(config, report=report, write=True, annotations={"sweep": sweep} if sweep else None)
     tune.report(final_result(record, metric) | {"skipped": False})
 
 

@@ -132,14 +132,19 @@ def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, m
     monkeypatch.setattr(ray.tune, "report", lambda metrics, **kw: reported.append(dict(metrics)))
     spec = load_spec(SMOKE)
     spec.fixed["results_dir"] = str(tmp_path / "runs")
-    trial = {"base": spec.base(), "point": spec.grid_points()[0], "metric": "valid_ndcg@10"}
+    trial = {"base": spec.base(), "point": spec.grid_points()[0], "metric": "valid_ndcg@10",
+             "sweep": {"name": "smoke", "metric": "valid_ndcg@10", "test_metric_allowed": False}}
     config = resolve_trial_config(trial["base"], trial["point"])
 
-    def fake_run(config, report=None, write=True):
+    def fake_run(config, report=None, write=True, annotations=None):
         report(1, {"loss": 2.0})  # nothing to forward yet: Tune needs the metric in every result
         report(2, {"valid_ndcg@10": 0.1, "loss": 1.5})
         report(3, {"loss": 1.2})  # carries the last value
+        from bench.methods import METHODS
+
+        assert annotations["sweep"]["metric"] == "valid_ndcg@10"
         record = {"run_id": "r1", "status": "completed", "config": config, "config_hash": "h",
+                  "components": METHODS.get(config["method"]).components(config),
                   "metrics": {"valid": {"ndcg@10": 0.2}, "test": {"ndcg@10": 0.15}}}
         bench.records.write_record(record, config["results_dir"])
         return record

@@ -236,6 +236,25 @@ def test_checkpoints_and_resume(synthetic_split, trained, tmp_path):
         TigerRecommender(smoke_config(**{"train.resume_from": str(tmp_path / "missing")}),
                          RunContext(work_dir=tmp_path / "y", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
 
+    # a checkpoint of another format, or made by other component versions, is refused, never half-loaded
+    import torch
+
+    from recommenders.trainer import CHECKPOINT_FORMAT
+
+    ckpt = torch.load(work / "checkpoint.pt", weights_only=False)
+    assert ckpt["format"] == CHECKPOINT_FORMAT
+    (tmp_path / "old").mkdir()
+    torch.save({**ckpt, "format": CHECKPOINT_FORMAT - 1}, tmp_path / "old" / "checkpoint.pt")
+    with pytest.raises(ResumeError, match="checkpoint format"):
+        TigerRecommender(smoke_config(**{"train.progress": False, "train.resume_from": str(tmp_path / "old")}),
+                         RunContext(work_dir=tmp_path / "z", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
+    (tmp_path / "other_code").mkdir()
+    fingerprint = {**ckpt["fingerprint"], "components": {**ckpt["fingerprint"]["components"], "method/tiger": 0}}
+    torch.save({**ckpt, "fingerprint": fingerprint}, tmp_path / "other_code" / "checkpoint.pt")
+    with pytest.raises(ResumeError, match="components"):
+        TigerRecommender(smoke_config(**{"train.progress": False, "train.resume_from": str(tmp_path / "other_code")}),
+                         RunContext(work_dir=tmp_path / "w", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
+
 
 def test_unconstrained_ranking_marks_invalid_ids_as_misses(synthetic_split, trained):
     recommender, context, _, _ = trained

@@ -3,17 +3,18 @@
 ``fit_tokenizer(config, item_emb, cf_emb)`` reads ``config["tokenizer"]``: the tokenizer's name,
 its parameters (``tokenizer.<name>``), the seed (``tokenizer.seed``, else the run's ``seed``) and
 the cache settings. A fitted tokenizer is cached under ``<cache>/tokenizers/<name>-<key>`` where the
-key hashes the tokenizer's name, parameters and seed with the embeddings it was fitted on.
+key (``bench.identity.artifact_key``) hashes the tokenizer's name, parameters and seed, the versions
+of its code (``Tokenizer.component_versions``) and of torch/numpy, and the embeddings it was fitted on.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from bench.identity import artifact_key
 from bench.registry import Registry
 from tokenizers_zoo.base import Tokenizer, TokenizerError, TrainingDivergedError, default_params
 from tokenizers_zoo.collision import collision_suffix, semantic_ids
@@ -29,7 +30,8 @@ TOKENIZERS = Registry(
     },
 )
 
-CACHE_VERSION = 1  # bump when a change to the algorithms invalidates cached tokenizers
+# packages whose versions shape a fitted tokenizer (part of its cache key)
+PACKAGES = ("torch", "numpy", "k-means-constrained")
 
 
 def _section(config: dict) -> dict:
@@ -71,15 +73,13 @@ def array_sha256(array: np.ndarray | None) -> str | None:
 
 
 def cache_key(tokenizer: Tokenizer, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> str:
-    payload = {
-        "version": CACHE_VERSION,
-        "name": tokenizer.name,
-        "params": tokenizer.params,
-        "seed": tokenizer.seed,
-        "item_emb": array_sha256(item_emb),
-        "cf_emb": array_sha256(cf_emb) if tokenizer.uses_cf else None,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return artifact_key(
+        f"tokenizer/{tokenizer.name}",
+        {"params": tokenizer.params, "seed": tokenizer.seed},
+        type(tokenizer).component_versions(),
+        PACKAGES,
+        inputs={"item_emb": array_sha256(item_emb), "cf_emb": array_sha256(cf_emb) if tokenizer.uses_cf else None},
+    )
 
 
 def cache_dir(config: dict) -> Path:

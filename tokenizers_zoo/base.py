@@ -80,6 +80,9 @@ class Tokenizer:
     """Base class. Subclasses set ``name`` and implement ``level_sizes`` and ``_fit``."""
 
     name = "base"
+    # bump when a change makes fitted tokenizers differ (here: the shared fit/collision/save code);
+    # every subclass declares its own ``version`` too, see :meth:`component_versions`
+    version = 1
     uses_cf = False  # True where fitting can use CF item embeddings (LETTER); see also needs_cf
 
     def __init__(
@@ -138,6 +141,17 @@ class Tokenizer:
         return False
 
     # -- common interface ----------------------------------------------------------------
+    @classmethod
+    def component_versions(cls) -> dict[str, int]:
+        """``{"tokenizer/<name>": version}`` for this class and every tokenizer class it builds on
+        (LETTER: letter, rqvae, base), each from the class's own declaration."""
+        versions = {}
+        for klass in cls.__mro__:
+            if issubclass(klass, Tokenizer) and "version" in vars(klass):
+                versions[f"tokenizer/{vars(klass).get('name', klass.__name__)}"] = int(vars(klass)["version"])
+        if f"tokenizer/{cls.name}" not in versions:
+            raise TokenizerError(f"tokenizer class {cls.__name__} ({cls.name}) declares no `version`")
+        return versions
 
     def _positive_int(self, key: str, minimum: int = 1) -> int:
         value = self.params[key]
@@ -224,6 +238,7 @@ class Tokenizer:
             meta = {
                 "format": SAVE_FORMAT,
                 "name": self.name,
+                "components": type(self).component_versions(),
                 "params": self.params,
                 "seed": self.seed,
                 "collapse_threshold": self.collapse_threshold,

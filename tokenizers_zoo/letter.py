@@ -40,6 +40,7 @@ def equal_size_clusters(points: np.ndarray, n_clusters: int, seed: int, n_init: 
 
 class LetterTokenizer(RQVAETokenizer):
     name = "letter"
+    version = 1  # bump when a change makes fitted letter codes differ
     uses_cf = True
 
     def validate_params(self) -> None:

@@ -12,6 +12,7 @@ from tokenizers_zoo.base import TokenizerError, Tokenizer, check_embeddings
 
 class LSHTokenizer(Tokenizer):
     name = "lsh"
+    version = 1  # bump when a change makes fitted lsh codes differ
 
     def validate_params(self) -> None:
         self._positive_int("levels")

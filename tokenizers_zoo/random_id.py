@@ -8,6 +8,7 @@ from tokenizers_zoo.base import Tokenizer
 
 class RandomIDTokenizer(Tokenizer):
     name = "random_id"
+    version = 1  # bump when a change makes fitted random_id codes differ
 
     def validate_params(self) -> None:
         self._positive_int("levels")

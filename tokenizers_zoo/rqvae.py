@@ -140,6 +140,7 @@ class RQVAETokenizer(Tokenizer):
     """TIGER's RQ-VAE. Subclasses add loss terms through :meth:`_extra_losses`."""
 
     name = "rqvae"
+    version = 1  # bump when a change makes fitted rqvae codes differ
 
     def validate_params(self) -> None:
         self._positive_int("levels")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.records import iter_records
+from bench.records import PUBLISHED_STORE, iter_records
 
 # hyper-parameters whose tables/curves are rendered when the store holds at least two values of them
 # for one (dataset, method); the shipped sweep specs' keys are added to these
@@ -22,9 +22,11 @@ def add_parser(subparsers) -> None:
         "render", help="regenerate results/tables/* and results/plots/* from the results store",
         description="Write the main table, the tokenizer table and an ablation table per swept "
         "hyper-parameter (Markdown, LaTeX, CSV) to OUT/tables/, and the hyper-parameter curves and "
-        "code-assignment histograms (PNG, PDF) to OUT/plots/, from the completed runs of the store.",
+        "code-assignment histograms (PNG, PDF) to OUT/plots/, from the completed runs of the curated "
+        f"store ({PUBLISHED_STORE}; `bench publish` puts runs there).",
     )
-    parser.add_argument("--results-dir", default="results/runs", help="folder of the results store")
+    parser.add_argument("--results-dir", default=PUBLISHED_STORE,
+                        help=f"folder of the curated store [default: {PUBLISHED_STORE}]")
     parser.add_argument("--out", default="results", help="folder that gets tables/ and plots/ [default: results]")
     parser.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
     parser.set_defaults(func=main)
@@ -57,7 +59,7 @@ def varied(records, param: str) -> bool:
     return bool((counts >= 2).any())
 
 
-def render_all(records: list[dict], out: str | Path) -> list[Path]:
+def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list[Path]:
     from bench.plots import PlotError, code_counts_from_store, plot_code_distribution, plot_param_curves
     from bench.tables import build_table, render, write_text_atomic
 
@@ -72,6 +74,8 @@ def render_all(records: list[dict], out: str | Path) -> list[Path]:
             continue
         for fmt, suffix in SUFFIX.items():
             written.append(write_text_atomic(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
+    if not plots:
+        return written
     for param in params:
         for suffix in ("png", "pdf"):
             try:

@@ -8,7 +8,7 @@ from tabulate import tabulate
 from bench.commands.common import add_config_options, config_from_args
 from bench.data import DATASETS
 from bench.methods import METHODS
-from bench.tables import metric_header
+from bench.tables import budget_text, metric_header
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +22,8 @@ def add_parser(subparsers) -> None:
     which.add_argument("--baseline", help=f"a baseline method: {', '.join(n for n in METHODS.names() if n != 'tiger')}")
     which.add_argument("--tokenizer", help="run the generative recommender (TIGER) with this item tokenizer")
     add_config_options(parser)
-    parser.add_argument("--results-dir", help="folder of the results store [default: results/runs]")
+    parser.add_argument("--results-dir", help="folder of the results store [default: results/runs, the git-ignored "
+                        "scratch store; `bench publish RUN_ID` copies a run into the curated results/published]")
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="generative runs: resume training from a checkpoint.pt (or the run work folder "
                         "holding it), e.g. results/work/<run_id>/ after a crash")
@@ -61,6 +62,9 @@ def main(args: argparse.Namespace) -> int:
     print(format_metrics(record["metrics"]))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in record["timings_s"].items())
     print(f"timings: {timings}")
+    seen = record["protocol"]["max_history"]
+    print(f"budget: {budget_text([record['budget']]) or 'unknown'}; history items seen: "
+          f"{'none (ignores histories)' if seen is None else seen} (split.max_history {record['protocol']['split_max_history']})")
     if "_path" in record:
-        print(f"record: {record['_path']}")
+        print(f"record: {record['_path']} (publish it with: bench publish {record['run_id']})")
     return 0

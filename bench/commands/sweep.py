@@ -51,6 +51,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     parser.add_argument("--dry-run", action="store_true", help="check the spec and list the trials; run nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress output and trial logs")
+    parser.add_argument("--allow-test-metric", action="store_true",
+                        help="diagnostics only: let --metric be a test_ metric (tunes on test; every record "
+                        "says so). Without it a test_ metric is an error")
     parser.set_defaults(func=main)
 
 
@@ -66,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, assignments=args.assignments, profile=args.profile,
         seeds=args.seeds, dry_run=args.dry_run,
-        verbose=args.verbose,
+        verbose=args.verbose, allow_test_metric=args.allow_test_metric,
     )
     summary = launch(spec, options, out=print_flush)
     if args.dry_run:

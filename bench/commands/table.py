@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from bench.config import ConfigError, load_yaml_text
-from bench.records import iter_records
+from bench.records import PUBLISHED_STORE, SCRATCH_STORE, iter_records
 from bench.tables import (
     MAIN_METRICS, build_table, filter_records, records_frame, render, render_table, write_text_atomic,
 )
@@ -24,7 +24,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--kind", choices=KINDS, default="main", help="which table [default: main]")
     parser.add_argument("--param", help="ablation: the dotted config key whose values make the rows")
-    parser.add_argument("--results-dir", default="results/runs", help="folder of the results store")
+    parser.add_argument("--results-dir", default=SCRATCH_STORE,
+                        help=f"folder of the results store [default: {SCRATCH_STORE}, where bench run writes; "
+                        f"the curated store is {PUBLISHED_STORE}]")
+    parser.add_argument("--profile", help="only runs of this compute profile [default: per dataset the most "
+                        "common profile of its runs; the title names it]")
     parser.add_argument("--format", choices=("md", "latex", "csv"), default="md")
     parser.add_argument("--split", choices=("test", "valid"), default="test", help="which metrics to show")
     parser.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
@@ -60,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"no completed run records in {args.results_dir}")
             return 1
     else:
-        options = {"split": args.split, "alpha": args.alpha, "test": args.test}
+        options = {"split": args.split, "alpha": args.alpha, "test": args.test, "profile": args.profile}
         if metrics:
             options["metrics"] = metrics
         table = build_table(args.kind, records, param=args.param, **options)

@@ -1,0 +1,76 @@
+"""What identifies a number or an artifact: one hash function, component versions, artifact keys.
+
+Every component that produces a cached artifact or a stored number declares an integer version next
+to its code (``EMBEDDER_VERSION`` in ``bench.embed``, ``Tokenizer.version`` on each tokenizer class,
+``CF_EMBED_VERSION``, ``RECBOLE_DATA_VERSION``, ``CHECKPOINT_FORMAT``, ``Recommender.version`` on
+each method). Bump it when a change makes earlier outputs wrong or different: every cache key and
+every sweep's resume key contains it, so nothing made by the old code is reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from typing import Any, Iterable
+
+# keys that say where files go, not what ran: never part of an identity
+PATH_KEYS = ("results_dir", "work_dir", "data_dir")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def stable_hash(value: Any, length: int | None = None) -> str:
+    """SHA-256 of ``value`` as canonical JSON (sorted keys): the one hash behind every key here."""
+    digest = hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    return digest[:length] if length else digest
+
+
+def public_config(config: dict, drop: Iterable[str] = ()) -> dict:
+    """``config`` without its bookkeeping (``_layers``) and without the keys in ``drop``."""
+    drop = set(drop)
+    return {k: v for k, v in config.items() if not str(k).startswith("_") and k not in drop}
+
+
+def config_hash(config: dict, length: int = 10) -> str:
+    """Hash of the whole resolved config (seed and paths included): part of a run id."""
+    return stable_hash(public_config(config), length)
+
+
+def config_identity(config: dict, drop: Iterable[str] = ("seed", *PATH_KEYS), length: int = 10) -> str:
+    """Hash of what ran, seed and paths left out: runs sharing it are seeds of one configuration."""
+    return stable_hash(public_config(config, drop), length)
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def package_versions_of(names: Iterable[str]) -> dict[str, str | None]:
+    return {name: package_version(name) for name in names}
+
+
+def artifact_key(kind: str, settings: Any, components: dict[str, int], packages: Iterable[str] = (),
+                 inputs: Any = None, length: int | None = None) -> str:
+    """The key of a cached artifact: what made it (``kind``, resolved ``settings``, the versions of
+    the components it depends on, the versions of the packages that shape it) and what it was made
+    from (``inputs``: hashes of data or arrays). A change in any part gives a new key."""
+    material = {
+        "kind": kind,
+        "settings": settings,
+        "components": dict(sorted(components.items())),
+        "packages": package_versions_of(sorted(packages)),
+        "inputs": inputs,
+    }
+    return stable_hash(material, length)
+
+
+def code_identity(components: dict | None, git: dict | None) -> str:
+    """Hash of the code behind a record: component versions + commit + dirty flag. Seeds are
+    averaged only within one code identity."""
+    git = git or {}
+    return stable_hash({"components": components, "commit": git.get("commit"), "dirty": git.get("dirty")}, 10)
