@@ -26,8 +26,10 @@ import numpy as np
 
 from baselines.recbole_adapter import ADAPTER_VERSION, SPECS, train_sequential
 from baselines.recbole_data import PACKAGES as RECBOLE_PACKAGES, RECBOLE_DATA_VERSION
+from bench.atomic import atomic_write
 from bench.config import deep_merge
 from bench.data.locate import cache_root
+from bench.device import resolve_device
 from bench.identity import artifact_key
 from bench.split import LeaveOneOutSplit
 
@@ -79,7 +81,7 @@ def train_cf_embeddings(
     try:
         trained = train_sequential(
             spec, settings, split.train_sequences, split.n_items,
-            seed=int(config["seed"]), ks=[10], device=_device(config), work_dir=Path(work_dir),
+            seed=int(config["seed"]), ks=[10], device=resolve_device(config.get("device")), work_dir=Path(work_dir),
             leave_one_mode="valid_only", label=f"CF-SASRec (d={settings['hidden_size']})",
         )
     finally:
@@ -111,25 +113,6 @@ def cf_item_embeddings(split: LeaveOneOutSplit, config: dict, work_dir: str | os
     return train_cf_embeddings(split, config, work_dir)[0]
 
 
-def _device(config: dict) -> str:
-    device = str(config.get("device", "cpu"))
-    if device == "auto":
-        from bench.runner import resolve_device
-
-        device = resolve_device(device)
-    return device
-
-
 def _atomic_save(folder: Path, embeddings: np.ndarray, info: dict) -> None:
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".emb.", suffix=".npy")
-    os.close(handle)
-    try:
-        np.save(tmp, embeddings)
-        os.replace(tmp, folder / EMBEDDINGS_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".info.", suffix=".json")
-    with os.fdopen(handle, "w") as out:
-        json.dump(info, out, indent=1, default=str)
-    os.replace(tmp, folder / INFO_FILE)
+    atomic_write(folder / EMBEDDINGS_FILE, lambda h: np.save(h, embeddings))
+    atomic_write(folder / INFO_FILE, json.dumps(info, indent=1, default=str))

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from baselines import recbole_compat
-from bench.atomic_export import INTER_HEADER, write_atomic_files
+from bench.atomic_export import write_inter_file
 from bench.data.locate import cache_root
 from bench.identity import artifact_key, package_versions_of
 from bench.split import LeaveOneOutSplit
@@ -80,14 +80,6 @@ def write_item_file(folder: Path, name: str, n_items: int) -> None:
     with (folder / f"{name}.item").open("w", encoding="utf-8") as handle:
         handle.write(f"{ITEM_FIELD}:token\n")
         handle.writelines(f"{item}\n" for item in range(n_items))
-
-
-def write_inter_file(folder: Path, name: str, sequences: Sequence[np.ndarray]) -> None:
-    """The same format as ``bench.atomic_export`` for sequences that are not a full split."""
-    with (folder / f"{name}.inter").open("w", encoding="utf-8") as handle:
-        handle.write(INTER_HEADER)
-        for user, sequence in enumerate(sequences):
-            handle.writelines(f"{user}\t{item}\t{pos}\n" for pos, item in enumerate(sequence))
 
 
 @dataclass
@@ -179,9 +171,8 @@ def prepare(
 ) -> PreparedData:
     """RecBole's prepared data for ``sequences`` (per user, harness item indices, oldest first).
 
-    With ``split`` the files are written by ``bench.atomic_export.write_atomic_files`` (then
-    ``sequences`` must be the split's full sequences). Cached under the cache root unless
-    ``use_cache`` is false; then everything is written under ``scratch_dir``.
+    With ``split``, ``sequences`` must be the split's full sequences. Cached under the cache root
+    unless ``use_cache`` is false; then everything is written under ``scratch_dir``.
     """
     recbole_compat.apply()
     settings = dataset_settings(max_seq_len, leave_one_mode)
@@ -211,11 +202,7 @@ def prepare(
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
-        if split is not None:
-            write_atomic_files(split, staging, name)
-        else:
-            (staging / name).mkdir()
-            write_inter_file(staging / name, name, sequences)
+        write_inter_file(staging / name / f"{name}.inter", split.dataset.sequences if split is not None else sequences)
         write_item_file(staging / name, name, n_items)
         (staging / name / "key.json").write_text(json.dumps(key_material, indent=1, sort_keys=True))
         dataset, parts = _build(name, staging, settings)

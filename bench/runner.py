@@ -1,7 +1,10 @@
 """One run: dataset -> split -> method -> rankings -> evaluator -> run record."""
 from __future__ import annotations
 
+import os
 import random
+import sys
+import tempfile
 import time
 import traceback
 from contextlib import contextmanager
@@ -11,7 +14,10 @@ from typing import Callable
 
 import numpy as np
 
+from bench.config import ConfigError
 from bench.data import load_dataset
+from bench.device import resolve_device, torch_state
+from bench.errors import UserError
 from bench.identity import config_hash
 from bench.methods import METHODS, RunContext
 from bench.metrics import evaluate_rankings, target_ranks
@@ -31,17 +37,6 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:
         pass
-
-
-def resolve_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 def make_run_id(config: dict, label: str) -> str:
@@ -97,10 +92,27 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
     started = datetime.now(timezone.utc).isoformat()
     timer = StageTimer()
     head = base_record(config, run_id, label, started, components) | dict(annotations or {})
+    # an unusable results folder stops the run before anything else: nowhere to put a record
+    if write:
+        ensure_writable_dir(config["results_dir"], "results folder (results_dir / --results-dir)")
+    work_dir = Path(config["work_dir"]) / run_id
+    started_work = False
     try:
-        return _run(config, method_cls, head, timer, report, write)
+        seed_everything(int(config["seed"]))
+        with timer("load_data"):
+            dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
+            split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
+        say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')}); work folder {work_dir}")
+        started_work = True
+        with torch_state():  # a method may set threads / TF32 for its run; restored afterwards
+            return _run(config, method_cls, head, timer, report, write, split, work_dir)
+    except KeyboardInterrupt:
+        resume = f"; resume with --resume {work_dir}" if started_work and METHODS.info(config["method"]).generative else ""
+        say(f"run {run_id} interrupted: no record written{resume}")
+        raise
     except Exception as err:
-        if write:
+        # a user error before the work starts (a missing dataset) leaves no record: nothing ran
+        if write and (started_work or not isinstance(err, UserError)):
             failed = head | {
                 "status": "failed",
                 "finished_at": datetime.now(timezone.utc).isoformat(),
@@ -135,23 +147,36 @@ def run_budget(method, context: RunContext, fit_seconds: float, config: dict) ->
     return budget
 
 
-def _run(config, method_cls, head, timer, report, write) -> dict:
-    run_id = head["run_id"]
-    seed_everything(int(config["seed"]))
+def say(text: str) -> None:
+    """A progress line on stderr (stdout carries the results)."""
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
-    with timer("load_data"):
-        dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
-        split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
-        fingerprint = split.fingerprint
+
+def ensure_writable_dir(folder: str | os.PathLike, what: str) -> Path:
+    """``folder``, created if missing; ConfigError unless a file can be written there."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{what} {folder} is not a writable folder ({err.strerror or err})") from None
+    return path
+
+
+def _run(config, method_cls, head, timer, report, write, split, work_dir) -> dict:
+    fingerprint = split.fingerprint
 
     context = RunContext(
-        work_dir=Path(config["work_dir"]) / run_id,
+        work_dir=work_dir,
         device=resolve_device(config["device"]),
         report=report or (lambda step, metrics: None),
     )
     method = method_cls(config, context)
+    say(f"fitting {head['label']}")
     with timer("fit"):
         method.fit(split)
+    say("ranking the validation and test users")
 
     ks = tuple(int(k) for k in config["eval"]["ks"])
     max_k = max(int(config["eval"]["max_k"]), max(ks))

@@ -8,7 +8,7 @@ output projection (decoder output scaled by ``d_model ** -0.5`` before it), drop
 attention probabilities, residual branches and the final norms.
 
 Because of that, :func:`to_hf_t5` copies the weights into Hugging Face's ``T5ForConditionalGeneration``
-and the two compute the same function (checked by ``recommenders.benchmarks`` and the tests).
+and the two compute the same function (checked by ``benchmarks/tiger_vs_hf_t5.py`` and the tests).
 
 Attention runs through ``F.scaled_dot_product_attention`` with the relative bias (+ padding / causal
 mask) as an additive float mask (CPU training excepted, see :func:`attention`). The attention width ``num_heads * head_dim`` need not equal

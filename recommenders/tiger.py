@@ -8,7 +8,6 @@ resume), ``decode`` (beam search, invalid-ID rate, sampling diversity); see
 from __future__ import annotations
 
 import hashlib
-import time
 
 import numpy as np
 import torch
@@ -100,28 +99,18 @@ class TigerRecommender(Recommender):
 
     def tokenize(self, split: LeaveOneOutSplit):
         """Semantic IDs ``[n_items, L+1]``, codebook sizes, and tokenizer facts for the run record."""
-        import tokenizers_zoo
-        from bench.embed import item_embeddings
+        from bench.item_ids import fit_item_ids
 
-        timings = {}
-        start = time.perf_counter()
-        item_emb = item_embeddings(split.dataset, self.config)
-        timings["embed_s"] = round(time.perf_counter() - start, 2)
-        cf_emb = None
-        if tokenizers_zoo.build_tokenizer(self.config).needs_cf:
-            from baselines.cf_embed import cf_item_embeddings
-
-            start = time.perf_counter()
-            cf_emb = cf_item_embeddings(split, self.config, self.context.work_dir)
-            timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
-        start = time.perf_counter()
-        tokenizer = tokenizers_zoo.fit_tokenizer(self.config, item_emb, cf_emb, cache=True)
-        timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
+        stage = fit_item_ids(self.config, split, work_dir=self.context.work_dir)
+        tokenizer = stage.tokenizer
+        facts = stage.facts
         info = {
             "name": tokenizer.name,
             "stats": tokenizer.stats(),
-            "from_cache": getattr(tokenizer, "source", None) is not None,
-            "timings": timings,
+            "from_cache": facts["from_cache"],
+            "cache_folder": facts["saved_to"] or facts["loaded_from"],
+            "cf_embeddings": facts["cf_embeddings"],
+            "timings": facts["timings"],
         }
         return np.asarray(tokenizer.semantic_ids()), list(tokenizer.codebook_sizes), info
 

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.atomic import atomic_write
+from bench.errors import UserError
 from recommenders.model import TigerModel
 from recommenders.vocab import SemanticIdVocab
 
@@ -38,7 +40,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError, ValueError):
     """A checkpoint that cannot be resumed from (missing, or made for other data / IDs / model)."""
 
 
@@ -127,9 +129,7 @@ def epoch_batches(examples: TrainExamples, batch_size: int, seed: int, epoch: in
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: torch.save(obj, handle), fsync=False)
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -247,8 +247,8 @@ class Trainer:
     def _limits(self, steps_per_epoch: int) -> int:
         max_steps = self.cfg.get("max_steps")
         max_epochs = self.cfg.get("max_epochs")
-        limits = [int(max_steps)] if max_steps else []
-        if max_epochs:
+        limits = [int(max_steps)] if max_steps is not None else []
+        if max_epochs is not None:
             limits.append(int(max_epochs) * steps_per_epoch)
         if not limits:
             raise ValueError("set train.max_steps or train.max_epochs")
@@ -258,7 +258,7 @@ class Trainer:
         """Which budget ended training: "max steps" or "max epochs" (the smaller of the two)."""
         max_steps = self.cfg.get("max_steps")
         max_epochs = self.cfg.get("max_epochs")
-        if max_epochs and (not max_steps or int(max_epochs) * steps_per_epoch <= int(max_steps)):
+        if max_epochs is not None and (max_steps is None or int(max_epochs) * steps_per_epoch <= int(max_steps)):
             return "max epochs"
         return "max steps"
 
@@ -280,7 +280,7 @@ class Trainer:
         })
         self.report(st.step, {"valid_ndcg@10": score, "loss": running_loss})
         patience = self.cfg.get("patience")
-        return bool(patience) and st.evals_since_best >= int(patience)
+        return patience is not None and st.evals_since_best >= int(patience)
 
     def elapsed(self) -> float:
         """Training seconds, over all sessions of this training (resumes included)."""
@@ -299,9 +299,9 @@ class Trainer:
         batch_size = int(cfg["batch_size"])
         steps_per_epoch = math.ceil(len(examples) / batch_size)
         total = self._limits(steps_per_epoch)
-        eval_every = int(cfg.get("eval_every") or 0) or steps_per_epoch
-        time_limit = float(cfg["time_limit_min"]) * 60 if cfg.get("time_limit_min") else None
-        grad_clip = float(cfg.get("grad_clip") or 0.0)
+        eval_every = int(cfg["eval_every"]) if cfg.get("eval_every") is not None else steps_per_epoch
+        time_limit = float(cfg["time_limit_min"]) * 60 if cfg.get("time_limit_min") is not None else None
+        grad_clip = float(cfg["grad_clip"]) if cfg.get("grad_clip") is not None else 0.0
         group = bool(cfg.get("group_by_length", True))
         if st.finished and st.stop_reason in ("max steps", "max epochs", "time limit") and st.step < total:
             st.finished, st.stop_reason = False, ""  # a larger budget than the checkpoint's: go on

@@ -311,7 +311,7 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
     previous_level = tune_logger.level
     with warnings.catch_warnings():
         if quiet:
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")  # Ray's own deprecation chatter only
             os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the new output engine prints even at verbose=0
             tune_logger.setLevel(logging.CRITICAL)  # trial tracebacks: in the records and the summary
         try:

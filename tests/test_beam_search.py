@@ -186,7 +186,7 @@ def test_same_function_and_same_top_k_as_hugging_face_t5(setup):
     """Our model converted to transformers' T5: same logits, and HF's constrained beam search
     (``prefix_allowed_tokens_fn`` over the same trie) returns the same ranked items."""
     pytest.importorskip("transformers")
-    from recommenders.benchmarks import hf_constrained_generate
+    from recommenders.hf_reference import hf_constrained_generate
     from recommenders.model import to_hf_t5
 
     sids, vocab, trie, model, input_ids = setup

@@ -48,5 +48,8 @@ def test_bad_config_file_is_named(tmp_path):
 
 def test_exponent_floats_in_files_are_floats(tmp_path):
     file = tmp_path / "c.yaml"
-    file.write_text("seed: 1e3\n")
-    assert resolve_config(None, [file])["seed"] == 1000.0
+    file.write_text("train:\n  lr: 1e-3\n")
+    assert resolve_config(None, [file])["train"]["lr"] == 0.001
+    file.write_text("seed: 1e3\n")  # a float where an integer belongs is an error, not a silent cast
+    with pytest.raises(ConfigError, match="seed"):
+        resolve_config(None, [file])

@@ -33,7 +33,10 @@ def test_folder_format_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("10 1 2 3\n11 1 x 3\n", r"sequences.txt:2: item id 'x' is not an integer"),
+        ("10 1 2 3\n11 1 x 3\n", r"sequences.txt:2: item id 'x' is not a non-negative integer"),
+        # Python's int() reads '1_0' as 10 and '²' crashed the old reader: both are bad ids here
+        ("10 1 2 3\n11 1_0 3\n", r"sequences.txt:2: item id '1_0' is not a non-negative integer"),
+        ("10 1 2 3\n11 \u00b2 3\n", r"sequences.txt:2: item id '\u00b2' is not a non-negative integer"),
         ("10 1 2 3\n\n12 1 99\n", r"sequences.txt:3: item id 99 is not in items.jsonl"),
         ("10 1 2 3\n10 1 2\n", r"sequences.txt:2: user 10 appears on more than one line"),
         ("10\n", r"sequences.txt:1: expected"),

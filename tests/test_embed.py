@@ -95,11 +95,13 @@ def test_synthetic_template_names_the_category():
         assert text == f"{meta['title']}; {meta['categories'][0][0]}"
 
 
-def test_unknown_dataset_uses_fallback_and_custom_template():
+def test_dataset_template_from_its_registry_entry_or_the_config():
     dataset = make_dataset("toys", [{"title": "Lego", "brand": "LEGO", "categories": [["Toys", "Blocks"]]}])
     assert item_texts(dataset) == ["Lego; LEGO; Toys > Blocks"]
     other = make_dataset("mystery", [{"title": "Thing", "keywords": "a thing"}])
-    assert item_texts(other) == ["Thing; a thing"]
+    with pytest.raises(EmbedError, match="declares no text template; set embed.template"):
+        item_texts(other)  # no silent fallback: an unregistered dataset names its template
+    assert item_texts(other, template="title; keywords") == ["Thing; a thing"]
     assert item_texts(dataset, template="brand;title") == ["LEGO; Lego"]
     with pytest.raises(EmbedError, match="not a field name"):
         item_texts(dataset, template="title; {brand}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.config import ConfigError, resolve_config
+from bench.config import resolve_config
 from bench.identity import artifact_key, code_identity, stable_hash
 from bench.records import PUBLISHED_STORE, iter_records, read_record, schema_errors, upgrade_record, write_record
 

@@ -134,7 +134,6 @@ def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, m
     spec.fixed["results_dir"] = str(tmp_path / "runs")
     trial = {"base": spec.base(), "point": spec.grid_points()[0], "metric": "valid_ndcg@10",
              "sweep": {"name": "smoke", "metric": "valid_ndcg@10", "test_metric_allowed": False}}
-    config = resolve_trial_config(trial["base"], trial["point"])
 
     def fake_run(config, report=None, write=True, annotations=None):
         report(1, {"loss": 2.0})  # nothing to forward yet: Tune needs the metric in every result
@@ -309,7 +308,7 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path, ca
     spec.write_text(
         "profile: smoke\ndataset: synthetic\nmethod: pop\n"
         "set:\n  data.synthetic.n_users: 150\n"
-        "space:\n  data.synthetic.n_items: [60, 1, 80]\n"  # 1 item < 8 categories: the run raises
+        "space:\n  data.synthetic.n_items: [60, 5, 80]\n"  # 5 items < 8 categories: the run raises
     )
     rc = main(["sweep", str(spec), "--results-dir", str(tmp_path / "runs"), "--set", f"work_dir={tmp_path / 'w'}",
                "--max-failures", "1"])

@@ -51,7 +51,6 @@ import numpy as np  # noqa: E402
 from bench.metrics import metrics_from_ranks  # noqa: E402
 from bench.tables import (  # noqa: E402
     IMPROVEMENT_ROW, build_ablation_table, build_main_table, build_tokenizer_table, paired_pvalue, render,
-    write_text_atomic,
 )
 
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -228,7 +227,9 @@ def test_ablation_table_one_row_per_value():
 
 
 def test_write_text_atomic(tmp_path):
-    path = write_text_atomic(tmp_path / "t" / "main.md", "hello")
+    from bench.atomic import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "t" / "main.md", "hello")
     assert path.read_text() == "hello\n" and not list(path.parent.glob(".*"))
 
 

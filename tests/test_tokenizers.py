@@ -346,8 +346,9 @@ def cli(monkeypatch, tmp_path):
             "--set", "tokenizer.progress=false", "--set", "embed.progress=false"]
 
     def run(*extra):
-        args = parser.parse_args([*base, *extra])
-        return args.func(args)
+        from bench.cli import dispatch
+
+        return dispatch(parser.parse_args([*base, *extra]))
 
     return run
 

@@ -20,15 +20,13 @@ from tokenizers_zoo.base import Tokenizer, TokenizerError, TrainingDivergedError
 from tokenizers_zoo.collision import collision_suffix, semantic_ids
 from tokenizers_zoo.stats import code_stats, report_collapse, stats_table
 
-TOKENIZERS = Registry(
-    "tokenizer",
-    {
-        "random_id": "tokenizers_zoo.random_id:RandomIDTokenizer",
-        "lsh": "tokenizers_zoo.lsh:LSHTokenizer",
-        "rqvae": "tokenizers_zoo.rqvae:RQVAETokenizer",
-        "letter": "tokenizers_zoo.letter:LetterTokenizer",
-    },
-)
+# Parameters of each tokenizer: the section tokenizer.<name>. Built-ins keep their defaults in
+# bench/configs/defaults/tokenizer.yaml; a plug-in registered elsewhere passes ``defaults={...}``.
+TOKENIZERS = Registry("tokenizer", section="tokenizer")
+TOKENIZERS.register("random_id", "tokenizers_zoo.random_id:RandomIDTokenizer", display="Random ID", order=0)
+TOKENIZERS.register("lsh", "tokenizers_zoo.lsh:LSHTokenizer", display="LSH", order=1)
+TOKENIZERS.register("rqvae", "tokenizers_zoo.rqvae:RQVAETokenizer", display="RQ-VAE", order=2)
+TOKENIZERS.register("letter", "tokenizers_zoo.letter:LetterTokenizer", display="LETTER", order=3)
 
 # packages whose versions shape a fitted tokenizer (part of its cache key)
 PACKAGES = ("torch", "numpy", "k-means-constrained")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from bench.errors import UserError
 from tokenizers_zoo.collision import max_group_size, semantic_ids
 from tokenizers_zoo.stats import code_stats, collapse_warnings, report_collapse
 
@@ -31,11 +32,11 @@ SAVE_FORMAT = 1
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "bench" / "configs" / "defaults" / "tokenizer.yaml"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A tokenizer that cannot be built, fitted or loaded as asked."""
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(UserError, RuntimeError):
     """A learned tokenizer's loss became NaN or infinite."""
 
 
@@ -46,7 +47,12 @@ def _default_sections() -> dict:
 
 
 def default_params(name: str) -> dict:
-    """A tokenizer's default parameters: ``tokenizer.<name>`` of the defaults file."""
+    """A tokenizer's default parameters: what its registry entry declares (``defaults=``), else
+    ``tokenizer.<name>`` of the defaults file."""
+    from tokenizers_zoo import TOKENIZERS
+
+    if name in TOKENIZERS and TOKENIZERS.info(name).defaults is not None:
+        return dict(TOKENIZERS.info(name).defaults)
     section = _default_sections().get(name)
     if not isinstance(section, dict):
         raise TokenizerError(f"no defaults for tokenizer {name!r} in {DEFAULTS_FILE}")
@@ -66,14 +72,6 @@ def check_embeddings(array: Any, what: str, n_items: int | None = None) -> np.nd
     if n_items is not None and len(array) != n_items:
         raise TokenizerError(f"{what} have {len(array)} rows but there are {n_items} items")
     return array
-
-
-def resolve_torch_device(device: str | None) -> str:
-    if device in (None, "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 class Tokenizer:

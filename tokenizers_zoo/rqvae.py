@@ -34,13 +34,13 @@ import math
 
 import numpy as np
 
+from bench.device import resolve_device
 from tokenizers_zoo.base import (
     TokenizerError,
     Tokenizer,
     TrainingDivergedError,
     check_embeddings,
     progress_bar,
-    resolve_torch_device,
     seeded_torch,
 )
 
@@ -257,7 +257,7 @@ class RQVAETokenizer(Tokenizer):
 
     def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
         torch = _torch()
-        device = resolve_torch_device(self.device)
+        device = resolve_device(self.device)
         params = self.params
         n_items, self.in_dim = item_emb.shape
         if params["standardize"]:

@@ -19,8 +19,8 @@ def add_config_options(parser: argparse.ArgumentParser, dataset: bool = True) ->
              f"[default: {DEFAULT_PROFILE}]",
     )
     group.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML file layered on the profile (repeatable)")
-    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
-                       help="override one config value, e.g. --set split.max_history=50 (repeatable)")
+    group.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="assignments",
+                       help="override config values, e.g. --set split.max_history=50 train.lr=0.001 (repeatable)")
 
 
 def config_from_args(args: argparse.Namespace, overrides: dict | None = None) -> dict:

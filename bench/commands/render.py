@@ -34,16 +34,13 @@ def add_parser(subparsers) -> None:
 
 def swept_params() -> list[str]:
     params = list(ABLATION_PARAMS)
-    try:
-        from sweeps.spec import load_spec, shipped_specs
+    from sweeps.spec import load_spec, shipped_specs
 
-        for path in shipped_specs():
-            for dim in load_spec(path).dimensions:
-                key = dim.keys[0]
-                if key not in SKIP_PARAMS and key not in params:
-                    params.append(key)
-    except Exception:  # a broken spec must not stop the rendering
-        pass
+    for path in shipped_specs():  # a broken shipped spec is a ConfigError naming it, not skipped
+        for dim in load_spec(path).dimensions:
+            key = dim.keys[0]
+            if key not in SKIP_PARAMS and key not in params:
+                params.append(key)
     return params
 
 
@@ -61,7 +58,8 @@ def varied(records, param: str) -> bool:
 
 def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list[Path]:
     from bench.plots import PlotError, code_counts_from_store, plot_code_distribution, plot_param_curves
-    from bench.tables import build_table, render, write_text_atomic
+    from bench.atomic import atomic_write_text
+    from bench.tables import build_table, render
 
     out = Path(out)
     written = []
@@ -73,7 +71,7 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
         if not table.rows:
             continue
         for fmt, suffix in SUFFIX.items():
-            written.append(write_text_atomic(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
+            written.append(atomic_write_text(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
     if not plots:
         return written
     for param in params:

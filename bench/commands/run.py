@@ -6,7 +6,7 @@ import argparse
 from tabulate import tabulate
 
 from bench.commands.common import add_config_options, config_from_args
-from bench.data import DATASETS
+from bench.config import ConfigError
 from bench.methods import METHODS
 from bench.tables import budget_text, metric_header
 
@@ -55,8 +55,9 @@ def main(args: argparse.Namespace) -> int:
     from bench.runner import run
 
     config = config_from_args(args, method_overrides(args))
-    METHODS.get(config["method"])
-    DATASETS.get(config["dataset"])
+    if args.resume and not METHODS.info(config["method"]).generative:
+        raise ConfigError(f"--resume continues a generative (TIGER) training; {config['method']} has no "
+                          "checkpoints to resume from")
     record = run(config, write=not args.no_record)
     print(f"{record['label']} on {record['dataset']} (profile {config['profile']}, seed {record['seed']})")
     print(format_metrics(record["metrics"]))

@@ -42,8 +42,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data-dir", help="dataset folder for every trial; made absolute")
     parser.add_argument("--profile", choices=profile_names(), help="compute profile of every trial [default: the spec's]")
     parser.add_argument("--seeds", type=_int_list, metavar="S1,S2,...", help="replace the spec's seeds")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
-                        help="fix one more config value for every trial (repeatable)")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="assignments",
+                        help="fix config values for every trial, e.g. --set train.max_steps=2000 (several pairs after one flag; repeatable)")
     parser.add_argument("--storage-path", help="Ray Tune's own experiment folder [default: <work_dir>/ray]")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance [default: all of this machine's]")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs each trial reserves [default: the spec's, else 1]")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.config import ConfigError, load_yaml_text
+from bench.atomic import atomic_write_text
+from bench.config import ConfigError, check_key, load_yaml_text
 from bench.records import PUBLISHED_STORE, SCRATCH_STORE, iter_records
 from bench.tables import (
-    MAIN_METRICS, build_table, filter_records, records_frame, render, render_table, write_text_atomic,
+    MAIN_METRICS, build_table, filter_records, records_frame, render, render_table,
 )
 
 KINDS = ("main", "tokenizers", "ablation", "simple")
@@ -44,20 +45,35 @@ def add_parser(subparsers) -> None:
 
 
 def parse_where(items) -> dict:
+    """``["a.b=3"]`` -> ``{"a.b": 3}``; every key must be a config key (a typo is an error)."""
     where = {}
     for text in items or []:
         key, sep, raw = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--where expects key=value, got {text!r}")
-        where[key.strip()] = load_yaml_text(raw) if raw.strip() else ""
+        where[check_key(key.strip(), "--where key")] = load_yaml_text(raw) if raw.strip() else ""
     return where
+
+
+def check_metrics(records, metrics, split: str) -> None:
+    """ConfigError for a metric that no record of the store holds (``recall@7``)."""
+    available = sorted({name for r in records if r.get("status", "completed") == "completed"
+                        for name in (r.get("metrics") or {}).get(split, {})})
+    missing = [m for m in metrics if m not in available]
+    if missing and available:
+        raise ConfigError(f"--metrics: {', '.join(missing)} not in any {split} record of the store "
+                          f"(available: {', '.join(available)})")
 
 
 def main(args: argparse.Namespace) -> int:
     records = filter_records(iter_records(args.results_dir), args.dataset, parse_where(args.where))
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
+    if metrics:
+        check_metrics(records, metrics, args.split)
     if args.kind == "ablation" and not args.param:
         raise ConfigError("--kind ablation needs --param KEY (the config key whose values make the rows)")
+    if args.param:
+        check_key(args.param, "--param")
     if args.kind == "simple":
         text = render_simple(records, args.format, args.split, metrics)
         if text is None:
@@ -73,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
             return 1
         text = render(table, args.format)
     if args.output:
-        path = write_text_atomic(args.output, text)
+        path = atomic_write_text(args.output, text)
         print(f"wrote {path}")
     else:
         print(text)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.data.amazon_raw import load_raw, meta_file, reviews_file
 from bench.data.folder_format import ITEMS_FILE, SEQUENCES_FILE, has_folder_format, load_folder

@@ -1,15 +1,14 @@
 """Fetch the raw Amazon 2014 files; offline it fails at once with a clear message."""
 from __future__ import annotations
 
-import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
+from bench.atomic import atomic_write
 from bench.data.types import DataError
 
 TIMEOUT_S = 15
@@ -29,20 +28,14 @@ def download(url: str, target: Path) -> Path:
             f"elsewhere and put it in {target.parent}"
         ) from err
     total = int(response.headers.get("Content-Length") or 0) or None
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, response, tqdm(
-            total=total, unit="B", unit_scale=True, desc=target.name
-        ) as bar:
+
+    def copy(out) -> None:
+        with response, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 bar.update(len(chunk))
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+
+    return atomic_write(target, copy)
 
 
 def download_dataset(spec, folder: Path) -> list[Path]:

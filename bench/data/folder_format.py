@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,19 @@ def _nonempty_lines(path: Path):
         raise DataError(f"{path}: file is empty")
 
 
+_ID = re.compile(r"[0-9]+")
+
+
+def parse_id(value) -> int | None:
+    """An id written as ASCII digits (or a JSON integer); None for anything else: Python's int()
+    would also read '1_0' as 10 and ' 7', '٣' or '+7' as numbers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if isinstance(value, str) and _ID.fullmatch(value):
+        return int(value)
+    return None
+
+
 def read_items(path: Path) -> tuple[list[str], list[dict]]:
     """Item ids (as strings, in ascending numeric order) and their metadata."""
     records: dict[int, dict] = {}
@@ -39,10 +53,9 @@ def read_items(path: Path) -> tuple[list[str], list[dict]]:
             raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from err
         if not isinstance(record, dict) or "item_id" not in record:
             raise DataError(f"{path}:{number}: expected a JSON object with an 'item_id' field")
-        try:
-            item_id = int(record["item_id"])
-        except (TypeError, ValueError) as err:
-            raise DataError(f"{path}:{number}: item_id {record['item_id']!r} is not an integer") from err
+        item_id = parse_id(record["item_id"])
+        if item_id is None:
+            raise DataError(f"{path}:{number}: item_id {record['item_id']!r} is not a non-negative integer")
         if item_id in records:
             raise DataError(f"{path}:{number}: item_id {item_id} appears twice")
         records[item_id] = record
@@ -63,14 +76,14 @@ def read_sequences(path: Path, index_of: dict[str, int]) -> tuple[list[str], lis
         if user in seen_users:
             raise DataError(f"{path}:{number}: user {user} appears on more than one line")
         seen_users.add(user)
-        try:
-            sequence = [index_of[str(int(item))] for item in items]
-        except ValueError:
-            bad = next(i for i in items if not i.lstrip("-").isdigit())
-            raise DataError(f"{path}:{number}: item id {bad!r} is not an integer") from None
-        except KeyError:
-            bad = next(i for i in items if str(int(i)) not in index_of)
-            raise DataError(f"{path}:{number}: item id {bad} is not in {ITEMS_FILE}") from None
+        sequence = []
+        for item in items:
+            parsed = parse_id(item)
+            if parsed is None:
+                raise DataError(f"{path}:{number}: item id {item!r} is not a non-negative integer (ASCII digits)")
+            if str(parsed) not in index_of:
+                raise DataError(f"{path}:{number}: item id {item} is not in {ITEMS_FILE}")
+            sequence.append(index_of[str(parsed)])
         users.append(user)
         sequences.append(np.asarray(sequence, dtype=np.int64))
     return users, sequences

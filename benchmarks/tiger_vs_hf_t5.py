@@ -1,7 +1,7 @@
 """Speed benchmark (not a test): our TIGER implementation vs Hugging Face transformers' T5.
 
-    python -m recommenders.benchmarks [--dataset beauty --data-dir DIR] [--users 512] [--beam 20]
-                                      [--model paper|cpu|smoke] [--train-steps 300] [--device cpu|cuda]
+    python benchmarks/tiger_vs_hf_t5.py [--dataset beauty --data-dir DIR] [--users 512] [--beam 20]
+                                        [--model paper|cpu|smoke] [--train-steps 300] [--device cpu|cuda]
 
 One run, one set of trained weights, the same users:
   (a) decoding: our batched trie-constrained beam search vs ``T5ForConditionalGeneration.generate(
@@ -22,17 +22,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from recommenders.decoding import SemanticIdTrie, beam_search
 from recommenders.model import TigerModel, TigerModelConfig, to_hf_t5
 from recommenders.trainer import TrainExamples, epoch_batches, tau_cross_entropy
+from recommenders.hf_reference import hf_constrained_generate, prefix_table
 from recommenders.vocab import BOS, EOS, PAD, SemanticIdVocab
 
 MODELS = {
@@ -40,38 +39,6 @@ MODELS = {
     "cpu": dict(d_model=64, num_heads=4, head_dim=32, d_ff=256, encoder_layers=2, decoder_layers=2),
     "smoke": dict(d_model=32, num_heads=2, head_dim=16, d_ff=64, encoder_layers=1, decoder_layers=1),
 }
-
-
-# --- Hugging Face side -----------------------------------------------------------------------------
-def prefix_table(vocab: SemanticIdVocab) -> dict[tuple, list[int]]:
-    """The trie as HF wants it: generated-token prefix -> allowed next tokens."""
-    tokens = vocab.item_tokens[:-1].cpu().numpy()
-    table: dict[tuple, set] = {}
-    for row in tokens:
-        for level in range(len(row)):
-            table.setdefault(tuple(row[:level].tolist()), set()).add(int(row[level]))
-    return {prefix: sorted(allowed) for prefix, allowed in table.items()}
-
-
-def hf_constrained_generate(t5, vocab: SemanticIdVocab, input_ids: torch.Tensor, beam: int, table=None) -> torch.Tensor:
-    """Items ``[B, beam]`` (best first) from HF beam search constrained by ``prefix_allowed_tokens_fn``."""
-    table = table if table is not None else prefix_table(vocab)
-    item_of = {tuple(row.tolist()): i for i, row in enumerate(vocab.item_tokens[:-1].cpu().numpy())}
-    fallback = [PAD]  # a dead beam (prefix of no item) may only continue with pad; its score is -inf
-
-    def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
-        return table.get(tuple(sent[1:].tolist()), fallback)
-
-    with torch.no_grad():
-        out = t5.generate(
-            input_ids=input_ids, attention_mask=(input_ids != PAD).long(), num_beams=beam,
-            num_return_sequences=beam, max_new_tokens=vocab.n_levels, min_new_tokens=vocab.n_levels,
-            do_sample=False, length_penalty=0.0, early_stopping=False, prefix_allowed_tokens_fn=allowed,
-            decoder_start_token_id=BOS, pad_token_id=PAD, eos_token_id=EOS, use_cache=True,
-        )
-    generated = out[:, 1:1 + vocab.n_levels].cpu().numpy()
-    items = [item_of.get(tuple(row.tolist()), -1) for row in generated]
-    return torch.tensor(items, dtype=torch.long).view(input_ids.shape[0], beam)
 
 
 # --- set-up ------------------------------------------------------------------------------------------
@@ -89,16 +56,10 @@ def load_split(args):
 
 def semantic_ids_for(split, args):
     if args.semantic_ids == "random":
-        rng = np.random.default_rng(0)
-        codes = rng.integers(0, 256, size=(split.n_items, 3))
-        from collections import defaultdict
+        from tokenizers_zoo.collision import max_group_size, semantic_ids
 
-        seen: dict = defaultdict(int)
-        suffix = np.zeros(split.n_items, dtype=np.int64)
-        for i, row in enumerate(map(tuple, codes)):
-            suffix[i] = seen[row]
-            seen[row] += 1
-        return np.column_stack([codes, suffix]), [256, 256, 256, int(suffix.max()) + 1]
+        codes = np.random.default_rng(0).integers(0, 256, size=(split.n_items, 3))
+        return semantic_ids(codes), [256, 256, 256, max_group_size(codes)]
     import tokenizers_zoo
     from bench.config import resolve_config
     from bench.embed import item_embeddings
@@ -109,18 +70,16 @@ def semantic_ids_for(split, args):
 
 
 def hardware(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads"
-    if device.type == "cuda":
-        text += f", GPU {torch.cuda.get_device_name(device)}"
     import transformers
 
-    return text + f", transformers {transformers.__version__}, Python {platform.python_version()}"
+    from bench.provenance import hardware as machine
+
+    facts = machine()
+    text = (f"{facts['cpu_model']}, {facts['cpu_count']} logical CPUs, torch {torch.__version__} with "
+            f"{facts['torch_threads']} threads")
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    return text + f", transformers {transformers.__version__}, Python {facts['python']}"
 
 
 def sync(device):

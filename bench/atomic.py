@@ -1,0 +1,63 @@
+"""The one atomic file writer: readers see the whole old file, the whole new one, or none.
+
+Every file the harness writes for others to read (run records, tables, plots, caches, checkpoints,
+downloads) goes through :func:`atomic_write`: the content is written to a hidden temporary file in
+the same folder, flushed to disk, then renamed over the target. A crash while writing leaves
+nothing behind but the old file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable, Union
+
+Content = Union[bytes, str, Callable[[BinaryIO], None]]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, content: Content, *, overwrite: bool = True, fsync: bool = True) -> Path:
+    """Write ``content`` (bytes, text as UTF-8, or a function that writes to a binary handle) to
+    ``path`` atomically, readable by everyone the umask allows. ``overwrite=False`` raises
+    FileExistsError when ``path`` exists (checked atomically where the filesystem has hard links)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        with os.fdopen(fd, "wb") as handle:
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the target exists: never overwrite
+            except FileExistsError:
+                raise FileExistsError(f"{path} already exists") from None
+            except OSError:  # filesystems without hard links
+                if path.exists():
+                    raise FileExistsError(f"{path} already exists") from None
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """A text file ending with one newline, written atomically."""
+    return atomic_write(path, text if text.endswith("\n") else text + "\n")

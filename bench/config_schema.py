@@ -1,0 +1,245 @@
+"""Types and ranges of every config value, checked once when a config is resolved.
+
+Pydantic models in strict mode (no silent coercion: ``"abc"`` or ``true`` is not an integer, ``5``
+is not a list), one per section, with ``extra="forbid"``. The defaults themselves stay in the YAML
+files under ``bench/configs``; these models only say what a valid value is. Conventions: ``null``
+means "unset" (and each field says what unset does); ``0`` is a value and is accepted only where it
+means something (``model.user_buckets: 0`` = no user token, ``train.warmup_steps: 0`` = no warm-up).
+
+Pydantic rather than dataclasses: it checks nested types, ranges and enumerations and reports every
+problem with its dotted location, which is what a user needs from one error message.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+DropoutRate = Annotated[float, Field(ge=0, lt=1)]
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SyntheticData(Section):
+    n_users: Annotated[int, Field(ge=2)]
+    n_items: Annotated[int, Field(ge=2)]
+    n_categories: PositiveInt
+    min_length: Annotated[int, Field(ge=3)]  # leave-one-out needs a training, a valid and a test item
+    max_length: Annotated[int, Field(ge=3)]
+    p_next: Probability
+    p_stay: Probability
+    seed: int
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if self.max_length < self.min_length:
+            raise ValueError("max_length must be at least min_length")
+        return self
+
+
+class Data(Section):
+    model_config = ConfigDict(extra="allow", strict=True)  # data.<dataset>: options of generated datasets
+    synthetic: SyntheticData
+
+
+class Split(Section):
+    max_history: PositiveInt
+
+
+class Eval(Section):
+    ks: Annotated[list[PositiveInt], Field(min_length=1)]
+    max_k: PositiveInt
+
+
+class Embed(Section):
+    model: str
+    template: str
+    batch_size: PositiveInt
+    normalize: bool
+    device: Optional[Device]
+    cache: bool
+    cache_dir: Optional[str]
+    progress: bool
+
+
+class Model(Section):
+    encoder_layers: PositiveInt
+    decoder_layers: PositiveInt
+    d_model: PositiveInt
+    num_heads: PositiveInt
+    head_dim: PositiveInt
+    d_ff: PositiveInt
+    dropout: DropoutRate
+    activation: Literal["relu", "gelu"]
+    relative_buckets: PositiveInt
+    relative_max_distance: PositiveInt
+    user_buckets: NonNegativeInt  # 0 = no user token
+
+
+class Train(Section):
+    tau: PositiveFloat
+    batch_size: PositiveInt
+    optimizer: Literal["adamw", "adafactor"]
+    lr: PositiveFloat
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)]
+    weight_decay: NonNegativeFloat
+    schedule: Literal["inverse_sqrt", "cosine", "constant"]
+    warmup: Literal["constant", "linear"]
+    warmup_steps: NonNegativeInt  # 0 = no warm-up
+    max_steps: Optional[PositiveInt]  # null = no step limit (then max_epochs must be set)
+    max_epochs: Optional[PositiveInt]
+    time_limit_min: Optional[PositiveFloat]  # null = no time limit
+    eval_every: Optional[PositiveInt]  # null = once per epoch
+    valid_users: Optional[PositiveInt]  # null = all users
+    patience: Optional[PositiveInt]  # null = never stop early
+    grad_clip: Optional[PositiveFloat]  # null = no clipping
+    amp: Literal["none", "bf16", "fp16"]
+    group_by_length: bool
+    checkpoint: bool
+    resume_from: Optional[str]
+    progress: bool
+    num_threads: Optional[PositiveInt]  # null = torch's default
+    seed: Optional[int]  # null = the run's seed
+
+    @model_validator(mode="after")
+    def _a_budget(self):
+        if self.max_steps is None and self.max_epochs is None:
+            raise ValueError("set train.max_steps or train.max_epochs (both are null)")
+        return self
+
+
+class Decode(Section):
+    beam_size: PositiveInt
+    batch_size: PositiveInt
+    constrained: bool
+    report_invalid_rate: bool
+    sample_temperatures: list[PositiveFloat]
+    sample_count: PositiveInt
+    category_depth: PositiveInt
+
+
+class TokenizerSection(Section):
+    model_config = ConfigDict(extra="allow", strict=True)  # tokenizer.<name>: each tokenizer checks its own
+    name: str
+    seed: Optional[int]
+    device: Optional[Device]
+    cache: bool
+    cache_dir: Optional[str]
+    collapse_threshold: Probability
+    progress: bool
+
+
+class SASRecSection(Section):
+    n_layers: PositiveInt
+    n_heads: PositiveInt
+    inner_size: PositiveInt
+    hidden_dropout_prob: DropoutRate
+    attn_dropout_prob: DropoutRate
+    hidden_act: Literal["gelu", "relu", "swish", "tanh", "sigmoid"]
+
+
+class BERT4RecSection(Section):
+    n_layers: PositiveInt
+    n_heads: PositiveInt
+    inner_size: PositiveInt
+    hidden_dropout_prob: DropoutRate
+    attn_dropout_prob: DropoutRate
+    mask_ratio: Annotated[float, Field(gt=0, lt=1)]
+    ft_ratio: Probability
+
+
+class GRU4RecSection(Section):
+    hidden_size: PositiveInt
+    num_layers: PositiveInt
+    dropout_prob: DropoutRate
+
+
+class _BaselineTraining(Section):
+    loss: Literal["ce", "bce", "bpr"]
+    hidden_size: PositiveInt
+    max_seq_len: Optional[PositiveInt]  # null = split.max_history
+    epochs: PositiveInt
+    patience: PositiveInt  # RecBole's stopping_step
+    eval_step: PositiveInt
+    train_batch_size: PositiveInt
+    eval_batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    weight_decay: NonNegativeFloat
+    valid_metric: str
+    tolerance: PositiveFloat
+    cache_dataset: bool
+    verbose: bool
+    recbole: dict[str, Any]
+
+
+def _partial(model: type[Section], name: str) -> type[Section]:
+    """``model`` with every field optional: a section that overrides some of another's values."""
+    from pydantic import create_model
+
+    fields = {key: (Optional[field.annotation], None) for key, field in model.model_fields.items()}
+    return create_model(name, __base__=Section, **fields)
+
+
+class CFEmbedSection(_partial(_BaselineTraining, "_CFTraining")):
+    sasrec: Optional[_partial(SASRecSection, "_CFSASRec")] = None
+
+
+class Baseline(_BaselineTraining):
+    model_config = ConfigDict(extra="allow", strict=True)  # baseline.<name> of a plug-in method
+    sasrec: SASRecSection
+    bert4rec: BERT4RecSection
+    gru4rec: GRU4RecSection
+    cf_embed: CFEmbedSection
+
+
+class RunConfig(Section):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    method: str
+    dataset: str
+    data_dir: Optional[str]
+    seed: int
+    profile: Optional[str]
+    device: Device
+    results_dir: str
+    work_dir: str
+    data: Data
+    split: Split
+    eval: Eval
+    embed: Embed
+    model: Model
+    train: Train
+    decode: Decode
+    tokenizer: TokenizerSection
+    baseline: Baseline
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "config"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown config key"
+    if error["type"] in ("model_type", "dict_type"):
+        message = "must be a section (a mapping of keys), not a single value"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return f"{where}: {message}{shown}"
+
+
+def validate_config(config: dict) -> list[str]:
+    """Every problem with ``config``'s values, one line each (empty when it is valid)."""
+    payload = {k: v for k, v in config.items() if not str(k).startswith("_")}
+    try:
+        RunConfig.model_validate(payload)
+    except ValidationError as err:
+        return [_describe(e) for e in err.errors(include_url=False)]
+    return []

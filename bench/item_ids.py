@@ -1,0 +1,79 @@
+"""The item-ID stage: item text embeddings -> CF embeddings (only when the tokenizer needs them) ->
+the tokenizer fitted, or loaded from its cache. ``bench run`` (TIGER), ``bench tokenize`` and sweep
+trials all call :func:`fit_item_ids`, so a fit made by any of them is reused by the others."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.split import LeaveOneOutSplit
+
+
+class CFUnavailableError(UserError, RuntimeError):
+    """LETTER's collaborative loss needs CF embeddings that cannot be produced here."""
+
+
+@dataclass
+class ItemIds:
+    tokenizer: object  # a fitted tokenizers_zoo.Tokenizer
+    facts: dict = field(default_factory=dict)  # for run records and `bench tokenize`
+
+
+def _say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | None = None,
+                 cache: bool = True, refit: bool = False) -> ItemIds:
+    """The config's tokenizer fitted on ``split``'s items (from the caches where possible)."""
+    import tokenizers_zoo
+    from bench.embed import embed_config, item_embeddings, model_identity, resolve_template
+
+    dataset = split.dataset
+    timings = {}
+    start = time.perf_counter()
+    _say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
+    item_emb = item_embeddings(dataset, config)
+    timings["embed_s"] = round(time.perf_counter() - start, 2)
+    cf_emb = None
+    if tokenizers_zoo.build_tokenizer(config).needs_cf:
+        try:
+            from baselines.cf_embed import cf_item_embeddings
+        except ImportError as err:
+            raise CFUnavailableError(
+                "LETTER's collaborative loss (tokenizer.letter.alpha > 0) needs CF item embeddings from "
+                f"baselines.cf_embed, which cannot be imported ({err}). Use --set tokenizer.letter.alpha=0 "
+                "to fit LETTER without the collaborative loss."
+            ) from None
+
+        start = time.perf_counter()
+        _say("CF item embeddings (SASRec on the training parts) for the tokenizer's collaborative loss")
+        folder = Path(work_dir) if work_dir is not None else Path(config["work_dir"]) / "cf_embed" / dataset.name
+        cf_emb = np.asarray(cf_item_embeddings(split, config, folder), dtype=np.float32)
+        timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
+    start = time.perf_counter()
+    name = config["tokenizer"]["name"]
+    path = tokenizers_zoo.cache_path(config, item_emb, cf_emb)
+    _say(f"tokenizer {name}: " + ("fitting" if refit or not (path / "tokenizer.json").is_file() else f"loading {path}"))
+    tokenizer = tokenizers_zoo.fit_tokenizer(config, item_emb, cf_emb, cache=cache, refit=refit)
+    timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
+    section = embed_config(config)
+    facts = {
+        "name": tokenizer.name,
+        "dataset": dataset.name,
+        "n_items": dataset.n_items,
+        "embedding_model": model_identity(section["model"]),
+        "embedding_template": resolve_template(dataset.name, section["template"]),
+        "embedding_dim": int(item_emb.shape[1]),
+        "cf_embeddings": cf_emb is not None,
+        "from_cache": tokenizer.source is not None,
+        "loaded_from": tokenizer.source,
+        "saved_to": str(path) if cache and config["tokenizer"].get("cache", True) else None,
+        "timings": timings,
+    }
+    return ItemIds(tokenizer, facts)

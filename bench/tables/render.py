@@ -1,0 +1,185 @@
+"""Tables as text: Markdown (GitHub), LaTeX (booktabs) and tidy CSV; the simple per-dataset table."""
+from __future__ import annotations
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.tables.model import Row, Table, rank_marks
+from bench.tables.names import DEFAULT_METRICS, SIGNIFICANCE_MARK, dataset_name, metric_header
+
+
+def _cell(value: float, std: float, mark: str, fmt: str, digits: int, significant: bool = False) -> str:
+    text = f"{value:.{digits}f}"
+    if pd.notna(std):
+        text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{std:.{digits}f}"
+    if fmt == "latex":
+        text = {"best": rf"\textbf{{{text}}}", "second": rf"\underline{{{text}}}"}.get(mark, text)
+        return text + (r"$^{\dagger}$" if significant else "")
+    if fmt == "md":
+        text = {"best": f"**{text}**", "second": f"<u>{text}</u>"}.get(mark, text)
+        return text + (SIGNIFICANCE_MARK if significant else "")
+    return text
+
+
+LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                  "±": r"$\pm$", "†": r"$^{\dagger}$", "×": r"$\times$", "·": r"$\cdot$", "–": "--"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(c, c) for c in str(text))
+
+
+def latex_booktabs(headers: list[str], rows: list[list], escape_columns: int = 1) -> str:
+    """A booktabs tabular; the first ``escape_columns`` cells of a row are text and get escaped."""
+    align = "l" * escape_columns + "r" * (len(headers) - escape_columns)
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(map(latex_escape, headers)) + r" \\",
+             r"\midrule"]
+    for row in rows:
+        cells = [latex_escape(c) if i < escape_columns else str(c) for i, c in enumerate(row)]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def _body_cells(table: Table, row: Row, fmt: str, digits: int) -> list[str]:
+    out = []
+    for column in table.columns:
+        cell = row.cells.get(column)
+        out.append("–" if cell is None and fmt == "md" else "--" if cell is None else
+                   _cell(cell.mean, cell.std, cell.mark, fmt, digits, cell.significant))
+    return out
+
+
+def _summary_cells(table: Table, values: dict, fmt: str) -> list[str]:
+    out = []
+    for column in table.columns:
+        if column not in values:
+            out.append("–" if fmt == "md" else "--")
+            continue
+        percent, significant = values[column]
+        text = f"{percent:+.1f}%"
+        if fmt == "latex":
+            out.append(latex_escape(text) + (r"$^{\dagger}$" if significant else ""))
+        else:
+            out.append(text + (SIGNIFICANCE_MARK if significant else ""))
+    return out
+
+
+def table_to_markdown(table: Table, digits: int = 4) -> str:
+    if not table.rows:
+        return table.empty_message
+    one = len(table.datasets) == 1
+    budget = table.show_budget
+    headers = list(table.label_columns) + [
+        metric_header(m) if one else f"{dataset_name(d)} {metric_header(m)}" for d, m in table.columns
+    ] + (["Budget"] if budget else [])
+    body = [row.labels + _body_cells(table, row, "md", digits) + ([row.budget_cell(table.datasets)] if budget else [])
+            for row in table.rows]
+    for label, values in table.summary_rows:
+        body.append([f"*{label}*"] + [""] * (len(table.label_columns) - 1) + _summary_cells(table, values, "md")
+                    + ([""] if budget else []))
+    title = f"**{table.title}**" + (f" ({dataset_name(table.datasets[0])})" if one else "")
+    text = tabulate(body, headers, tablefmt="github", disable_numparse=True)
+    return "\n".join([title, "", text, ""] + [f"{note}  " for note in table.notes]).rstrip()
+
+
+def table_to_latex(table: Table, digits: int = 4) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); notes as comments above it."""
+    if not table.rows:
+        return f"% {table.empty_message}"
+    n_labels = len(table.label_columns)
+    n_metrics = len(table.metrics)
+    budget = table.show_budget
+    extra = [""] if budget else []
+    align = "l" * n_labels + "".join("r" * n_metrics for _ in table.datasets) + ("l" if budget else "")
+    lines = [f"% {table.title}"] + [f"% {latex_escape(note)}" for note in table.notes]
+    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
+    groups = " & ".join([""] * n_labels + [rf"\multicolumn{{{n_metrics}}}{{c}}{{{latex_escape(dataset_name(d))}}}"
+                                           for d in table.datasets] + extra)
+    lines.append(groups + r" \\")
+    rules = []
+    for i, _ in enumerate(table.datasets):
+        start = n_labels + i * n_metrics + 1
+        rules.append(rf"\cmidrule(lr){{{start}-{start + n_metrics - 1}}}")
+    lines.append(" ".join(rules))
+    headers = [latex_escape(h) for h in table.label_columns] + [metric_header(m) for _, m in table.columns]
+    headers += ["Budget"] if budget else []
+    lines += [" & ".join(headers) + r" \\", r"\midrule"]
+    previous = None
+    for row in table.rows:
+        if previous is not None and row.group != previous:
+            lines.append(r"\midrule")
+        previous = row.group
+        cells = [latex_escape(label) for label in row.labels] + _body_cells(table, row, "latex", digits)
+        cells += [latex_escape(row.budget_cell(table.datasets))] if budget else []
+        if cells[0].startswith("["):  # else read as the optional argument of the \\ or \midrule before it
+            cells[0] = "{}" + cells[0]
+        lines.append(" & ".join(cells) + r" \\")
+    for label, values in table.summary_rows:
+        lines.append(r"\midrule")
+        cells = [latex_escape(label)] + [""] * (n_labels - 1) + _summary_cells(table, values, "latex") + extra
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def table_to_csv(table: Table, digits: int = 6) -> str:
+    """Tidy CSV: one line per (row, dataset, metric) with mean, std, n, mark, p-value."""
+    records = []
+    for row in table.rows:
+        for (dataset, metric), cell in row.cells.items():
+            records.append({
+                **dict(zip([c.lower() for c in table.label_columns], row.labels)), "group": row.group,
+                "dataset": dataset, "metric": metric, "mean": cell.mean, "std": cell.std, "n": cell.n,
+                "mark": cell.mark, "p_value": cell.p_value, "significant": cell.significant,
+                "budget": row.budget.get(dataset, ""), "code": row.code.get(dataset, ""),
+            })
+    for label, values in table.summary_rows:
+        for (dataset, metric), (percent, significant) in values.items():
+            records.append({table.label_columns[0].lower(): label, "group": "summary", "dataset": dataset,
+                            "metric": metric, "mean": percent, "std": None, "n": None,
+                            "mark": "percent", "p_value": None, "significant": significant, "budget": "",
+                            "code": ""})
+    if not records:
+        return ""
+    frame = pd.DataFrame(records)
+    frame["n"] = frame["n"].astype("Int64")
+    frame["p_value"] = frame["p_value"].astype(float).map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
+    return frame.to_csv(index=False, float_format=f"%.{digits}f")
+
+
+def render(table: Table, fmt: str = "md", digits: int = 4) -> str:
+    if fmt == "latex":
+        return table_to_latex(table, digits)
+    if fmt == "csv":
+        return table_to_csv(table)
+    return table_to_markdown(table, digits)
+
+
+def summarize(frame: pd.DataFrame, metrics=DEFAULT_METRICS) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Mean and std over seeds per method, and the number of runs behind each row."""
+    metrics = [m for m in metrics if m in frame.columns]
+    grouped = frame.groupby("method", sort=False)[metrics]
+    return grouped.mean(), grouped.std(ddof=1), grouped.size()
+
+
+def render_table(frame: pd.DataFrame, fmt: str = "md", metrics=DEFAULT_METRICS, digits: int = 4) -> str:
+    """One row per method, one column per metric; best per column bold, second underlined."""
+    if frame.empty:
+        return "(no completed runs)"
+    mean, std, runs = summarize(frame, metrics)
+    marks = mean.apply(rank_marks)
+    body = [
+        [method, int(runs[method])]
+        + [_cell(mean.at[method, m], std.at[method, m], marks.at[method, m], fmt, digits) for m in mean.columns]
+        for method in mean.index
+    ]
+    headers = ["Method", "runs"] + [metric_header(m) for m in mean.columns]
+    if fmt == "csv":
+        out = mean.copy()
+        out.insert(0, "runs", runs)
+        return out.to_csv(float_format=f"%.{digits}f")
+    if fmt == "latex":
+        return latex_booktabs(headers, body)
+    return tabulate(body, headers, tablefmt="github", disable_numparse=True)

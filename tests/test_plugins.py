@@ -1,0 +1,76 @@
+"""One place per plug-in: a tokenizer registered here, inside the test, goes through `bench run` ->
+record -> `bench table` without any harness file knowing its name."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.config import resolve_config
+from bench.registry import Registry, UnknownNameError
+from tokenizers_zoo import TOKENIZERS
+from tokenizers_zoo.base import Tokenizer
+
+
+class ToyTokenizer(Tokenizer):
+    """Codes from the sign pattern of consecutive embedding dimensions (no training)."""
+
+    name = "toy"
+    version = 1
+
+    def validate_params(self) -> None:
+        self._positive_int("levels")
+        self._positive_int("bits")
+
+    @property
+    def level_sizes(self) -> list[int]:
+        return [2 ** int(self.params["bits"])] * int(self.params["levels"])
+
+    def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
+        bits, levels = int(self.params["bits"]), int(self.params["levels"])
+        signs = (item_emb[:, : bits * levels] > 0).astype(np.int64).reshape(len(item_emb), levels, bits)
+        return (signs * (2 ** np.arange(bits))).sum(axis=2)
+
+
+@pytest.fixture
+def toy_registered():
+    TOKENIZERS.register("toy", ToyTokenizer, display="Toy codes", order=9, defaults={"levels": 2, "bits": 3})
+    yield
+    TOKENIZERS.unregister("toy")
+
+
+def test_a_tokenizer_registered_in_a_test_runs_end_to_end(toy_registered, tmp_path, capsys):
+    store = tmp_path / "runs"
+    args = ["run", "--tokenizer", "toy", "--dataset", "synthetic", "--profile", "smoke", "--results-dir", str(store),
+            "--set", f"work_dir={tmp_path / 'work'}", "train.progress=false", "embed.progress=false"]
+    assert main(args) == 0
+    assert main(args + ["tokenizer.toy.bits=2"]) == 0
+    records = [json.loads(p.read_text()) for p in sorted(store.glob("*.json"))]
+    assert [r["config"]["tokenizer"]["toy"]["bits"] for r in records] == [3, 2]
+    assert records[0]["components"]["tokenizer/toy"] == 1 and records[0]["label"] == "TIGER[toy]"
+    capsys.readouterr()
+    assert main(["table", "--results-dir", str(store), "--kind", "tokenizers", "--profile", "smoke"]) == 0
+    assert "| Toy codes" in capsys.readouterr().out  # the display name its registration gave
+    assert main(["table", "--results-dir", str(store), "--kind", "ablation", "--param", "tokenizer.toy.bits",
+                 "--profile", "smoke"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| TIGER[toy]")]
+    assert [row.split("|")[2].strip() for row in rows] == ["2", "3"]  # one row per value
+
+
+def test_a_registered_tokenizers_parameters_are_checked_when_the_config_is_resolved(toy_registered):
+    config = resolve_config("smoke", overrides={"method": "tiger", "tokenizer": {"name": "toy"}})
+    assert config["tokenizer"]["toy"] == {"levels": 2, "bits": 3}
+    with pytest.raises(Exception, match="toy.bits"):
+        resolve_config("smoke", assignments=["tokenizer.toy.bits=0"], overrides={"method": "tiger",
+                                                                                 "tokenizer": {"name": "toy"}})
+
+
+def test_unknown_names_suggest_the_closest():
+    registry = Registry("thing")
+    registry.register("letter", object())
+    with pytest.raises(UnknownNameError, match="did you mean 'letter'"):
+        registry.check("lettre")
+    with pytest.raises(UnknownNameError, match="valid thing names: letter"):
+        registry.check("zzz")
