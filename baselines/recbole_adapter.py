@@ -30,9 +30,10 @@ import numpy as np
 
 from baselines import recbole_compat
 from baselines.recbole_data import RECBOLE_DATA_VERSION, PreparedData, eval_args, prepare, quiet_recbole
-from bench.config import ConfigError, deep_merge
+from bench.config import ConfigError
 from bench.data.types import DataError
 from bench.methods import Recommender, RunContext
+from bench.progress import say
 from bench.metrics import evaluate_rankings
 from bench.split import LeaveOneOutSplit
 
@@ -180,6 +181,12 @@ class TrainedModel:
 
         Scores come from the trainer's own full-sort evaluation (the same batches, the same
         masking of the padding id) so they are exactly the scores RecBole's evaluator ranks.
+        Why the private ``Trainer._full_sort_batch_eval``: RecBole 1.2.0 has no public call that
+        returns per-user full-catalogue scores (``Trainer.evaluate`` returns only averaged
+        metrics), and re-implementing its history masking would be a second copy that can drift.
+        RecBole is pinned (``recbole==1.2.0``), and every run compares the harness's metrics on
+        these rankings with RecBole's own to 1e-4 and fails if they differ, so a change in that
+        private method cannot go unnoticed.
         """
         import torch
 
@@ -235,6 +242,7 @@ def train_sequential(
     verbose = bool(section.get("verbose", False))
     work_dir = Path(work_dir)
     started = time.perf_counter()
+    say(f"[{label}] RecBole data (max history {int(section['max_seq_len'])}, leave-one-out {leave_one_mode})")
     data = prepare(
         sequences, n_items, max_seq_len=int(section["max_seq_len"]), leave_one_mode=leave_one_mode,
         split=split, use_cache=bool(section.get("cache_dataset", True)), scratch_dir=work_dir / "recbole_data",
@@ -279,6 +287,9 @@ def train_sequential(
         if report is not None:
             report(epoch, {f"valid_{rb_config['valid_metric'].lower()}": float(valid_score)})
 
+    say(f"[{label}] training up to {int(rb_dict['epochs'])} epochs ({len(loaders['train'])} steps each), "
+        f"early stopping on validation {rb_config['valid_metric']}"
+        + ("" if verbose else "; baseline.verbose=true prints every epoch"))
     with quiet_recbole():
         trainer.fit(loaders["train"], loaders["valid"], verbose=False, saved=True, callback_fn=on_validation)
     trainer.restore_best()
@@ -433,9 +444,3 @@ class BERT4Rec(RecBoleSequential):
 class GRU4Rec(RecBoleSequential):
     spec = SPECS["gru4rec"]
     version = 1
-
-
-def section_for(config: dict, overrides: dict | None = None) -> dict:
-    """The ``baseline`` section without ``cf_embed``, with ``overrides`` deep-merged in."""
-    base = {k: v for k, v in config["baseline"].items() if k != "cf_embed"}
-    return deep_merge(base, overrides or {})

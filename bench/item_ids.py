@@ -3,7 +3,6 @@ the tokenizer fitted, or loaded from its cache. ``bench run`` (TIGER), ``bench t
 trials all call :func:`fit_item_ids`, so a fit made by any of them is reused by the others."""
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import UserError
+from bench.progress import say
 from bench.split import LeaveOneOutSplit
 
 
@@ -24,10 +24,6 @@ class ItemIds:
     facts: dict = field(default_factory=dict)  # for run records and `bench tokenize`
 
 
-def _say(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-
 def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | None = None,
                  cache: bool = True, refit: bool = False) -> ItemIds:
     """The config's tokenizer fitted on ``split``'s items (from the caches where possible)."""
@@ -37,7 +33,7 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
     dataset = split.dataset
     timings = {}
     start = time.perf_counter()
-    _say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
+    say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
     item_emb = item_embeddings(dataset, config)
     timings["embed_s"] = round(time.perf_counter() - start, 2)
     cf_emb = None
@@ -52,14 +48,14 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
             ) from None
 
         start = time.perf_counter()
-        _say("CF item embeddings (SASRec on the training parts) for the tokenizer's collaborative loss")
+        say("CF item embeddings (SASRec on the training parts) for the tokenizer's collaborative loss")
         folder = Path(work_dir) if work_dir is not None else Path(config["work_dir"]) / "cf_embed" / dataset.name
         cf_emb = np.asarray(cf_item_embeddings(split, config, folder), dtype=np.float32)
         timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     name = config["tokenizer"]["name"]
     path = tokenizers_zoo.cache_path(config, item_emb, cf_emb)
-    _say(f"tokenizer {name}: " + ("fitting" if refit or not (path / "tokenizer.json").is_file() else f"loading {path}"))
+    say(f"tokenizer {name}: " + ("fitting" if refit or not (path / "tokenizer.json").is_file() else f"loading {path}"))
     tokenizer = tokenizers_zoo.fit_tokenizer(config, item_emb, cf_emb, cache=cache, refit=refit)
     timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
     section = embed_config(config)

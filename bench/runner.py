@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import tempfile
 import time
 import traceback
@@ -18,6 +17,7 @@ from bench.config import ConfigError
 from bench.data import load_dataset
 from bench.device import resolve_device, torch_state
 from bench.errors import UserError
+from bench.progress import say
 from bench.identity import config_hash
 from bench.methods import METHODS, RunContext
 from bench.metrics import evaluate_rankings, target_ranks
@@ -145,11 +145,6 @@ def run_budget(method, context: RunContext, fit_seconds: float, config: dict) ->
         budget["threads"] = _threads()
     budget["time_limit_hit"] = budget.get("stop_reason") == "time limit"
     return budget
-
-
-def say(text: str) -> None:
-    """A progress line on stderr (stdout carries the results)."""
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 def ensure_writable_dir(folder: str | os.PathLike, what: str) -> Path:

@@ -15,25 +15,18 @@
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 import sys
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from tabulate import tabulate
 
-from bench.config import ConfigError, deep_merge, get_path
+from bench.config import deep_merge, get_path
+from sweeps.ray_runner import TrialOutcome, _fmt, _format_point, ray_session, run_tuner
 from sweeps.spec import SweepSpec, check_choices, check_metric, record_trial_key, resolve_trial_config, trial_key
-
-
-class SweepError(ConfigError):
-    """A sweep that cannot start (bad spec, unreachable cluster)."""
 
 
 @dataclass
@@ -58,15 +51,6 @@ class SweepOptions:
     dry_run: bool = False
     verbose: bool = False
     allow_test_metric: bool = False
-
-
-@dataclass
-class TrialOutcome:
-    point: dict
-    status: str  # completed | skipped | failed | stopped
-    value: float | None = None
-    run_id: str = ""
-    error: str = ""
 
 
 @dataclass
@@ -169,178 +153,6 @@ def completed_index(results_dir: str) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------------- Ray
-@contextmanager
-def ray_session(address: str | None, num_cpus: int | None, verbose: bool, out: Callable):
-    """A local Ray sized to this machine, or the cluster at ``address``; reuses a connected session."""
-    import ray
-
-    if ray.is_initialized():
-        out("using the Ray session this process is already connected to")
-        yield
-        return
-    kwargs = dict(logging_level=logging.INFO if verbose else logging.ERROR, log_to_driver=verbose)
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            # "local": always a fresh instance, never a cluster left running on this machine
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        hint = (" (is `ray start --head` running there? A head started without RAY_AUTH_MODE=disabled "
-                "needs RAY_AUTH_MODE=token and its token here)") if address else ""
-        raise SweepError(f"cannot start or join {where}: {err}{hint}") from err
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _short_error(error) -> str:
-    cause = getattr(error, "cause", None)
-    text = (f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(error)).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:200] if lines else type(error).__name__
-
-
-def _format_point(point: dict) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in point.items())
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _make_progress_callback(total: int, metric: str, out: Callable):
-    from ray import tune
-
-    class Progress(tune.Callback):
-        """One line per finished trial."""
-
-        def __init__(self):
-            self.done = 0
-
-        def _line(self, trial, status: str, extra: str = "") -> None:
-            self.done += 1
-            total_text = f"/{total}" if total else ""
-            point = trial.config.get("point", {})
-            out(f"  [{self.done}{total_text}] {_format_point(point)}: {status}{extra}")
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            result = trial.last_result or {}
-            if not result.get("final"):
-                self._line(trial, "stopped early")
-                return
-            value = result.get(metric)
-            status = "skipped (in the store)" if result.get("skipped") else "completed"
-            self._line(trial, status, f" {metric}={value:.4f}" if isinstance(value, (int, float)) else "")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            try:
-                error = _short_error(trial.get_error())
-            except Exception:  # the message is in the summary and the failed record anyway
-                error = "error"
-            self._line(trial, "FAILED", f" ({error})")
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            out(f"  retrying after a failure: {_format_point(trial.config.get('point', {}))}")
-
-    return Progress()
-
-
-def sweep_facts(spec: SweepSpec) -> dict:
-    """What every trial's record says about the sweep that ran it (the record's ``sweep`` field)."""
-    return {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "search": spec.search,
-            "test_metric_allowed": bool(spec.allow_test_metric)}
-
-
-def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions, storage: str,
-              out: Callable) -> list[TrialOutcome]:
-    from ray import tune
-
-    base = spec.base()
-    search_alg = None
-    if points is not None:  # grid: the explicit, not yet done trials
-        param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),
-                       "point": tune.grid_search(points)}
-        num_samples, total = 1, len(points)
-    else:
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),
-                       "point": spec.ray_space("optuna")}
-        search_alg = OptunaSearch(seed=spec.search_seed)  # TPE sampler
-        num_samples = total = int(spec.num_samples or 10)
-    scheduler = None
-    if spec.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            grace_period=int(spec.asha.get("grace_period", 1)),
-            reduction_factor=float(spec.asha.get("reduction_factor", 3)),
-            # a trial that reaches max_t results is stopped before its final report (and record):
-            # keep it above the number of validations a trial reports
-            max_t=int(spec.asha.get("max_t", 10_000)),
-        )
-    from sweeps.trainable import run_trial
-
-    resources = {"cpu": float(spec.resources.get("cpu", 1)), "gpu": float(spec.resources.get("gpu", 0))}
-    tuner = tune.Tuner(
-        tune.with_resources(run_trial, resources),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode, num_samples=num_samples, search_alg=search_alg,
-            scheduler=scheduler, max_concurrent_trials=options.max_concurrent,
-        ),
-        run_config=tune.RunConfig(
-            name=f"{spec.name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}",
-            storage_path=storage,
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=False),
-            verbose=2 if options.verbose else 0,
-            callbacks=[_make_progress_callback(total, spec.metric, out)],
-        ),
-    )
-    quiet = not options.verbose
-    previous_env = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    tune_logger = logging.getLogger("ray.tune")
-    previous_level = tune_logger.level
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.filterwarnings("ignore", module=r"ray(\.|$)")  # Ray's own deprecation chatter only
-            os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the new output engine prints even at verbose=0
-            tune_logger.setLevel(logging.CRITICAL)  # trial tracebacks: in the records and the summary
-        try:
-            grid = tuner.fit()
-        finally:
-            tune_logger.setLevel(previous_level)
-            if quiet:
-                if previous_env is None:
-                    os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-                else:
-                    os.environ["RAY_AIR_NEW_OUTPUT"] = previous_env
-
-    outcomes = []
-    for result in grid:
-        point = dict((result.config or {}).get("point", {}))
-        metrics = result.metrics or {}
-        value = metrics.get(spec.metric)
-        value = float(value) if isinstance(value, (int, float)) else None
-        if result.error is not None:
-            outcomes.append(TrialOutcome(point, "failed", None, error=_short_error(result.error)))
-        elif metrics.get("final"):
-            status = "skipped" if metrics.get("skipped") else "completed"
-            outcomes.append(TrialOutcome(point, status, value, run_id=str(metrics.get("run_id", ""))))
-        else:
-            outcomes.append(TrialOutcome(point, "stopped", value))
-    return outcomes
-
-
-# ---------------------------------------------------------------------- the sweep
 def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable = print) -> SweepSummary:
     options = options or SweepOptions()
     spec = apply_options(spec, options)

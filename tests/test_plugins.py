@@ -41,6 +41,7 @@ def toy_registered():
     TOKENIZERS.unregister("toy")
 
 
+@pytest.mark.slow
 def test_a_tokenizer_registered_in_a_test_runs_end_to_end(toy_registered, tmp_path, capsys):
     store = tmp_path / "runs"
     args = ["run", "--tokenizer", "toy", "--dataset", "synthetic", "--profile", "smoke", "--results-dir", str(store),

@@ -154,6 +154,7 @@ def test_prepared_dataset_is_cached():
 # --- runs ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_smoke_sasrec_on_ml100k_matches_recbole(tmp_path, empty_cwd):
     config = smoke_config(tmp_path, method="sasrec", dataset="ml-100k")
     record = run(config)

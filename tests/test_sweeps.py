@@ -193,6 +193,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the head's processes")
+@pytest.mark.slow
 def test_sweep_joins_a_ray_head(tmp_path):
     port = _free_port()
     temp_dir = tempfile.mkdtemp(prefix="rayhead", dir="/tmp")  # short: Ray's socket paths are length-limited
@@ -277,6 +278,7 @@ def ray_local(tmp_path_factory):
         os.environ["BENCH_CACHE_DIR"] = previous
 
 
+@pytest.mark.slow
 def test_grid_sweep_writes_records_and_rerun_skips(ray_local, tmp_path, capsys):
     assert main(sweep_args(tmp_path)) == 0
     out = capsys.readouterr().out
@@ -293,6 +295,7 @@ def test_grid_sweep_writes_records_and_rerun_skips(ray_local, tmp_path, capsys):
     assert len(records(tmp_path / "runs")) == 4
 
 
+@pytest.mark.slow
 def test_optuna_sweep(ray_local, tmp_path, capsys):
     assert main(sweep_args(tmp_path, "--search", "optuna", "--num-samples", "4", "--scheduler", "asha")) == 0
     out = capsys.readouterr().out
@@ -303,6 +306,7 @@ def test_optuna_sweep(ray_local, tmp_path, capsys):
     assert "optuna" in out and "4 completed" in out
 
 
+@pytest.mark.slow
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path, capsys):
     spec = tmp_path / "failing.yaml"
     spec.write_text(

@@ -283,6 +283,7 @@ def test_diversity_study_records_category_entropy(synthetic_split, trained):
 
 
 # --- end to end with the real tokenizer -------------------------------------------------------------
+@pytest.mark.slow
 def test_bench_run_rqvae_synthetic_smoke_beats_pop_and_random(tmp_path, capsys):
     """`bench run --tokenizer rqvae --dataset synthetic --profile smoke` beats pop and random on Recall@10."""
     from bench.cli import main
@@ -304,6 +305,7 @@ def test_bench_run_rqvae_synthetic_smoke_beats_pop_and_random(tmp_path, capsys):
     assert info["best_step"] > 0 and "invalid_id_rate" in info
 
 
+@pytest.mark.slow
 def test_bench_run_letter_ml100k_smoke_offline(tmp_path):
     """The main command on the embedded dataset: MiniLM text embeddings, CF embeddings from RecBole's
     SASRec, LETTER, TIGER, beam search, a record with the tokenizer's CF alignment."""

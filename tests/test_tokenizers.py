@@ -58,8 +58,8 @@ def fit(name, x, cf=None, seed=0, **params):
 # ----------------------------------------------------------------------------- registry, config
 
 
-def test_registry_has_the_four_tokenizers():
-    assert TOKENIZERS.names() == ["letter", "lsh", "random_id", "rqvae"]
+def test_registry_has_the_built_in_tokenizers():
+    assert {"letter", "lsh", "random_id", "rqvae"} <= set(TOKENIZERS.names())  # plug-ins may add more
     for name in TOKENIZERS:
         assert issubclass(TOKENIZERS.get(name), Tokenizer) and TOKENIZERS.get(name).name == name
 

@@ -239,17 +239,9 @@ def build_tokenizer_table(records, metrics=MAIN_METRICS, split: str = "test", al
     datasets = [d for d in datasets_all if d in set(gen["dataset"])]
     keyed = _make_rows(gen, ["tokenizer"], lambda k, f: [tokenizer_name(k[0])],
                        lambda f: "generative", metrics, datasets)
-    keyed.sort(key=lambda t: method_order("tiger", t[0][0], ""))
-    rows = [r for _, _, r in keyed]
-    profiles = {d: p for d, p in profiles.items() if d in datasets}
-    table.datasets, table.rows, table.profiles = datasets, rows, profiles
-    table.title = _profile_title(table.title, profiles)
-    _mark_best(rows, table.columns)
-    significance = split == "test"
-    if significance:
-        _significance(rows, _best_baselines(_baseline_pool(frame, metrics, datasets), table.columns), alpha, test)
-    table.notes = _notes(rows, alpha, test, split, significance, profiles) + _protocol_notes(gen) + choices + kept_notes
-    return table
+    keyed.sort(key=lambda t: method_order(t[1]["method_key"], t[0][0], ""))
+    return _finish(table, [r for _, _, r in keyed], frame, gen, datasets, profiles, metrics, split, alpha, test,
+                   choices + kept_notes)
 
 
 def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
@@ -272,7 +264,14 @@ def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str =
         lambda f: "generative" if is_generative(f["method_key"]) else "baseline", metrics, datasets,
     )
     keyed.sort(key=lambda t: (method_order(t[1]["method_key"], t[1]["tokenizer"], t[0][0]), value_order(t[0][1])))
-    rows = [r for _, _, r in keyed]
+    return _finish(table, [r for _, _, r in keyed], frame, part, datasets, profiles, metrics, split, alpha, test,
+                   kept_notes)
+
+
+def _finish(table: Table, rows: list[Row], frame: pd.DataFrame, shown: pd.DataFrame, datasets: list[str],
+            profiles: dict, metrics, split: str, alpha: float, test: str, extra_notes: list[str]) -> Table:
+    """Marks, significance against the reference baseline of ``frame``, title and notes of a
+    tokenizer or ablation table whose rows are ``rows`` (made from the runs ``shown``)."""
     profiles = {d: p for d, p in profiles.items() if d in datasets}
     table.datasets, table.rows, table.profiles = datasets, rows, profiles
     table.title = _profile_title(table.title, profiles)
@@ -280,7 +279,7 @@ def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str =
     significance = split == "test"
     if significance:
         _significance(rows, _best_baselines(_baseline_pool(frame, metrics, datasets), table.columns), alpha, test)
-    table.notes = _notes(rows, alpha, test, split, significance, profiles) + _protocol_notes(part) + kept_notes
+    table.notes = _notes(rows, alpha, test, split, significance, profiles) + _protocol_notes(shown) + extra_notes
     return table
 
 
