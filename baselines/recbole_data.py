@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import pickle
-import shutil
 import sys
 import tempfile
 import warnings
@@ -30,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from baselines import recbole_compat
+from bench.atomic import atomic_folder
 from bench.atomic_export import write_inter_file
 from bench.data.locate import cache_root
 from bench.identity import artifact_key, package_versions_of
@@ -199,23 +198,14 @@ def prepare(
             print(f"warning: cached RecBole dataset {pickled} cannot be loaded "
                   f"({type(err).__name__}: {err}); preparing it again", file=sys.stderr)
 
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    try:
-        write_inter_file(staging / name / f"{name}.inter", split.dataset.sequences if split is not None else sequences)
-        write_item_file(staging / name, name, n_items)
-        (staging / name / "key.json").write_text(json.dumps(key_material, indent=1, sort_keys=True))
-        dataset, parts = _build(name, staging, settings)
+    # written as a whole (a concurrent run that finished first is replaced); RecBole reads the staging
+    # copy, whose folder already has the dataset's name
+    with atomic_folder(folder) as staging:
+        write_inter_file(staging / f"{name}.inter", split.dataset.sequences if split is not None else sequences)
+        write_item_file(staging, name, n_items)
+        (staging / "key.json").write_text(json.dumps(key_material, indent=1, sort_keys=True))
+        dataset, parts = _build(name, staging.parent, settings)
         if use_cache:
-            with (staging / name / PREPARED_FILE).open("wb") as handle:
+            with (staging / PREPARED_FILE).open("wb") as handle:
                 pickle.dump((dataset, parts), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        if folder.exists():  # a concurrent run finished first, or a stale entry: replace it
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(staging / name, folder)
-        except OSError:
-            if not folder.exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return PreparedData(dataset, parts, name, folder, cache_hit=False, key=key)

@@ -1,4 +1,4 @@
-"""The one atomic file writer: readers see the whole old file, the whole new one, or none.
+"""The one atomic writer (files and folders): readers see the whole old file, the whole new one, or none.
 
 Every file the harness writes for others to read (run records, tables, plots, caches, checkpoints,
 downloads) goes through :func:`atomic_write`: the content is written to a hidden temporary file in
@@ -8,9 +8,11 @@ nothing behind but the old file.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Iterator, Union
 
 Content = Union[bytes, str, Callable[[BinaryIO], None]]
 
@@ -61,3 +63,22 @@ def atomic_write(path: str | os.PathLike, content: Content, *, overwrite: bool =
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """A text file ending with one newline, written atomically."""
     return atomic_write(path, text if text.endswith("\n") else text + "\n")
+
+
+@contextmanager
+def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """A folder written as a whole: the block fills the yielded folder (a hidden staging copy with
+    the target's name); when it ends without error the folder replaces ``target`` (an older one is
+    removed), and on error nothing changes. Readers see the old folder or the new one."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    folder = staging / target.name
+    folder.mkdir()
+    try:
+        yield folder
+        if target.exists():
+            os.replace(target, staging / ".replaced")
+        os.replace(folder, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

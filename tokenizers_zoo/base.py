@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from bench.atomic import atomic_folder
 from bench.errors import UserError
 from tokenizers_zoo.collision import max_group_size, semantic_ids
 from tokenizers_zoo.stats import code_stats, collapse_warnings, report_collapse
@@ -230,35 +229,23 @@ class Tokenizer:
 
         codes = self._require_fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-        try:
-            meta = {
-                "format": SAVE_FORMAT,
-                "name": self.name,
-                "components": type(self).component_versions(),
-                "params": self.params,
-                "seed": self.seed,
-                "collapse_threshold": self.collapse_threshold,
-                "level_sizes": [int(k) for k in self.level_sizes],
-                "n_items": int(len(codes)),
-                "info": self.info,
-                "extra_stats": self.extra_stats,
-            }
+        meta = {
+            "format": SAVE_FORMAT,
+            "name": self.name,
+            "components": type(self).component_versions(),
+            "params": self.params,
+            "seed": self.seed,
+            "collapse_threshold": self.collapse_threshold,
+            "level_sizes": [int(k) for k in self.level_sizes],
+            "n_items": int(len(codes)),
+            "info": self.info,
+            "extra_stats": self.extra_stats,
+        }
+        with atomic_folder(path) as tmp:
             (tmp / "tokenizer.json").write_text(json.dumps(meta, indent=2, default=_json_default))
             np.save(tmp / "codes.npy", codes, allow_pickle=False)
             state = {k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in self._state().items()}
             torch.save(state, tmp / "state.pt")
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
