@@ -11,7 +11,7 @@ problem with its dotted location, which is what a user needs from one error mess
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -106,7 +106,7 @@ class Train(Section):
     checkpoint: bool
     resume_from: Optional[str]
     progress: bool
-    num_threads: Optional[PositiveInt]  # null = torch's default
+    num_threads: Optional[Union[PositiveInt, Literal["auto"]]]  # null = torch's default; auto = this process's cores
     seed: Optional[int]  # null = the run's seed
 
     @model_validator(mode="after")

@@ -1,6 +1,7 @@
 """The one device resolver: ``auto`` (or unset) means CUDA where there is a GPU, else the CPU."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 
@@ -31,3 +32,34 @@ def torch_state():
     finally:
         torch.set_num_threads(threads)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16): without it, bf16 on
+    the CPU is emulated and slower than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; a sweep trial's share on Ray)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(requested) -> int | None:
+    """``train.num_threads``: None = torch's default, ``auto`` = the cores this process may use."""
+    if requested is None:
+        return None
+    if requested == "auto":
+        return available_cores()
+    return int(requested)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from bench.config import get_path
+from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
 from bench.metrics import evaluate_rankings
 from bench.split import HistoryBatch, LeaveOneOutSplit
@@ -117,8 +118,9 @@ class TigerRecommender(Recommender):
     def fit_semantic_ids(self, split: LeaveOneOutSplit, semantic_ids, codebook_sizes, tokenizer_info=None) -> None:
         """Train on given semantic IDs (``fit`` without the tokenizer: tests and tokenizer studies use it)."""
         cfg, tcfg = self.config, self.train_cfg
-        if tcfg.get("num_threads"):
-            torch.set_num_threads(int(tcfg["num_threads"]))
+        threads = resolve_threads(tcfg.get("num_threads"))
+        if threads is not None:
+            torch.set_num_threads(threads)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.atomic import atomic_write
+from bench.device import cpu_has_bf16
 from bench.errors import UserError
 from recommenders.model import TigerModel
 from recommenders.vocab import SemanticIdVocab
@@ -42,6 +43,20 @@ BEST = "best.pt"
 
 class ResumeError(UserError, ValueError):
     """A checkpoint that cannot be resumed from (missing, or made for other data / IDs / model)."""
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device``: bf16 on CUDA or on a CPU with native bf16
+    (AVX512-BF16/AMX), fp16 on CUDA only; otherwise float32 (None) with a warning saying why."""
+    if amp == "none":
+        return None
+    if device.type == "cuda":
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    if amp == "bf16" and cpu_has_bf16():
+        return torch.bfloat16
+    why = "fp16 autocast is for CUDA" if amp == "fp16" else "this CPU has no native bfloat16 (avx512_bf16/amx_bf16)"
+    print(f"warning: train.amp={amp} ignored ({why}); training in float32", file=sys.stderr)
+    return None
 
 
 def tau_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
@@ -186,7 +201,7 @@ class Trainer:
         amp = str(cfg.get("amp") or "none").lower()
         if amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if self.device.type == "cuda" else None
+        self.amp_dtype = amp_dtype(amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.best_weights = None

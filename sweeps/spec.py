@@ -16,6 +16,8 @@ A spec is a YAML file (see ``sweeps/smoke.yaml`` and the module docstring of ``s
       layers:                                          # one dimension that sets several keys together
         keys: [model.encoder_layers, model.decoder_layers]
         values: [3, 4, 5]
+      run:                                             # cases: each value sets its own keys
+        cases: [{method: pop}, {method: tiger, tokenizer.name: rqvae}]
     search: grid                      # grid | optuna   (CLI --search)
     num_samples: 1                    # grid: draws per grid point of the distributions; optuna: trials
     metric: valid_ndcg@10             # a valid_ metric; test_ only with allow_test_metric: true
@@ -92,7 +94,7 @@ class Dimension:
         return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[self.kind](lo, hi)
 
     def describe(self) -> str:
-        keys = self.keys[0] if len(self.keys) == 1 else "+".join(self.keys)
+        keys = "cases" if self.keys == [CASES] else self.keys[0] if len(self.keys) == 1 else "+".join(self.keys)
         what = self.values if self.kind == "grid" else f"{self.kind}{list(self.values or self.bounds)}"
         return f"{keys}: {what}"
 
@@ -159,12 +161,18 @@ class SweepSpec:
         return {d.name: d.ray_domain(search) for d in self.dimensions}
 
 
+CASES = "*cases*"  # the keys of a `cases` dimension: each value is a mapping of dotted keys to values
+
+
 def point_overrides(dims: dict[str, list[str]], point: dict) -> dict:
-    """Nested config overrides for one point: each dimension's value set on each of its keys."""
+    """Nested config overrides for one point: each dimension's value set on each of its keys (a
+    `cases` dimension's value is itself a mapping of dotted keys to values)."""
     overrides: dict = {}
     for name, value in point.items():
-        for key in dims.get(name, [name]):
-            overrides = deep_merge(overrides, nest(key, value))
+        keys = dims.get(name, [name])
+        pairs = value.items() if keys == [CASES] else ((key, value) for key in keys)
+        for key, item in pairs:
+            overrides = deep_merge(overrides, nest(str(key), item))
     return overrides
 
 
@@ -202,6 +210,12 @@ def record_trial_key(record: dict) -> str | None:
 
 # ---------------------------------------------------------------------- loading
 def _dimension(name: str, raw: Any, where: str) -> Dimension:
+    if isinstance(raw, dict) and set(raw) == {"cases"}:
+        cases = raw["cases"]
+        if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and c for c in cases):
+            raise ConfigError(f"{where}: dimension {name!r}: cases must be a non-empty list of mappings "
+                              "(dotted key: value), one per case")
+        return Dimension(name, [CASES], "grid", values=[dict(c) for c in cases])
     keys = [name]
     if isinstance(raw, dict) and "keys" in raw:
         keys = raw["keys"]

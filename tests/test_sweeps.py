@@ -325,3 +325,23 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path, ca
     assert len(failed) == 2  # the first try and one retry
     assert all("n_items must be at least n_categories" in r["error"] for r in failed)
     assert "2 completed" in out and "1 failed" in out and "n_items must be at least n_categories" in out
+
+
+@pytest.mark.slow
+def test_reproduce_beauty_spec_runs_every_step_with_the_smoke_profile(ray_local, tmp_path, capsys):
+    """The one-command reproduction of the Beauty table, on CPU with the smoke profile and synthetic
+    data: 5 baselines and TIGER with the 4 tokenizers (LETTER trains its CF embeddings on the way)."""
+    rc = main(["sweep", str(REPO / "sweeps" / "reproduce_beauty.yaml"), "--profile", "smoke",
+               "--set", "dataset=synthetic", "train.progress=false", "embed.progress=false", "tokenizer.progress=false",
+               "--results-dir", str(tmp_path / "runs"), "--set", f"work_dir={tmp_path / 'work'}"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    done = records(tmp_path / "runs")
+    assert len(done) == 9 and all(r["status"] == "completed" for r in done)
+    labels = sorted(r["label"] for r in done)
+    assert labels == sorted(["Pop", "SASRec (CE)", "SASRec (BCE)", "BERT4Rec (CE)", "GRU4Rec (CE)", "TIGER[random_id]",
+                             "TIGER[lsh]", "TIGER[rqvae]", "TIGER[letter]"])
+    letter = next(r for r in done if r["label"] == "TIGER[letter]")
+    assert letter["method_info"]["tokenizer"]["cf_embeddings"] is True
+    assert main(["table", "--results-dir", str(tmp_path / "runs"), "--profile", "smoke"]) == 0
+    assert "TIGER[letter]" in capsys.readouterr().out
