@@ -168,6 +168,7 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     storage = str(Path(options.storage_path).resolve()) if options.storage_path else str(Path(work_dir) / "ray")
 
     outcomes: list[TrialOutcome] = []
+    evaluated: list[tuple[dict, float]] = []
     if points is not None:
         index = completed_index(results_dir)
         todo = []
@@ -182,8 +183,9 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
             f"{len(todo)} to run")
     else:
         todo = None
-        out(f"sweep {spec.name} (optuna/TPE): {spec.num_samples or 10} trials over "
-            f"{', '.join(d.describe() for d in spec.dimensions)}")
+        evaluated = stored_results(spec, completed_index(results_dir))
+        out(f"sweep {spec.name} (optuna/TPE): {spec.num_samples or 10} new trials over "
+            f"{', '.join(d.describe() for d in spec.dimensions)}; {len(evaluated)} already in the store")
     out(f"records: {results_dir}")
 
     if options.dry_run:
@@ -196,10 +198,26 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
             f"local Ray ({options.num_cpus or os.cpu_count()} CPUs)"
         out(f"Ray: {where}; Ray's own files: {storage}")
         with ray_session(options.address, options.num_cpus, options.verbose, out):
-            outcomes += run_tuner(spec, todo, options, storage, out)
+            outcomes += run_tuner(spec, todo, options, storage, out, evaluated if todo is None else None)
     order = {repr(sorted(p.items())): i for i, p in enumerate(points or [])}
     outcomes.sort(key=lambda o: order.get(repr(sorted(o.point.items())), len(order)))
     return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir, storage)
+
+
+def stored_results(spec: SweepSpec, index: dict[str, dict]) -> list[tuple[dict, float]]:
+    """(point, metric value) of every completed record in the store that is a trial of ``spec``
+    (same resolved config and component versions as the point would give)."""
+    from sweeps.spec import point_of
+
+    found = []
+    for key, record in index.items():
+        point = point_of(spec, record["config"])
+        if point is None or trial_key(resolve_trial_config(spec.base(), point)) != key:
+            continue
+        value = _record_metric(record, spec.metric)
+        if value is not None:
+            found.append((point, value))
+    return found
 
 
 def _record_metric(record: dict, metric: str) -> float | None:

@@ -118,7 +118,7 @@ def sweep_facts(spec: SweepSpec) -> dict:
 
 
 def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions, storage: str,
-              out: Callable) -> list[TrialOutcome]:
+              out: Callable, evaluated: list[tuple[dict, float]] | None = None) -> list[TrialOutcome]:
     from ray import tune
 
     base = spec.base()
@@ -134,7 +134,20 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),
                        "point": spec.ray_space("optuna")}
-        search_alg = OptunaSearch(seed=spec.search_seed)  # TPE sampler
+        # TPE sampler. Trials of this spec already in the store are told to Optuna with their results,
+        # so a search goes on where an earlier session left it; without any, the spec's initial
+        # points run first. (Keys as Ray flattens the nested space.)
+        def flat(point):
+            return {f"point/{name}": value for name, value in point.items()}
+
+        done = evaluated or []
+        if done:
+            out(f"optuna: {len(done)} trial(s) of this spec already in the store are given to TPE")
+            search_alg = OptunaSearch(seed=spec.search_seed, points_to_evaluate=[flat(p) for p, _ in done],
+                                      evaluated_rewards=[v for _, v in done])
+        else:
+            first = [flat(point) for point in spec.initial_points]
+            search_alg = OptunaSearch(seed=spec.search_seed, points_to_evaluate=first or None)
         num_samples = total = int(spec.num_samples or 10)
     scheduler = None
     if spec.scheduler == "asha":

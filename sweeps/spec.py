@@ -17,7 +17,7 @@ A spec is a YAML file (see ``sweeps/smoke.yaml`` and the module docstring of ``s
         keys: [model.encoder_layers, model.decoder_layers]
         values: [3, 4, 5]
       run:                                             # cases: each value sets its own keys
-        cases: [{method: pop}, {method: tiger, tokenizer.name: rqvae}]
+        cases: [{method: pop}, {method: tiger, tokenizer.name: rqvae}]     # (or {name: {key: value}})
     search: grid                      # grid | optuna   (CLI --search)
     num_samples: 1                    # grid: draws per grid point of the distributions; optuna: trials
     metric: valid_ndcg@10             # a valid_ metric; test_ only with allow_test_metric: true
@@ -55,7 +55,7 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 SPEC_KEYS = {
     "name", "description", "profile", "method", "tokenizer", "dataset", "data_dir", "config", "set",
     "seeds", "space", "search", "num_samples", "metric", "mode", "scheduler", "asha", "resources",
-    "max_failures", "search_seed", "results_dir", "allow_test_metric",
+    "max_failures", "search_seed", "results_dir", "allow_test_metric", "initial_points",
 }
 
 
@@ -68,6 +68,7 @@ class Dimension:
     kind: str  # "grid" or one of DISTRIBUTIONS
     values: list = field(default_factory=list)  # grid / choice values
     bounds: tuple = ()  # (lo, hi) of uniform / loguniform / randint
+    cases: dict | None = None  # a `cases` dimension: value (case name) -> {dotted key: value}
 
     def sample(self, rng: random.Random):
         if self.kind in ("grid", "choice"):
@@ -94,7 +95,7 @@ class Dimension:
         return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[self.kind](lo, hi)
 
     def describe(self) -> str:
-        keys = "cases" if self.keys == [CASES] else self.keys[0] if len(self.keys) == 1 else "+".join(self.keys)
+        keys = f"{self.name} (cases)" if self.cases else self.keys[0] if len(self.keys) == 1 else "+".join(self.keys)
         what = self.values if self.kind == "grid" else f"{self.kind}{list(self.values or self.bounds)}"
         return f"{keys}: {what}"
 
@@ -112,6 +113,7 @@ class SweepSpec:
     metric: str = "valid_ndcg@10"
     mode: str = "max"
     allow_test_metric: bool = False  # diagnostics only: selecting on a test_ metric tunes on test
+    initial_points: list = field(default_factory=list)  # optuna: points tried first ({dimension: value})
     scheduler: str = "none"
     asha: dict = field(default_factory=dict)
     resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
@@ -126,7 +128,7 @@ class SweepSpec:
             "profile": self.profile,
             "config_files": list(self.config_files),
             "fixed": copy.deepcopy(self.fixed),
-            "dims": {d.name: list(d.keys) for d in self.dimensions},
+            "dims": {d.name: {"cases": copy.deepcopy(d.cases)} if d.cases else list(d.keys) for d in self.dimensions},
         }
 
     def grid_points(self, num_samples: int | None = None) -> list[dict]:
@@ -161,19 +163,43 @@ class SweepSpec:
         return {d.name: d.ray_domain(search) for d in self.dimensions}
 
 
-CASES = "*cases*"  # the keys of a `cases` dimension: each value is a mapping of dotted keys to values
-
-
-def point_overrides(dims: dict[str, list[str]], point: dict) -> dict:
-    """Nested config overrides for one point: each dimension's value set on each of its keys (a
-    `cases` dimension's value is itself a mapping of dotted keys to values)."""
+def point_overrides(dims: dict, point: dict) -> dict:
+    """Nested config overrides for one point: each dimension's value set on each of its keys; the
+    value of a `cases` dimension (``{"cases": {name: {dotted key: value}}}``) names the case whose
+    keys it sets."""
     overrides: dict = {}
     for name, value in point.items():
         keys = dims.get(name, [name])
-        pairs = value.items() if keys == [CASES] else ((key, value) for key in keys)
+        pairs = keys["cases"][value].items() if isinstance(keys, dict) else ((key, value) for key in keys)
         for key, item in pairs:
             overrides = deep_merge(overrides, nest(str(key), item))
     return overrides
+
+
+def point_of(spec: "SweepSpec", config: dict) -> dict | None:
+    """The point of ``spec`` whose trial config is ``config`` (None when it is not one of the spec's):
+    how a sweep recognises the trials it already ran, e.g. to tell Optuna their results."""
+    from bench.config import get_path
+
+    point = {}
+    for dim in spec.dimensions:
+        if dim.cases:
+            names = [name for name, case in dim.cases.items()
+                     if all(get_path(config, key) == value for key, value in case.items())]
+            if len(names) != 1:
+                return None
+            point[dim.name] = names[0]
+        else:
+            values = {repr(get_path(config, key)) for key in dim.keys}
+            if len(values) != 1:
+                return None
+            point[dim.name] = get_path(config, dim.keys[0])
+    return point
+
+
+def case_name(case: dict) -> str:
+    """A readable name for an unnamed case: ``method=sasrec,baseline.loss=bce``."""
+    return ",".join(f"{key}={value}" for key, value in case.items())
 
 
 def nest(dotted: str, value: Any) -> dict:
@@ -212,10 +238,12 @@ def record_trial_key(record: dict) -> str | None:
 def _dimension(name: str, raw: Any, where: str) -> Dimension:
     if isinstance(raw, dict) and set(raw) == {"cases"}:
         cases = raw["cases"]
-        if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and c for c in cases):
+        if isinstance(cases, list) and all(isinstance(c, dict) and c for c in cases):
+            cases = {case_name(c): dict(c) for c in cases}
+        if not isinstance(cases, dict) or not cases or not all(isinstance(c, dict) and c for c in cases.values()):
             raise ConfigError(f"{where}: dimension {name!r}: cases must be a non-empty list of mappings "
-                              "(dotted key: value), one per case")
-        return Dimension(name, [CASES], "grid", values=[dict(c) for c in cases])
+                              "(dotted key: value), or a mapping of case names to such mappings")
+        return Dimension(name, [], "grid", values=list(cases), cases={str(k): dict(v) for k, v in cases.items()})
     keys = [name]
     if isinstance(raw, dict) and "keys" in raw:
         keys = raw["keys"]
@@ -321,6 +349,7 @@ def parse_spec(data: Any, path: Path | None = None, name: str | None = None) -> 
         num_samples=data.get("num_samples"),
         metric=str(data.get("metric", "valid_ndcg@10")),
         allow_test_metric=bool(data.get("allow_test_metric", False)),
+        initial_points=_initial_points(data.get("initial_points"), dimensions, where),
         mode=str(data.get("mode", "max")),
         scheduler=str(data.get("scheduler", "none")),
         asha=dict(data.get("asha") or {}),
@@ -331,6 +360,26 @@ def parse_spec(data: Any, path: Path | None = None, name: str | None = None) -> 
     )
     check_choices(spec, where)
     return spec
+
+
+def _initial_points(raw: Any, dimensions: list[Dimension], where: str) -> list[dict]:
+    """Optuna's first trials: each a value for every searched dimension (a choice among its values)."""
+    if raw is None:
+        return []
+    names = {d.name: d for d in dimensions}
+    if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
+        raise ConfigError(f"{where}: initial_points must be a list of mappings (dimension: value)")
+    for point in raw:
+        if set(point) != set(names):
+            raise ConfigError(f"{where}: an initial point must give every dimension ({', '.join(sorted(names))}), "
+                              f"got {sorted(point)}")
+        for name, value in point.items():
+            dim = names[name]
+            if dim.kind in ("grid", "choice") and value not in dim.values:
+                raise ConfigError(f"{where}: initial point {name}={value!r} is not one of {dim.values}")
+            if dim.kind not in ("grid", "choice") and not dim.bounds[0] <= value <= dim.bounds[1]:
+                raise ConfigError(f"{where}: initial point {name}={value!r} is outside {list(dim.bounds)}")
+    return [dict(p) for p in raw]
 
 
 def check_choices(spec: SweepSpec, where: str = "sweep spec") -> None:

@@ -345,3 +345,25 @@ def test_reproduce_beauty_spec_runs_every_step_with_the_smoke_profile(ray_local,
     assert letter["method_info"]["tokenizer"]["cf_embeddings"] is True
     assert main(["table", "--results-dir", str(tmp_path / "runs"), "--profile", "smoke"]) == 0
     assert "TIGER[letter]" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_optuna_starts_from_initial_points_and_later_from_the_store(ray_local, tmp_path, capsys):
+    spec = tmp_path / "tpe.yaml"
+    spec.write_text(
+        "profile: smoke\ndataset: synthetic\nsearch: optuna\n"
+        "set: {data.synthetic.n_users: 150, data.synthetic.n_items: 60}\n"
+        "space:\n  run:\n    cases:\n      popular: {method: pop}\n      uniform: {method: random}\n"
+        "  data.synthetic.p_next: {uniform: [0.6, 0.9]}\n"
+        "initial_points:\n  - {run: uniform, data.synthetic.p_next: 0.75}\n"
+    )
+    args = ["sweep", str(spec), "--results-dir", str(tmp_path / "runs"), "--set", f"work_dir={tmp_path / 'w'}"]
+    assert main(args + ["--num-samples", "1"]) == 0
+    first = records(tmp_path / "runs")
+    assert len(first) == 1 and first[0]["method"] == "random"
+    assert first[0]["config"]["data"]["synthetic"]["p_next"] == 0.75  # the initial point ran first
+    assert first[0]["sweep"]["name"] == "tpe" and first[0]["sweep"]["test_metric_allowed"] is False
+    capsys.readouterr()
+    assert main(args + ["--num-samples", "2"]) == 0
+    assert "1 trial(s) of this spec already in the store are given to TPE" in capsys.readouterr().out
+    assert len(records(tmp_path / "runs")) == 3

@@ -38,6 +38,8 @@ def swept_params() -> list[str]:
 
     for path in shipped_specs():  # a broken shipped spec is a ConfigError naming it, not skipped
         for dim in load_spec(path).dimensions:
+            if not dim.keys:  # a `cases` dimension: its keys vary together, no single parameter
+                continue
             key = dim.keys[0]
             if key not in SKIP_PARAMS and key not in params:
                 params.append(key)
