@@ -189,8 +189,12 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     out(f"records: {results_dir}")
 
     if options.dry_run:
-        for point in (todo if todo is not None else []):
-            out(f"  would run: {_format_point(point)}")
+        planned = [resolve_trial_config(spec.base(), p) for p in todo] if todo is not None else \
+            [resolve_trial_config(spec.base(), spec.representative_point())] * int(spec.num_samples or 10)
+        estimates = [estimate_seconds(config, [r for r in iter_all(results_dir)]) for config in planned]
+        for point, seconds in zip(todo if todo is not None else [], estimates):
+            out(f"  would run: {_format_point(point)}" + (f"  (~{seconds / 60:.0f} min)" if seconds else ""))
+        out(format_estimate(estimates, spec, options))
         return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir)
 
     if todo is None or todo:
@@ -202,6 +206,55 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     order = {repr(sorted(p.items())): i for i, p in enumerate(points or [])}
     outcomes.sort(key=lambda o: order.get(repr(sorted(o.point.items())), len(order)))
     return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir, storage)
+
+
+def iter_all(results_dir: str) -> list[dict]:
+    from bench.records import iter_records
+
+    return [r for r in iter_records(results_dir) if r.get("status") == "completed"]
+
+
+def estimate_seconds(config: dict, records: list[dict]) -> float | None:
+    """Wall seconds a trial with ``config`` should take: the median total time of the completed
+    records of the same method, dataset, profile and tokenizer, scaled by the trial's optimizer steps
+    where both the trial and those records have a step budget; None without such records."""
+    import statistics
+
+    def same(record: dict) -> bool:
+        other = record.get("config") or {}
+        keys = ("method", "dataset", "profile")
+        if any(other.get(k) != config.get(k) for k in keys):
+            return False
+        return config["method"] != "tiger" or get_path(other, "tokenizer.name") == get_path(config, "tokenizer.name")
+
+    totals = []
+    for record in filter(same, records):
+        seconds = sum((record.get("timings_s") or {}).values())
+        steps = (record.get("budget") or {}).get("optimizer_steps")
+        planned = get_path(config, "train.max_steps") if config["method"] == "tiger" else None
+        if steps and planned and (record.get("budget") or {}).get("stop_reason") in ("max steps", "max epochs"):
+            seconds *= float(planned) / float(steps)
+        totals.append(seconds)
+    return statistics.median(totals) if totals else None
+
+
+def format_estimate(estimates: list[float | None], spec: SweepSpec, options: SweepOptions) -> str:
+    """One line: trials, and the estimated wall time with the trials that run side by side."""
+    known = [e for e in estimates if e]
+    if not estimates:
+        return "estimated wall time: nothing to run"
+    cpus = options.num_cpus or os.cpu_count() or 1
+    parallel = max(1, int(cpus // max(float(spec.resources.get("cpu", 1)), 1e-9)))
+    if options.max_concurrent:
+        parallel = min(parallel, options.max_concurrent)
+    if not known:
+        return (f"{len(estimates)} trials; estimated wall time unknown (no completed run of the same method, "
+                f"dataset and profile in the store to time them by)")
+    mean = sum(known) / len(known)
+    total = sum(e or mean for e in estimates) / parallel
+    basis = "" if len(known) == len(estimates) else f" ({len(estimates) - len(known)} without a timed run: at the mean)"
+    return (f"{len(estimates)} trials; estimated wall time {total / 3600:.1f} h with {parallel} at a time "
+            f"(from the timings of earlier runs in the store{basis})")
 
 
 def stored_results(spec: SweepSpec, index: dict[str, dict]) -> list[tuple[dict, float]]:

@@ -324,3 +324,30 @@ def test_bench_run_letter_ml100k_smoke_offline(tmp_path):
     stats = record["method_info"]["tokenizer"]["stats"]
     assert stats["levels"] == 4 and stats["n_items"] == 1682 and -1 <= stats["cf_alignment"] <= 1
     assert 0 < record["metrics"]["test"]["recall@10"] <= 1
+
+
+def test_amp_on_the_cpu_follows_the_capability_check(monkeypatch, capsys):
+    import recommenders.trainer as trainer
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: True)
+    assert trainer.amp_dtype("bf16", cpu) == torch.bfloat16 and trainer.amp_dtype("none", cpu) is None
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    assert trainer.amp_dtype("bf16", cpu) is None and "no native bfloat16" in capsys.readouterr().err
+    assert trainer.amp_dtype("fp16", cpu) is None and "fp16 autocast is for CUDA" in capsys.readouterr().err
+
+
+def test_bf16_training_on_the_cpu_learns_like_float32(synthetic_split, monkeypatch):
+    """Same seed, same steps: bf16 autocast (fp32 loss and master weights) reaches the quality of fp32."""
+    import recommenders.trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: True)  # autocast runs (emulated) on any CPU
+    sids, sizes = category_ids(synthetic_split)
+    scores = {}
+    for amp in ("none", "bf16"):
+        context = RunContext(work_dir=Path("unused"), device="cpu")
+        model = TigerRecommender(smoke_config(**{"train.progress": False, "train.checkpoint": False,
+                                                 "train.amp": amp}), context)
+        model.fit_semantic_ids(synthetic_split, sids, sizes)
+        scores[amp] = recall10(model.rank(synthetic_split, "test", 20), synthetic_split)
+    assert scores["bf16"] > 0.3 and abs(scores["bf16"] - scores["none"]) < 0.1, scores
