@@ -74,8 +74,9 @@ def _numeric(values) -> bool:
 
 
 def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable[str] = ("recall@10", "ndcg@10"),
-                      split: str = "test", title: str | None = None) -> Path:
-    """One panel per metric: the metric against ``param``, one line per (dataset, method)."""
+                      split: str = "test", title: str | None = None, default=None) -> Path:
+    """One panel per metric: the metric against ``param``, one line per (dataset, method); a dashed
+    vertical line marks the ``default`` value where one is given."""
     metrics = list(metrics)
     data = curve_frame(records, param, metrics, split)
     if data.empty:
@@ -103,6 +104,9 @@ def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable
             if np.isfinite(s).any():
                 s = np.nan_to_num(s, nan=0.0)
                 ax.fill_between(x, y - s, y + s, color=drawn.get_color(), alpha=0.2, linewidth=0)
+        if default is not None and default in positions:
+            ax.axvline(positions[default], color="grey", linestyle="--", linewidth=1, label=f"default ({default:g})"
+                       if isinstance(default, float) else f"default ({default})")
         if log_x:
             ax.set_xscale("log")
         if not numeric:

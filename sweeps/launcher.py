@@ -191,7 +191,9 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     if options.dry_run:
         planned = [resolve_trial_config(spec.base(), p) for p in todo] if todo is not None else \
             [resolve_trial_config(spec.base(), spec.representative_point())] * int(spec.num_samples or 10)
-        estimates = [estimate_seconds(config, [r for r in iter_all(results_dir)]) for config in planned]
+        timed = iter_all(results_dir)
+        stated = spec.minutes_per_trial * 60 if spec.minutes_per_trial else None
+        estimates = [estimate_seconds(config, timed) or stated for config in planned]
         for point, seconds in zip(todo if todo is not None else [], estimates):
             out(f"  would run: {_format_point(point)}" + (f"  (~{seconds / 60:.0f} min)" if seconds else ""))
         out(format_estimate(estimates, spec, options))
@@ -249,12 +251,12 @@ def format_estimate(estimates: list[float | None], spec: SweepSpec, options: Swe
         parallel = min(parallel, options.max_concurrent)
     if not known:
         return (f"{len(estimates)} trials; estimated wall time unknown (no completed run of the same method, "
-                f"dataset and profile in the store to time them by)")
+                f"dataset and profile in the store to time them by, and the spec states no minutes_per_trial)")
     mean = sum(known) / len(known)
     total = sum(e or mean for e in estimates) / parallel
     basis = "" if len(known) == len(estimates) else f" ({len(estimates) - len(known)} without a timed run: at the mean)"
     return (f"{len(estimates)} trials; estimated wall time {total / 3600:.1f} h with {parallel} at a time "
-            f"(from the timings of earlier runs in the store{basis})")
+            f"(from the timings of earlier runs in the store or the spec's minutes_per_trial{basis})")
 
 
 def stored_results(spec: SweepSpec, index: dict[str, dict]) -> list[tuple[dict, float]]:

@@ -113,8 +113,8 @@ def _make_progress_callback(total: int, metric: str, out: Callable):
 
 def sweep_facts(spec: SweepSpec) -> dict:
     """What every trial's record says about the sweep that ran it (the record's ``sweep`` field)."""
-    return {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "search": spec.search,
-            "test_metric_allowed": bool(spec.allow_test_metric)}
+    return {"name": spec.name, "budget": spec.budget, "metric": spec.metric, "mode": spec.mode,
+            "search": spec.search, "test_metric_allowed": bool(spec.allow_test_metric)}
 
 
 def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions, storage: str,

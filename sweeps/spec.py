@@ -55,8 +55,11 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 SPEC_KEYS = {
     "name", "description", "profile", "method", "tokenizer", "dataset", "data_dir", "config", "set",
     "seeds", "space", "search", "num_samples", "metric", "mode", "scheduler", "asha", "resources",
-    "max_failures", "search_seed", "results_dir", "allow_test_metric", "initial_points",
+    "max_failures", "search_seed", "results_dir", "allow_test_metric", "initial_points", "default",
+    "budgets", "minutes_per_trial",
 }
+# what a budget (``budgets: {name: {...}}``, chosen with --budget) may change: a reduced grid that fits
+BUDGET_KEYS = {"description", "profile", "seeds", "space", "set", "num_samples", "minutes_per_trial", "default"}
 
 
 @dataclass
@@ -114,6 +117,10 @@ class SweepSpec:
     mode: str = "max"
     allow_test_metric: bool = False  # diagnostics only: selecting on a test_ metric tunes on test
     initial_points: list = field(default_factory=list)  # optuna: points tried first ({dimension: value})
+    default: dict = field(default_factory=dict)  # the reference setting ablation tables compare with
+    budgets: dict = field(default_factory=dict)  # name -> a reduced version of the spec (--budget)
+    budget: str | None = None  # the budget this spec was loaded with
+    minutes_per_trial: float | None = None  # a stated estimate, used by --dry-run without timed runs
     scheduler: str = "none"
     asha: dict = field(default_factory=dict)
     resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
@@ -284,10 +291,36 @@ def _dimension(name: str, raw: Any, where: str) -> Dimension:
     return Dimension(name, list(keys), kind, bounds=(lo, hi))
 
 
-def parse_spec(data: Any, path: Path | None = None, name: str | None = None) -> SweepSpec:
+def apply_budget(data: dict, budget: str, where: str) -> dict:
+    """The spec's data with budget ``budget``'s entries over it: its space values replace the full
+    grid's for the dimensions it names, ``set`` is merged, the rest replaced."""
+    budgets = data.get("budgets") or {}
+    if budget not in budgets:
+        known = ", ".join(sorted(budgets)) or "none"
+        raise ConfigError(f"{where}: no budget {budget!r} (this spec's budgets: {known})")
+    override = budgets[budget]
+    if not isinstance(override, dict) or set(override) - BUDGET_KEYS:
+        raise ConfigError(f"{where}: budget {budget!r} may set only {', '.join(sorted(BUDGET_KEYS))}")
+    merged = dict(data)
+    for key, value in override.items():
+        if key == "space":
+            unknown = set(value) - set(data.get("space") or {})
+            if unknown:
+                raise ConfigError(f"{where}: budget {budget!r} names dimensions the spec has not: {sorted(unknown)}")
+            merged["space"] = {**(data.get("space") or {}), **value}
+        elif key == "set":
+            merged["set"] = {**(data.get("set") or {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_spec(data: Any, path: Path | None = None, name: str | None = None, budget: str | None = None) -> SweepSpec:
     where = str(path) if path else "sweep spec"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a sweep spec must be a mapping")
+    if budget:
+        data = apply_budget(data, budget, where)
     unknown = set(data) - SPEC_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown spec entries {sorted(unknown)}; valid: {', '.join(sorted(SPEC_KEYS))}")
@@ -350,6 +383,10 @@ def parse_spec(data: Any, path: Path | None = None, name: str | None = None) -> 
         metric=str(data.get("metric", "valid_ndcg@10")),
         allow_test_metric=bool(data.get("allow_test_metric", False)),
         initial_points=_initial_points(data.get("initial_points"), dimensions, where),
+        default=_default_point(data.get("default"), dimensions, where),
+        budgets=dict(data.get("budgets") or {}),
+        budget=budget,
+        minutes_per_trial=float(data["minutes_per_trial"]) if data.get("minutes_per_trial") is not None else None,
         mode=str(data.get("mode", "max")),
         scheduler=str(data.get("scheduler", "none")),
         asha=dict(data.get("asha") or {}),
@@ -382,6 +419,20 @@ def _initial_points(raw: Any, dimensions: list[Dimension], where: str) -> list[d
     return [dict(p) for p in raw]
 
 
+def _default_point(raw: Any, dimensions: list[Dimension], where: str) -> dict:
+    """The reference setting: a value for each searched dimension but the seed."""
+    if raw is None:
+        return {}
+    names = {d.name: d for d in dimensions if d.keys != ["seed"]}
+    if not isinstance(raw, dict) or set(raw) != set(names):
+        raise ConfigError(f"{where}: default must give a value for every dimension ({', '.join(sorted(names))})")
+    for name, value in raw.items():
+        dim = names[name]
+        if dim.kind in ("grid", "choice") and value not in dim.values:
+            raise ConfigError(f"{where}: default {name}={value!r} is not one of {dim.values}")
+    return dict(raw)
+
+
 def check_choices(spec: SweepSpec, where: str = "sweep spec") -> None:
     if spec.search not in SEARCHES:
         raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {spec.search!r}")
@@ -405,8 +456,9 @@ def check_metric(spec: SweepSpec, where: str = "sweep spec") -> None:
         )
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """A spec from a YAML file; a bare name (``smoke``) is looked up among the shipped specs."""
+def load_spec(path: str | Path, budget: str | None = None) -> SweepSpec:
+    """A spec from a YAML file (with its budget ``budget`` applied); a bare name (``smoke``) is
+    looked up among the shipped specs."""
     candidate = Path(path)
     if not candidate.is_file():
         shipped = SPEC_DIR / f"{candidate.name}.yaml"
@@ -419,7 +471,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         data = load_yaml_text(candidate.read_text())
     except Exception as err:  # yaml.YAMLError
         raise ConfigError(f"{candidate}: not valid YAML: {err}") from err
-    return parse_spec(data, candidate.resolve())
+    return parse_spec(data, candidate.resolve(), budget=budget)
 
 
 def shipped_specs() -> list[Path]:

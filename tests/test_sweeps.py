@@ -40,11 +40,15 @@ def test_shipped_specs_load_and_resolve():
     names = {p.stem for p in shipped_specs()}
     assert {"smoke", "layers", "codebook_size", "id_length", "tau", "letter_alpha_beta", "clusters"} <= names
     for path in shipped_specs():
-        spec = load_spec(path)
-        points = spec.grid_points() if spec.search == "grid" else [spec.representative_point()]
-        for point in points:
-            config = resolve_trial_config(spec.base(), point)  # every key exists in the config defaults
-            assert config["seed"] is not None
+        for budget in [None, *sorted(load_spec(path).budgets)]:
+            spec = load_spec(path, budget=budget)
+            points = spec.grid_points() if spec.search == "grid" else [spec.representative_point()]
+            for point in points:
+                config = resolve_trial_config(spec.base(), point)  # every key exists in the config defaults
+                assert config["seed"] is not None
+    budgeted = {p.stem for p in shipped_specs() if "cpu" in load_spec(p).budgets}
+    assert {"layers", "codebook_size", "tau", "letter_alpha_beta", "clusters"} <= budgeted
+    assert len(load_spec(REPO / "sweeps" / "letter_alpha_beta.yaml", budget="cpu").grid_points()) == 12
 
 
 def test_paper_grids():

@@ -326,3 +326,48 @@ def test_seeds_of_one_configuration_are_averaged_only_within_one_code_identity()
     assert table.rows[0].code["beauty"] == "bbbbbbb"
     dirty = budgeted("TIGER[rqvae]", "tiger", (0.03, 0.02, 0.04, 0.02), 2500, 1200, dirty=True)
     assert any("uncommitted" in note for note in build_main_table([dirty]).notes)
+
+
+# ---------------------------------------------------------------------- one table per sweep
+def sweep_trial(spec, point, hits, n=400, valid=0.0, seed=2024):
+    from sweeps.spec import resolve_trial_config
+
+    config = resolve_trial_config(spec.base(), {**point, "seed": seed})
+    ranks = ranks_with_hits(n, hits)
+    record = run("TIGER[letter]", "tiger", config["dataset"], ranks=ranks, valid=valid, seed=seed)
+    record["config"] = config
+    return record
+
+
+def test_sweep_table_compares_every_setting_with_the_default(tmp_path):
+    from bench.tables.sweep import build_sweep_table
+    from sweeps.spec import load_spec
+
+    spec = load_spec("tau", budget="cpu")
+    assert spec.default == {"train.tau": 1.0} and [d.values for d in spec.dimensions][0] == [0.6, 0.8, 1.0, 1.2]
+    store = [
+        sweep_trial(spec, {"train.tau": 1.2}, 100, valid=0.01),
+        sweep_trial(spec, {"train.tau": 1.0}, 100, valid=0.02),
+        sweep_trial(spec, {"train.tau": 0.8}, 160, valid=0.05),  # 60 more hits of 400: significantly better
+        sweep_trial(spec, {"train.tau": 0.6}, 40, valid=0.03),  # 60 fewer: significantly worse
+        run("SASRec (CE)", "sasrec", "beauty", (0.9, 0.9, 0.9, 0.9)),  # not a trial of the sweep
+    ]
+    table = build_sweep_table(store, spec)
+    assert [r.labels for r in table.rows] == [["0.6"], ["0.8"], ["1 (default)"], ["1.2"]]
+    rows = md_rows(render(table, "md").replace("| train.tau", "| Method"))
+    assert rows["0.8"][2].endswith("†") and rows["0.6"][2].endswith("‡")
+    assert not rows["1.2"][2].endswith(("†", "‡")) and not rows["1 (default)"][2].endswith(("†", "‡"))
+    assert any("Best setting by validation NDCG@10 on Beauty: 0.8" in n for n in table.notes)
+    assert r"$^{\ddagger}$" in render(table, "latex")
+
+
+def test_render_writes_a_table_per_sweep(tmp_path):
+    from bench.commands.render import render_all
+    from sweeps.spec import load_spec
+
+    spec = load_spec("tau", budget="cpu")
+    store = [sweep_trial(spec, {"train.tau": t}, 100 + int(t * 10)) for t in (0.6, 1.0)]
+    written = render_all(store, tmp_path)
+    names = {p.name for p in written}
+    assert {"sweep-tau-cpu.md", "sweep-tau-cpu.tex", "sweep-tau-cpu.csv"} <= names
+    assert "sweep-tau-cpu-train.tau.png" in names

@@ -74,8 +74,26 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
             continue
         for fmt, suffix in SUFFIX.items():
             written.append(atomic_write_text(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
+    from bench.tables.sweep import sweep_records, sweep_tables
+    from sweeps.spec import shipped_specs
+
+    sweeps = sweep_tables(records, shipped_specs())
+    for stem, _, table in sweeps:
+        for fmt, suffix in SUFFIX.items():
+            written.append(atomic_write_text(out / "tables" / f"{stem}.{suffix}", render(table, fmt)))
     if not plots:
         return written
+    for stem, spec, _ in sweeps:  # a curve per swept key, the default marked
+        trials = [record for record, _ in sweep_records(records, spec)]
+        for dim in spec.dimensions:
+            if len(dim.keys) != 1 or dim.keys == ["seed"]:
+                continue
+            for suffix in ("png", "pdf"):
+                try:
+                    written.append(plot_param_curves(trials, dim.keys[0], out / "plots" / f"{stem}-{dim.keys[0]}.{suffix}",
+                                                     default=spec.default.get(dim.name)))
+                except PlotError:
+                    break
     for param in params:
         for suffix in ("png", "pdf"):
             try:

@@ -51,6 +51,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     parser.add_argument("--dry-run", action="store_true", help="check the spec and list the trials; run nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress output and trial logs")
+    parser.add_argument("--budget", metavar="NAME",
+                        help="run the spec's reduced grid NAME (its `budgets:` section, e.g. cpu: 1 seed, fewer "
+                        "values, a fixed step budget); default: the full grid")
     parser.add_argument("--allow-test-metric", action="store_true",
                         help="diagnostics only: let --metric be a test_ metric (tunes on test; every record "
                         "says so). Without it a test_ metric is an error")
@@ -61,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from sweeps.launcher import SweepOptions, format_summary, launch, print_flush
     from sweeps.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, budget=args.budget)
     options = SweepOptions(
         search=args.search, num_samples=args.num_samples, scheduler=args.scheduler,
         max_failures=args.max_failures, metric=args.metric, mode=args.mode, results_dir=args.results_dir,

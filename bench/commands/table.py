@@ -10,7 +10,7 @@ from bench.tables import (
     MAIN_METRICS, build_table, filter_records, records_frame, render, render_table,
 )
 
-KINDS = ("main", "tokenizers", "ablation", "simple")
+KINDS = ("main", "tokenizers", "ablation", "sweep", "simple")
 
 
 def add_parser(subparsers) -> None:
@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--kind", choices=KINDS, default="main", help="which table [default: main]")
     parser.add_argument("--param", help="ablation: the dotted config key whose values make the rows")
+    parser.add_argument("--spec", help="sweep: the sweep spec (file or shipped name) whose settings make the rows, "
+                        "compared with its default setting")
+    parser.add_argument("--budget", help="sweep: the spec's budget (reduced grid) the trials ran with")
     parser.add_argument("--results-dir", default=SCRATCH_STORE,
                         help=f"folder of the results store [default: {SCRATCH_STORE}, where bench run writes; "
                         f"the curated store is {PUBLISHED_STORE}]")
@@ -74,7 +77,20 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--kind ablation needs --param KEY (the config key whose values make the rows)")
     if args.param:
         check_key(args.param, "--param")
-    if args.kind == "simple":
+    if args.kind == "sweep":
+        if not args.spec:
+            raise ConfigError("--kind sweep needs --spec SPEC (a sweep spec file or a shipped spec's name)")
+        from bench.tables.sweep import build_sweep_table
+        from sweeps.spec import load_spec
+
+        table = build_sweep_table(records, load_spec(args.spec, budget=args.budget), split=args.split,
+                                  alpha=args.alpha, test=args.test, profile=args.profile,
+                                  **({"metrics": metrics} if metrics else {}))
+        if not table.rows:
+            print(f"{table.empty_message} in {args.results_dir}")
+            return 1
+        text = render(table, args.format)
+    elif args.kind == "simple":
         text = render_simple(records, args.format, args.split, metrics)
         if text is None:
             print(f"no completed run records in {args.results_dir}")

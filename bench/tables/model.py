@@ -35,6 +35,7 @@ class Cell:
     mark: str = ""  # best | second | ""
     p_value: float | None = None
     significant: bool = False
+    worse: bool = False  # significant, and worse than the reference (ablation tables against a default)
 
 
 @dataclass

@@ -7,6 +7,7 @@ MAIN_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 SELECT_METRIC = "ndcg@10"  # model selection among configurations, on validation
 SHORT = {"recall": "R", "ndcg": "N", "coverage": "Cov"}
 SIGNIFICANCE_MARK = "†"
+WORSE_MARK = "‡"  # significantly worse than the reference (ablation tables against their default)
 IMPROVEMENT_ROW = "Improvement over best baseline"
 NO_TRAINING = "no training (closed form)"
 

@@ -5,25 +5,27 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.tables.model import Row, Table, rank_marks
-from bench.tables.names import DEFAULT_METRICS, SIGNIFICANCE_MARK, dataset_name, metric_header
+from bench.tables.names import DEFAULT_METRICS, SIGNIFICANCE_MARK, WORSE_MARK, dataset_name, metric_header
 
 
-def _cell(value: float, std: float, mark: str, fmt: str, digits: int, significant: bool = False) -> str:
+def _cell(value: float, std: float, mark: str, fmt: str, digits: int, significant: bool = False,
+          worse: bool = False) -> str:
     text = f"{value:.{digits}f}"
     if pd.notna(std):
         text += (r" $\pm$ " if fmt == "latex" else " ± ") + f"{std:.{digits}f}"
     if fmt == "latex":
         text = {"best": rf"\textbf{{{text}}}", "second": rf"\underline{{{text}}}"}.get(mark, text)
-        return text + (r"$^{\dagger}$" if significant else "")
+        return text + ((r"$^{\ddagger}$" if worse else r"$^{\dagger}$") if significant else "")
     if fmt == "md":
         text = {"best": f"**{text}**", "second": f"<u>{text}</u>"}.get(mark, text)
-        return text + (SIGNIFICANCE_MARK if significant else "")
+        return text + ((WORSE_MARK if worse else SIGNIFICANCE_MARK) if significant else "")
     return text
 
 
 LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                  "±": r"$\pm$", "†": r"$^{\dagger}$", "×": r"$\times$", "·": r"$\cdot$", "–": "--"}
+                  "±": r"$\pm$", "†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "×": r"$\times$", "·": r"$\cdot$",
+                  "–": "--"}
 
 
 def latex_escape(text: str) -> str:
@@ -47,7 +49,7 @@ def _body_cells(table: Table, row: Row, fmt: str, digits: int) -> list[str]:
     for column in table.columns:
         cell = row.cells.get(column)
         out.append("–" if cell is None and fmt == "md" else "--" if cell is None else
-                   _cell(cell.mean, cell.std, cell.mark, fmt, digits, cell.significant))
+                   _cell(cell.mean, cell.std, cell.mark, fmt, digits, cell.significant, cell.worse))
     return out
 
 
