@@ -371,3 +371,24 @@ def test_render_writes_a_table_per_sweep(tmp_path):
     names = {p.name for p in written}
     assert {"sweep-tau-cpu.md", "sweep-tau-cpu.tex", "sweep-tau-cpu.csv"} <= names
     assert "sweep-tau-cpu-train.tau.png" in names
+
+
+def test_decoding_tables_from_the_records_studies():
+    from bench.tables.decoding import build_decoding_table
+
+    def study(seed, entropy):
+        record = run("TIGER[rqvae]", "tiger", "beauty", (0.1, 0.1, 0.1, 0.1), seed=seed)
+        record["method_info"] = {
+            "diversity": {"beam": {"entropy@10": entropy}, "T=1.5": {"entropy@10": entropy + 1, "recall@10": 0.05}},
+            "invalid_id_rate": {"test (unconstrained beam search)": {"invalid_id_rate@10": 0.02 * seed}},
+        }
+        return record
+
+    store = [study(1, 1.0), study(2, 2.0), run("SASRec (CE)", "sasrec", "beauty", (0.2, 0.2, 0.2, 0.2))]
+    table = build_decoding_table(store, "diversity")
+    assert [r.labels for r in table.rows] == [["TIGER[rqvae]", "beam"], ["TIGER[rqvae]", "T=1.5"]]
+    assert table.rows[1].cells[("beauty", "entropy@10")].mean == 2.5  # mean over the two seeds
+    assert ("beauty", "recall@10") not in table.rows[0].cells
+    invalid = build_decoding_table(store, "invalid")
+    assert invalid.rows[0].cells[("beauty", "invalid_id_rate@10")].mean == pytest.approx(0.03)
+    assert "Decoding" in render(table, "md")

@@ -74,7 +74,14 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
             continue
         for fmt, suffix in SUFFIX.items():
             written.append(atomic_write_text(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
+    from bench.tables.decoding import build_decoding_table
     from bench.tables.sweep import sweep_records, sweep_tables
+
+    for kind in ("diversity", "invalid"):
+        table = build_decoding_table(records, kind)
+        if table.rows:
+            for fmt, suffix in SUFFIX.items():
+                written.append(atomic_write_text(out / "tables" / f"decoding-{kind}.{suffix}", render(table, fmt)))
     from sweeps.spec import shipped_specs
 
     sweeps = sweep_tables(records, shipped_specs())

@@ -5,7 +5,7 @@ from __future__ import annotations
 DEFAULT_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
 MAIN_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 SELECT_METRIC = "ndcg@10"  # model selection among configurations, on validation
-SHORT = {"recall": "R", "ndcg": "N", "coverage": "Cov"}
+SHORT = {"recall": "R", "ndcg": "N", "coverage": "Cov", "entropy": "H", "invalid_id_rate": "Invalid"}
 SIGNIFICANCE_MARK = "†"
 WORSE_MARK = "‡"  # significantly worse than the reference (ablation tables against their default)
 IMPROVEMENT_ROW = "Improvement over best baseline"

@@ -1,0 +1,62 @@
+"""Decoding studies of the generative model from its run records: TIGER's Table 3 (category entropy
+of the top-K under beam search and under temperature sampling, with the recall it costs) and the
+invalid-ID rate of unconstrained decoding (TIGER Fig. 6)."""
+from __future__ import annotations
+
+import numpy as np
+
+from bench.tables.frame import choose_profiles, latest_code, records_frame
+from bench.tables.model import Cell, Row, Table, _profile_title
+from bench.tables.names import is_generative, method_order, order_datasets
+
+
+def _study(record: dict, kind: str) -> dict:
+    info = record.get("method_info") or {}
+    if kind == "diversity":
+        study = info.get("diversity") or {}
+        return {setting: values for setting, values in study.items() if isinstance(values, dict)}
+    rates = info.get("invalid_id_rate") or {}
+    return {setting: values for setting, values in rates.items() if isinstance(values, dict)}
+
+
+def build_decoding_table(records, kind: str = "diversity", profile: str | None = None) -> Table:
+    """``diversity``: rows (run, decoding setting: beam, T=1.0, ...) x entropy@K and recall@K;
+    ``invalid``: rows (run, decoding) x invalid_id_rate@K. Means over seeds of one configuration."""
+    title = {"diversity": "Top-K category entropy by decoding (TIGER Table 3)",
+             "invalid": "Invalid semantic IDs of unconstrained decoding"}[kind]
+    table = Table(title, ["Method", "Decoding"], [], [], [], empty_message=f"(no generative runs with a {kind} study)")
+    records = [r for r in records if r.get("status", "completed") == "completed" and is_generative(r.get("method"))
+               and _study(r, kind)]
+    if not records:
+        return table
+    frame = records_frame(records)
+    frame, profiles, notes = choose_profiles(frame, profile)
+    frame, code_notes = latest_code(frame)
+    kept = set(frame["run_id"])
+    by_id = {r["run_id"]: r for r in records if r["run_id"] in kept}
+    metrics = sorted({m for r in by_id.values() for values in _study(r, kind).values() for m in values},
+                     key=lambda m: (m.split("@")[0], int(m.split("@")[1]) if "@" in m and m.split("@")[1].isdigit() else 0))
+    datasets = order_datasets(frame["dataset"])
+    rows = []
+    groups = sorted(frame.groupby(["dataset", "method", "config_key"], sort=False),
+                    key=lambda g: method_order(g[1]["method_key"].iloc[0], g[1]["tokenizer"].iloc[0], g[0][1]))
+    for (dataset, label, config_key), runs in groups:
+        studies = [_study(by_id[run], kind) for run in runs["run_id"]]
+        for setting in dict.fromkeys(s for study in studies for s in study):
+            row = Row(labels=[label, setting], group="generative")
+            for metric in metrics:
+                values = [study[setting][metric] for study in studies if metric in study.get(setting, {})]
+                if values:
+                    std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+                    row.cells[(dataset, metric)] = Cell(float(np.mean(values)), std, len(values))
+            row.runs[dataset] = runs
+            rows.append(row)
+    table.datasets, table.metrics, table.rows = datasets, metrics, rows
+    table.profiles = profiles
+    table.title = _profile_title(title, profiles)
+    table.notes = [
+        "Test users. Entropy (bits) of the top-K items' categories, averaged over users; samples ranked by the "
+        "model's log-probability, duplicates removed." if kind == "diversity" else
+        "Test users, beam search without the trie: share of the top-K generated semantic IDs that name no item."
+    ] + notes + code_notes
+    return table
