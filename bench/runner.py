@@ -78,10 +78,11 @@ def base_record(config: dict, run_id: str, label: str, started: str, components:
 
 
 def run(config: dict, report: Callable[[int, dict], None] | None = None, write: bool = True,
-        annotations: dict | None = None) -> dict:
+        annotations: dict | None = None, dataset=None) -> dict:
     """Run the configured method end to end; return (and by default store) its run record.
 
-    ``annotations`` are extra top-level facts for the record (a sweep's name and selection metric).
+    ``annotations`` are extra top-level facts for the record (a sweep's name and selection metric);
+    ``dataset`` is the loaded dataset when the caller has it (a sweep ships it to its trials).
     A run that raises leaves a record with ``status: failed`` and the error (when ``write``), then
     re-raises; tables skip failed records.
     """
@@ -100,7 +101,8 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
     try:
         seed_everything(int(config["seed"]))
         with timer("load_data"):
-            dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
+            if dataset is None:
+                dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
             split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
         say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')}); work folder {work_dir}")
         started_work = True
@@ -112,7 +114,7 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
         raise
     except Exception as err:
         # a user error before the work starts (a missing dataset) leaves no record: nothing ran
-        if write and (started_work or not isinstance(err, UserError)):
+        if started_work or not isinstance(err, UserError):
             failed = head | {
                 "status": "failed",
                 "finished_at": datetime.now(timezone.utc).isoformat(),
@@ -121,7 +123,9 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
                 "timings_s": timer.seconds,
                 "git": git_commit(),
             }
-            write_record(failed, config["results_dir"])
+            err.run_record = failed  # a sweep trial sends it home to the driver
+            if write:
+                write_record(failed, config["results_dir"])
         raise
 
 

@@ -2,6 +2,7 @@
 still to run, a progress line per finished trial, and what each trial came to (``TrialOutcome``)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -111,6 +112,80 @@ def _make_progress_callback(total: int, metric: str, out: Callable):
     return Progress()
 
 
+def _records_home(results_dir: str, out: Callable):
+    """A Tune callback that writes each trial's record, sent home in its last report, to the store:
+    a completed record once per trial key (a retried trial that had already reported is not written
+    twice); a failed record only when the trial fails for good (after its retries)."""
+    from ray import tune
+
+    from bench.records import RecordExistsError, iter_records, write_record
+    from sweeps.spec import record_trial_key
+
+    class RecordsHome(tune.Callback):
+        def __init__(self):
+            self.written = {record_trial_key(r) for r in iter_records(results_dir) if r.get("status") == "completed"}
+            self.failed: dict[str, dict] = {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get("record_json"):
+                record = json.loads(result["record_json"])
+                key = record_trial_key(record)
+                if key in self.written:
+                    return
+                try:
+                    write_record(record, results_dir)
+                except RecordExistsError:
+                    pass
+                self.written.add(key)
+                self.failed.pop(trial.trial_id, None)
+            elif result.get("failed_record_json"):
+                self.failed[trial.trial_id] = json.loads(result["failed_record_json"])
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            record = self.failed.pop(trial.trial_id, None)
+            if record is not None:
+                try:
+                    write_record(record, results_dir)
+                except RecordExistsError:
+                    pass
+
+    return RecordsHome()
+
+
+def ship_datasets(spec: SweepSpec, points: list[dict] | None, out: Callable) -> dict:
+    """The datasets the trials need, loaded once here (the driver) and sent to the trials through
+    Ray's object store, so worker nodes need no data files."""
+    from bench.data import load_dataset
+    from sweeps.spec import resolve_trial_config
+    from sweeps.trainable import dataset_key
+
+    configs = [resolve_trial_config(spec.base(), p) for p in (points or [spec.representative_point()])]
+    shipped, failed = {}, set()
+    for config in configs:
+        key = dataset_key(config)
+        if key in shipped or key in failed:
+            continue
+        try:
+            shipped[key] = load_dataset(config["dataset"], config.get("data_dir"),
+                                        (config.get("data") or {}).get(config["dataset"]))
+        except Exception as err:  # noqa: BLE001 - the trial loads it itself, and fails with its record
+            failed.add(key)
+            out(f"note: {config['dataset']} not shipped ({type(err).__name__}: {err}); its trials load it themselves")
+    if shipped:
+        out(f"datasets shipped to the trials: {', '.join(sorted({d.name for d in shipped.values()}))}")
+    return shipped
+
+
+def gpu_request(requested: float, out: Callable) -> float:
+    """GPUs per trial: as asked where the cluster has GPUs; none (trials on CPU) where it has none."""
+    import ray
+
+    if requested and not ray.cluster_resources().get("GPU", 0):
+        out(f"note: --gpus-per-trial {requested:g} but the cluster has no GPU: trials run on CPU")
+        return 0.0
+    return requested
+
+
 def sweep_facts(spec: SweepSpec) -> dict:
     """What every trial's record says about the sweep that ran it (the record's ``sweep`` field)."""
     return {"name": spec.name, "budget": spec.budget, "metric": spec.metric, "mode": spec.mode,
@@ -163,9 +238,11 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
         )
     from sweeps.trainable import run_trial
 
-    resources = {"cpu": float(spec.resources.get("cpu", 1)), "gpu": float(spec.resources.get("gpu", 0))}
+    resources = {"cpu": float(spec.resources.get("cpu", 1)),
+                 "gpu": gpu_request(float(spec.resources.get("gpu", 0)), out)}
+    trainable = tune.with_parameters(run_trial, datasets=ship_datasets(spec, points, out))
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, resources),
+        tune.with_resources(trainable, resources),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, num_samples=num_samples, search_alg=search_alg,
@@ -176,7 +253,7 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=False),
             verbose=2 if options.verbose else 0,
-            callbacks=[_make_progress_callback(total, spec.metric, out)],
+            callbacks=[_records_home(spec.fixed["results_dir"], out), _make_progress_callback(total, spec.metric, out)],
         ),
     )
     quiet = not options.verbose

@@ -1,10 +1,15 @@
 """The Ray Tune trainable: one trial = one ``bench.runner.run`` = one run record.
 
 It lives in the installed package because Ray workers are fresh interpreters that import it by
-name (a function defined in a script or a test file cannot be imported there).
+name (a function defined in a script or a test file cannot be imported there). A trial writes no
+file of the results store: its record (completed, or failed with its error) travels home in its last
+report (``record_json``) and the driver writes it (``sweeps.ray_runner.RecordsHome``), so trials on
+other nodes need no shared results folder. The dataset comes from the driver through Ray's object
+store (``datasets``, keyed by :func:`dataset_key`), so worker nodes need no data files.
 """
 from __future__ import annotations
 
+import json
 import math
 
 from bench.records import iter_records
@@ -25,8 +30,16 @@ def find_completed(results_dir: str, key: str) -> dict | None:
     return found
 
 
-def run_trial(trial: dict) -> None:
-    """Ray calls this with ``{"base": ..., "point": {dimension: value}, "metric": name}``."""
+def dataset_key(config: dict) -> str:
+    """Which loaded dataset a trial needs: its name, folder and generator options."""
+    from bench.identity import stable_hash
+
+    return stable_hash([config["dataset"], config.get("data_dir"), (config.get("data") or {}).get(config["dataset"])], 16)
+
+
+def run_trial(trial: dict, datasets: dict | None = None) -> None:
+    """Ray calls this with ``{"base": ..., "point": {dimension: value}, "metric": name}`` and the
+    datasets the driver loaded (``{dataset_key: SequenceDataset}``)."""
     from ray import tune
 
     from bench.runner import run
@@ -53,8 +66,22 @@ def run_trial(trial: dict) -> None:
         tune.report({**values, "step": int(step), "final": False})
 
     sweep = trial.get("sweep")
-    record = run(config, report=report, write=True, annotations={"sweep": sweep} if sweep else None)
-    tune.report(final_result(record, metric) | {"skipped": False})
+    dataset = (datasets or {}).get(dataset_key(config))
+    try:
+        record = run(config, report=report, write=False, annotations={"sweep": sweep} if sweep else None,
+                     dataset=dataset)
+    except Exception as err:
+        failed = getattr(err, "run_record", None)
+        if failed is not None:  # home through Ray; the driver writes it if no retry succeeds
+            tune.report({metric: math.nan, "final": False, "failed_record_json": json.dumps(_plain(failed))})
+        raise
+    tune.report(final_result(record, metric) | {"skipped": False, "record_json": json.dumps(_plain(record))})
+
+
+def _plain(record: dict) -> dict:
+    from bench.records import _jsonable
+
+    return _jsonable({k: v for k, v in record.items() if not k.startswith("_")})
 
 
 def final_result(record: dict, metric: str) -> dict:

@@ -139,7 +139,10 @@ def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, m
     trial = {"base": spec.base(), "point": spec.grid_points()[0], "metric": "valid_ndcg@10",
              "sweep": {"name": "smoke", "metric": "valid_ndcg@10", "test_metric_allowed": False}}
 
-    def fake_run(config, report=None, write=True, annotations=None):
+    calls = []
+
+    def fake_run(config, report=None, write=True, annotations=None, dataset=None):
+        calls.append(write)
         report(1, {"loss": 2.0})  # nothing to forward yet: Tune needs the metric in every result
         report(2, {"valid_ndcg@10": 0.1, "loss": 1.5})
         report(3, {"loss": 1.2})  # carries the last value
@@ -158,6 +161,8 @@ def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, m
     assert reported[1]["valid_ndcg@10"] == 0.1 and reported[1]["loss"] == 1.2
     assert reported[2]["valid_ndcg@10"] == 0.2 and reported[2]["test_ndcg@10"] == 0.15
     assert reported[2]["final"] and not reported[2]["skipped"] and reported[2]["run_id"] == "r1"
+    assert json.loads(reported[2]["record_json"])["run_id"] == "r1"  # the record travels home in the report
+    assert calls == [False]  # the trial itself writes nothing to the store
 
     reported.clear()
     monkeypatch.setattr(bench.runner, "run", lambda *a, **k: pytest.fail("a finished trial must not run again"))
@@ -326,7 +331,8 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_local, tmp_path, ca
     completed = [r for r in done if r["status"] == "completed"]
     failed = [r for r in done if r["status"] == "failed"]
     assert sorted(r["config"]["data"]["synthetic"]["n_items"] for r in completed) == [60, 80]
-    assert len(failed) == 2  # the first try and one retry
+    assert len(failed) == 1  # one record for the trial: its last try, written by the driver after the retry
+    assert "retrying after a failure" in out
     assert all("n_items must be at least n_categories" in r["error"] for r in failed)
     assert "2 completed" in out and "1 failed" in out and "n_items must be at least n_categories" in out
 
@@ -371,3 +377,26 @@ def test_optuna_starts_from_initial_points_and_later_from_the_store(ray_local, t
     assert main(args + ["--num-samples", "2"]) == 0
     assert "1 trial(s) of this spec already in the store are given to TPE" in capsys.readouterr().out
     assert len(records(tmp_path / "runs")) == 3
+
+
+def test_records_come_home_once_and_failed_ones_only_when_the_trial_fails_for_good(tmp_path):
+    """The driver writes what trials report (they write nothing to the store themselves)."""
+    from types import SimpleNamespace
+
+    from bench.methods import METHODS
+    from sweeps.ray_runner import _records_home
+
+    spec = load_spec(SMOKE)
+    config = resolve_trial_config(spec.base(), spec.grid_points()[0])
+    record = {"run_id": "r1", "status": "completed", "config": config,
+              "components": METHODS.get(config["method"]).components(config), "metrics": {"valid": {}, "test": {}}}
+    home = _records_home(str(tmp_path), print)
+    trial, retried = SimpleNamespace(trial_id="t1"), SimpleNamespace(trial_id="t2")
+    home.on_trial_result(0, [], trial, {"record_json": json.dumps(record)})
+    home.on_trial_result(0, [], trial, {"record_json": json.dumps(dict(record, run_id="r1-again"))})  # a retry
+    assert [r["run_id"] for r in records(tmp_path)] == ["r1"]
+    failed = dict(record, run_id="f1", status="failed", error="boom")
+    home.on_trial_result(0, [], retried, {"failed_record_json": json.dumps(failed)})
+    assert len(records(tmp_path)) == 1  # not yet: the trial may be retried
+    home.on_trial_error(0, [], retried)
+    assert sorted(r["run_id"] for r in records(tmp_path)) == ["f1", "r1"]
