@@ -7,11 +7,12 @@
   proposed config that is already in the store is answered from its record instead of re-run.
 - ASHA (``--scheduler asha``) stops trials early on the intermediate validation metrics that
   methods report through ``RunContext.report``; a stopped trial writes no record.
-- A failing trial writes a ``failed`` record (the runner does that), is retried ``max_failures``
-  times, and never stops the sweep.
-- Every config is resolved (and unknown keys rejected) before Ray starts.
-- Paths (results, work dir, data dir) are made absolute here, so trials write to the same store
-  whatever their working directory; on a cluster those folders must be shared storage.
+- Trials send their records home through Ray and this process writes them (``ray_runner``): a
+  failing trial is retried ``max_failures`` times, leaves one ``failed`` record if it never
+  succeeds, and never stops the sweep.
+- Every config is resolved (and unknown keys rejected) before Ray starts; the datasets are loaded
+  here once and shipped to the trials.
+- Paths (results, work dir, data dir) are made absolute here.
 """
 from __future__ import annotations
 
