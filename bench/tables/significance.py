@@ -79,18 +79,28 @@ def _best_baselines(baselines: list[Row], columns) -> dict:
     return best
 
 
-def _significance(rows: list[Row], best_baselines: dict, alpha: float, test: str) -> None:
-    for (dataset, metric), baseline in best_baselines.items():
-        base_vec, base_fp = _user_vector(baseline.runs[dataset], metric)
+def compare_with(rows: list[Row], references: dict, alpha: float, test: str, only_better: bool = True) -> None:
+    """Mark each cell against the reference row of its column (``(dataset, metric) -> Row``) with a
+    paired per-user test: p-value, ``significant`` at ``alpha`` and ``worse``. ``only_better``: test
+    only cells whose mean beats the reference (the main table's † against the best baseline)."""
+    for (dataset, metric), reference in references.items():
+        if dataset not in reference.runs or (dataset, metric) not in reference.cells:
+            continue
+        base_vec, base_fp = _user_vector(reference.runs[dataset], metric)
         if base_vec is None:
             continue
-        base_mean = baseline.cells[(dataset, metric)].mean
+        base_mean = reference.cells[(dataset, metric)].mean
         for row in rows:
             cell = row.cells.get((dataset, metric))
-            if row is baseline or cell is None or not cell.mean > base_mean:
+            if row is reference or cell is None or (only_better and not cell.mean > base_mean):
                 continue
             vec, fp = _user_vector(row.runs[dataset], metric)
             if vec is None or fp != base_fp or len(vec) != len(base_vec):
                 continue
             cell.p_value = paired_pvalue(vec, base_vec, test)
             cell.significant = bool(cell.p_value < alpha)
+            cell.worse = cell.significant and cell.mean < base_mean
+
+
+def _significance(rows: list[Row], best_baselines: dict, alpha: float, test: str) -> None:
+    compare_with(rows, best_baselines, alpha, test, only_better=True)

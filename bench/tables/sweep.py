@@ -7,7 +7,7 @@ from bench.tables.model import Row, Table, _make_rows, _mark_best, _profile_titl
 from bench.tables.names import (
     MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, WORSE_MARK, dataset_name, format_value, order_datasets,
 )
-from bench.tables.significance import _user_vector, paired_pvalue
+from bench.tables.significance import compare_with
 
 
 def sweep_point_label(spec, point: dict) -> str:
@@ -89,22 +89,7 @@ def _grid_order(spec) -> list[dict]:
 
 
 def _against_default(rows: list[Row], reference: Row, columns, alpha: float, test: str) -> None:
-    for dataset, metric in columns:
-        if dataset not in reference.runs or (dataset, metric) not in reference.cells:
-            continue
-        base_vec, base_fp = _user_vector(reference.runs[dataset], metric)
-        if base_vec is None:
-            continue
-        for row in rows:
-            cell = row.cells.get((dataset, metric))
-            if row is reference or cell is None:
-                continue
-            vec, fp = _user_vector(row.runs[dataset], metric)
-            if vec is None or fp != base_fp or len(vec) != len(base_vec):
-                continue
-            cell.p_value = paired_pvalue(vec, base_vec, test)
-            cell.significant = bool(cell.p_value < alpha)
-            cell.worse = cell.significant and cell.mean < reference.cells[(dataset, metric)].mean
+    compare_with(rows, {column: reference for column in columns}, alpha, test, only_better=False)
 
 
 def _sweep_notes(spec, rows, reference, datasets, alpha, test, split) -> list[str]:
