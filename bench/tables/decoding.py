@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.tables.budget import budget_text
 from bench.tables.frame import choose_profiles, latest_code, records_frame
 from bench.tables.model import Cell, Row, Table, _profile_title
 from bench.tables.names import is_generative, method_order, order_datasets
@@ -50,6 +51,7 @@ def build_decoding_table(records, kind: str = "diversity", profile: str | None =
                     std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
                     row.cells[(dataset, metric)] = Cell(float(np.mean(values)), std, len(values))
             row.runs[dataset] = runs
+            row.budget[dataset] = budget_text(runs["budget"])
             rows.append(row)
     table.datasets, table.metrics, table.rows = datasets, metrics, rows
     table.profiles = profiles
