@@ -239,7 +239,10 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
     from sweeps.trainable import run_trial
 
     resources = {"cpu": float(spec.resources.get("cpu", 1)),
-                 "gpu": gpu_request(float(spec.resources.get("gpu", 0)), out)}
+                 "gpu": gpu_request(float(spec.resources.get("gpu", 0)), out),
+                 # any other key is a custom Ray resource (e.g. trial_node: 1 keeps trials on the
+                 # nodes started with --resources '{"trial_node": N}')
+                 **{k: float(v) for k, v in spec.resources.items() if k not in ("cpu", "gpu")}}
     trainable = tune.with_parameters(run_trial, datasets=ship_datasets(spec, points, out))
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),

@@ -400,3 +400,79 @@ def test_records_come_home_once_and_failed_ones_only_when_the_trial_fails_for_go
     assert len(records(tmp_path)) == 1  # not yet: the trial may be retried
     home.on_trial_error(0, [], retried)
     assert sorted(r["run_id"] for r in records(tmp_path)) == ["f1", "r1"]
+
+
+# ---------------------------------------------------------------------- a cluster of separate nodes
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    """A Ray head that runs no trial (0 CPUs) and a separate worker node with a `trial_node` resource,
+    both on this machine (``ray.cluster_utils.Cluster``); everything is shut down afterwards."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=2, resources={"trial_node": 2})
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster, worker
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _cluster_spec(tmp_path, method: str, extra: str = "") -> Path:
+    data = tmp_path / "driver-data"
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(
+        f"profile: smoke\ndataset: synthetic\nmethod: {method}\n"
+        f"data_dir: {data}\n"  # read by the driver only: trials get the dataset through Ray
+        "set: {data.synthetic.n_users: 150, data.synthetic.n_items: 60, train.progress: false,"
+        " embed.progress: false, tokenizer.progress: false}\n"
+        "seeds: [1, 2]\nresources: {cpu: 1, trial_node: 1}\nmax_failures: 3\n" + extra
+    )
+    data.mkdir()
+    return spec
+
+
+@pytest.mark.slow
+def test_trials_on_a_separate_worker_node_send_their_records_home(two_node_cluster, tmp_path, monkeypatch, capsys):
+    import sweeps.ray_runner as ray_runner
+
+    spec = _cluster_spec(tmp_path, "pop")
+    shipped = ray_runner.ship_datasets
+
+    def ship_then_hide(*args, **kwargs):  # the trials cannot read the driver's data folder...
+        datasets = shipped(*args, **kwargs)
+        shutil.rmtree(tmp_path / "driver-data")
+        return datasets
+
+    monkeypatch.setattr(ray_runner, "ship_datasets", ship_then_hide)
+    store = tmp_path / "driver-store"
+    assert main(["sweep", str(spec), "--results-dir", str(store), "--set", f"work_dir={tmp_path / 'w'}"]) == 0
+    done = records(store)
+    assert len(done) == 2 and all(r["status"] == "completed" for r in done)  # ...and every record came home
+    assert "using the Ray session" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_worker_node_lost_mid_trial_loses_nothing(two_node_cluster, tmp_path, capsys):
+    cluster, worker = two_node_cluster
+    spec = _cluster_spec(tmp_path, "tiger", "tokenizer: random_id\n")
+    store, work = tmp_path / "driver-store", tmp_path / "w"
+    result = {}
+    sweep = threading.Thread(target=lambda: result.setdefault("rc", main(
+        ["sweep", str(spec), "--results-dir", str(store), "--set", f"work_dir={work}", "train.eval_every=50"])))
+    sweep.start()
+    deadline = time.monotonic() + 240
+    while not list(work.glob("*/checkpoint.pt")) and time.monotonic() < deadline:  # a trial is training
+        time.sleep(0.2)
+    assert list(work.glob("*/checkpoint.pt")), "no trial started training"
+    cluster.remove_node(worker, allow_graceful=False)  # the node dies with its trials
+    cluster.add_node(num_cpus=2, resources={"trial_node": 2})  # a fresh one joins
+    sweep.join(timeout=600)
+    assert not sweep.is_alive() and result.get("rc") == 0
+    done = records(store)
+    assert sorted(r["seed"] for r in done) == [1, 2]  # exactly one completed record per trial
+    assert all(r["status"] == "completed" for r in done)
+    out = capsys.readouterr().out
+    assert "retrying after a failure" in out and "2 completed" in out, out  # the lost trial ran again
