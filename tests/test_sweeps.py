@@ -476,3 +476,37 @@ def test_a_worker_node_lost_mid_trial_loses_nothing(two_node_cluster, tmp_path, 
     assert all(r["status"] == "completed" for r in done)
     out = capsys.readouterr().out
     assert "retrying after a failure" in out and "2 completed" in out, out  # the lost trial ran again
+
+
+@pytest.mark.slow
+def test_a_killed_driver_rerun_runs_only_what_is_missing(tmp_path):
+    """The sweep process killed (SIGKILL, with the local Ray it started) after its first record:
+    re-running it completes the sweep with one record per trial."""
+    spec = tmp_path / "killed.yaml"
+    spec.write_text(
+        "profile: smoke\ndataset: synthetic\nmethod: tiger\ntokenizer: random_id\n"
+        "set: {data.synthetic.n_users: 150, data.synthetic.n_items: 60, train.progress: false,"
+        " embed.progress: false, tokenizer.progress: false, train.max_steps: 300}\nseeds: [1, 2, 3]\n"
+    )
+    args = [sys.executable, "-m", "bench.cli", "sweep", str(spec), "--results-dir", str(tmp_path / "runs"),
+            "--set", f"work_dir={tmp_path / 'w'}", "--max-concurrent", "1", "--num-cpus", "1"]
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((tmp_path / "runs").glob("*.json")) and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.2)
+        first = len(records(tmp_path / "runs"))
+        assert first >= 1, "no record before the deadline"
+    finally:
+        processes = _descendants(driver.pid) + [driver.pid]
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+        for pid in processes:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    rerun = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{first} already in the store" in rerun.stdout
+    done = records(tmp_path / "runs")
+    assert sorted(r["seed"] for r in done) == [1, 2, 3] and all(r["status"] == "completed" for r in done)
