@@ -65,8 +65,10 @@ def build_sweep_table(records, spec, metrics=MAIN_METRICS, split: str = "test", 
     datasets = order_datasets(frame["dataset"])
     keys = [f"dim:{d}" for d in dims]
     keyed = _make_rows(frame, keys, lambda k, f: [str(v) for v in k], lambda f: "ablation", metrics, datasets)
-    order = {tuple(format_value(p[d]) for d in dims): i for i, p in enumerate(_grid_order(spec))}
-    keyed.sort(key=lambda t: order.get(tuple(t[0]), len(order)))
+    grid = [d.name for d in spec.dimensions if d.keys != ["seed"] and d.kind == "grid"]
+    order = {tuple(format_value(p[d]) for d in grid): i for i, p in enumerate(_grid_order(spec))}
+    position = [dims.index(d) for d in grid]
+    keyed.sort(key=lambda t: (order.get(tuple(t[0][i] for i in position), len(order)), tuple(t[0])))
     rows = [r for _, _, r in keyed]
     default = tuple(format_value(spec.default[d]) for d in dims) if spec.default else None
     reference = next((r for r in rows if tuple(r.labels) == default), None)
