@@ -221,6 +221,7 @@ def check_config(config: dict) -> None:
     METHODS.check(config["method"])
     DATASETS.check(config["dataset"])
     TOKENIZERS.check(config["tokenizer"]["name"])
+    METHODS.get(config["method"]).check_config(config)
     if METHODS.info(config["method"]).generative:
         from tokenizers_zoo import build_tokenizer
 

@@ -44,6 +44,11 @@ class Recommender(abc.ABC):
             raise TypeError(f"method class {cls.__name__} declares no `version`")
         return {f"method/{config['method']}": int(cls.version)}
 
+    @classmethod
+    def check_config(cls, config: dict) -> None:
+        """ConfigError for values of this method's own section that are out of range (called when a
+        config is resolved, before any work)."""
+
     def budget(self) -> dict:
         """What training cost, in the record's ``budget`` keys (``optimizer_steps``, ``epochs``,
         ``examples_seen``, ``stop_reason``, optionally ``train_seconds`` and ``threads``); the
@@ -79,5 +84,8 @@ METHODS.register("bert4rec", "baselines.recbole_adapter:BERT4Rec", display="BERT
                  extras=RECBOLE)
 METHODS.register("sasrec", "baselines.recbole_adapter:SASRec", display="SASRec", group="baseline", order=4,
                  extras=RECBOLE)
+METHODS.register("semantic_knn", "baselines.semantic_knn:SemanticKNN", display="Semantic-KNN", group="baseline",
+                 order=5, extras={"sections": ("baseline", "embed")},
+                 defaults={"history": 5, "aggregate": "mean", "batch_users": 1024})
 METHODS.register("tiger", "recommenders.tiger:TigerRecommender", display="TIGER", group="generative", order=0,
                  extras={"sections": ("model", "train", "decode", "tokenizer", "embed")})

@@ -1,0 +1,82 @@
+"""Semantic-KNN (TIGER's content baseline): rank items by the cosine similarity of their text
+embeddings to the user's most recent history items. It needs no interaction training, so it can
+recommend items no one has interacted with (the cold-start protocol's point of comparison).
+
+Score of item i for a user: the mean (``aggregate: mean``) or the maximum (``max``) of
+cos(e_i, e_h) over the user's last ``history`` items h; the user's own history items are never
+recommended (their similarity to themselves is 1). Item embeddings are the harness's cached text
+embeddings (``bench.embed``, the ``embed`` section).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bench.config import ConfigError
+from bench.methods import Recommender
+from bench.split import LeaveOneOutSplit
+
+DEFAULTS = {"history": 5, "aggregate": "mean", "batch_users": 1024}
+
+
+class SemanticKNN(Recommender):
+    version = 1
+
+    @classmethod
+    def label(cls, config: dict) -> str:
+        return "Semantic-KNN"
+
+    @classmethod
+    def check_config(cls, config: dict) -> None:
+        section = config["baseline"]["semantic_knn"]
+        if not isinstance(section.get("history"), int) or isinstance(section.get("history"), bool) or section["history"] < 1:
+            raise ConfigError(f"baseline.semantic_knn.history must be an integer >= 1, got {section.get('history')!r}")
+        if section.get("aggregate") not in ("mean", "max"):
+            raise ConfigError(f"baseline.semantic_knn.aggregate must be mean or max, got {section.get('aggregate')!r}")
+        if not isinstance(section.get("batch_users"), int) or section["batch_users"] < 1:
+            raise ConfigError("baseline.semantic_knn.batch_users must be an integer >= 1")
+
+    @classmethod
+    def components(cls, config: dict) -> dict[str, int]:
+        from bench.embed import EMBEDDER_VERSION
+
+        return {**super().components(config), "embedder": EMBEDDER_VERSION}
+
+    def max_history(self) -> int:
+        return min(int(self.config["baseline"]["semantic_knn"]["history"]), int(self.config["split"]["max_history"]))
+
+    def fit(self, split: LeaveOneOutSplit) -> None:
+        from bench.embed import item_embeddings
+
+        emb = np.asarray(item_embeddings(split.dataset, self.config), dtype=np.float32)
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        self.embeddings = emb / np.maximum(norms, 1e-12)
+
+    def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
+        section = self.config["baseline"]["semantic_knn"]
+        batch = split.eval_batch(stage)
+        m = self.max_history()
+        k = min(k, split.n_items)
+        out = np.full((split.n_users, k), -1, dtype=np.int64)
+        step = int(section["batch_users"])
+        for start in range(0, split.n_users, step):
+            rows = np.arange(start, min(start + step, split.n_users))
+            items = batch.items[rows]  # left-padded with -1, most recent last
+            recent = items[:, -m:]
+            mask = recent >= 0
+            vectors = self.embeddings[np.where(mask, recent, 0)]  # [b, m, d]
+            sims = vectors @ self.embeddings.T  # [b, m, n_items]
+            if section["aggregate"] == "max":
+                scores = np.where(mask[:, :, None], sims, -np.inf).max(axis=1)
+            else:
+                scores = (sims * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            history = np.zeros((len(rows), split.n_items), dtype=bool)
+            r, c = np.nonzero(items >= 0)
+            history[r, items[r, c]] = True
+            scores = np.where(history, -np.inf, scores)
+            no_history = ~mask.any(axis=1)
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+            ranked = np.take_along_axis(top, order, axis=1)
+            ranked[no_history] = -1  # nothing to be similar to
+            out[rows] = ranked
+        return out
