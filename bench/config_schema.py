@@ -59,6 +59,13 @@ class Eval(Section):
     max_k: PositiveInt
 
 
+class ColdStartSection(Section):
+    enabled: bool
+    fraction: Annotated[float, Field(gt=0, lt=1)]
+    seed: Optional[int]
+    epsilon: Probability
+
+
 class Embed(Section):
     model: str
     template: str
@@ -213,6 +220,7 @@ class RunConfig(Section):
     data: Data
     split: Split
     eval: Eval
+    coldstart: ColdStartSection
     embed: Embed
     model: Model
     train: Train

@@ -75,9 +75,11 @@ class Recommender(abc.ABC):
 METHODS = Registry("method")
 # display: row name stem in tables; order: position in the baseline / generative group of tables;
 # sections: the config sections the method reads (tables apply a section's keys to these methods only)
-RECBOLE = {"sections": ("baseline",)}
+# id_based: the method knows items only from interactions (no learned embedding for an unseen one)
+RECBOLE = {"sections": ("baseline",), "id_based": True}
 METHODS.register("random", "baselines.simple:RandomItems", display="Random", group="baseline", order=0)
-METHODS.register("pop", "baselines.simple:MostPopular", display="Pop", group="baseline", order=1)
+METHODS.register("pop", "baselines.simple:MostPopular", display="Pop", group="baseline", order=1,
+                 extras={"id_based": True})
 METHODS.register("gru4rec", "baselines.recbole_adapter:GRU4Rec", display="GRU4Rec", group="baseline", order=2,
                  extras=RECBOLE)
 METHODS.register("bert4rec", "baselines.recbole_adapter:BERT4Rec", display="BERT4Rec", group="baseline", order=3,

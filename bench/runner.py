@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from bench.coldstart import apply_coldstart, cold_users, drop_unseen
 from bench.config import ConfigError
 from bench.data import load_dataset
 from bench.device import resolve_device, torch_state
@@ -103,11 +104,17 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
         with timer("load_data"):
             if dataset is None:
                 dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
+            cold = None
+            if config["coldstart"]["enabled"]:
+                seed = config["coldstart"]["seed"]
+                cold = apply_coldstart(dataset, float(config["coldstart"]["fraction"]),
+                                       int(config["seed"] if seed is None else seed))
+                dataset = cold.dataset
             split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
         say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')}); work folder {work_dir}")
         started_work = True
         with torch_state():  # a method may set threads / TF32 for its run; restored afterwards
-            return _run(config, method_cls, head, timer, report, write, split, work_dir)
+            return _run(config, method_cls, head, timer, report, write, split, work_dir, cold)
     except KeyboardInterrupt:
         resume = f"; resume with --resume {work_dir}" if started_work and METHODS.info(config["method"]).generative else ""
         say(f"run {run_id} interrupted: no record written{resume}")
@@ -163,8 +170,9 @@ def ensure_writable_dir(folder: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _run(config, method_cls, head, timer, report, write, split, work_dir) -> dict:
+def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=None) -> dict:
     fingerprint = split.fingerprint
+    id_based = bool(METHODS.info(config["method"]).extras.get("id_based"))
 
     context = RunContext(
         work_dir=work_dir,
@@ -183,9 +191,21 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir) -> dic
     for stage in STAGES:
         with timer(f"rank_{stage}"):
             rankings = method.rank(split, stage, max_k)
+        if cold is not None and id_based:  # no learned embedding for an unseen item: not recommendable
+            rankings = drop_unseen(rankings, cold.unseen)
         metrics[stage] = evaluate_rankings(rankings, split.targets(stage), ks, n_items=split.n_items)
         if stage == "test":
             test_ranks = target_ranks(rankings, split.test_targets)
+            if cold is not None:
+                users = cold_users(split.test_targets, cold.unseen)
+                if len(users):
+                    metrics["test_cold"] = evaluate_rankings(rankings[users], split.test_targets[users], ks,
+                                                             n_items=split.n_items)
+                coldstart = {**config["coldstart"], **cold.facts(), "cold_users": int(len(users)),
+                             "id_based": id_based}
+                if id_based:
+                    coldstart["note"] = (f"{head['label']} is ID-based: an unseen item has no learned embedding, so "
+                                         "unseen items are removed from its rankings (it scores 0 on cold users)")
 
     record = head | {
         "status": "completed",
@@ -201,6 +221,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir) -> dic
             "max_history": method.max_history(),
         },
         "budget": run_budget(method, context, timer.seconds.get("fit", 0.0), config),
+        **({"coldstart": coldstart} if cold is not None else {}),
         "metrics": metrics,
         # 1-based rank of each user's test target (0 = not in the top max_k), users in dataset order;
         # kept for paired per-user significance tests

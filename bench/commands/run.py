@@ -47,7 +47,8 @@ def method_overrides(args: argparse.Namespace) -> dict:
 
 def format_metrics(metrics: dict) -> str:
     names = list(metrics["test"])
-    rows = [[stage] + [f"{metrics[stage][n]:.4f}" for n in names] for stage in ("valid", "test")]
+    stages = [stage for stage in ("valid", "test", "test_cold") if stage in metrics]  # test_cold: cold-start users
+    rows = [[stage] + [f"{metrics[stage][n]:.4f}" for n in names] for stage in stages]
     return tabulate(rows, ["split"] + [metric_header(n) for n in names], tablefmt="github")
 
 

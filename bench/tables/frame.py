@@ -77,6 +77,7 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
         row["commit"] = git.get("commit")
         row["dirty"] = git.get("dirty")
         row["budget"] = record_budget(record)
+        row["coldstart"] = bool((config.get("coldstart") or {}).get("enabled", False))
         row["max_history"], row["split_max_history"] = record_max_history(record)
         for name, value in metrics.get("valid", {}).items():
             row[f"valid:{name}"] = value
@@ -134,6 +135,13 @@ def select_best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELE
         best = max(scores)[3]
         keep.append(group[group["config_key"] == best])
     return pd.concat(keep) if keep else frame.iloc[0:0]
+
+
+def standard_protocol(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs of the standard protocol only (cold-start runs have their own table)."""
+    if frame.empty or "coldstart" not in frame.columns:
+        return frame
+    return frame[~frame["coldstart"].astype(bool)]
 
 
 def choose_profiles(frame: pd.DataFrame, profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.tables.budget import budget_text
 from bench.tables.frame import (
-    _protocol_notes, choose_profiles, latest_code, records_frame, select_best_configs, selection_notes,
+    _protocol_notes, choose_profiles, standard_protocol, latest_code, records_frame, select_best_configs, selection_notes,
 )
 from bench.tables.names import (
     IMPROVEMENT_ROW, MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, dataset_name, format_value, is_generative,
@@ -154,7 +154,7 @@ def _notes(table_rows: list[Row], alpha: float, test: str, split: str, significa
 
 def _prepare(records, split, params=(), profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
     """The runs a table may use: one profile per dataset, one code identity per configuration."""
-    frame = records_frame(list(records), split=split, params=params)
+    frame = standard_protocol(records_frame(list(records), split=split, params=params))
     frame, profiles, notes = choose_profiles(frame, profile)
     frame, code_notes = latest_code(frame)
     return frame, profiles, notes + code_notes

@@ -55,7 +55,7 @@ def build_sweep_table(records, spec, metrics=MAIN_METRICS, split: str = "test", 
     labels = {}
     for record, point in found:
         labels[record["run_id"]] = {d: format_value(point[d]) for d in dims}
-    frame = records_frame([r for r, _ in found], split=split)
+    frame = records_frame([r for r, _ in found], split=split)  # a sweep's own protocol: its spec says
     for d in dims:
         frame[f"dim:{d}"] = frame["run_id"].map(lambda run, d=d: labels[run][d])
     frame, profiles, notes = choose_profiles(frame, profile)
