@@ -21,6 +21,8 @@ class RunContext:
     # called with (step, {"valid_ndcg@10": ...}) during training; sweeps forward it to Ray Tune
     report: Callable[[int, dict], None] = lambda step, metrics: None
     extras: dict = field(default_factory=dict)  # method-specific facts for the run record
+    # cold-start protocol: the items no training or validation interaction names (None: standard protocol)
+    unseen_items: np.ndarray | None = None
 
 
 class Recommender(abc.ABC):

@@ -178,6 +178,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
         work_dir=work_dir,
         device=resolve_device(config["device"]),
         report=report or (lambda step, metrics: None),
+        unseen_items=cold.unseen if cold is not None else None,
     )
     method = method_cls(config, context)
     say(f"fitting {head['label']}")

@@ -36,6 +36,7 @@ class SemanticIdTrie:
             code = sids[:, level]
             table = np.full((n_nodes, size), -1, dtype=np.int64)
             if level == self.n_levels - 1:
+                self.item_prefix_node = node.copy()  # each item's node at depth L (its codes without the last level)
                 child = np.arange(self.n_items)
                 if len(np.unique(node * size + code)) != self.n_items:
                     raise ValueError("semantic IDs are not unique per item")
@@ -78,8 +79,11 @@ def beam_search(
     input_ids: torch.Tensor,
     beam_size: int,
     constrained: bool = True,
+    levels: int | None = None,
 ) -> DecodeResult:
-    """Beam search over ``L+1`` semantic-ID tokens for each row of ``input_ids [B, S]``.
+    """Beam search over ``L+1`` semantic-ID tokens for each row of ``input_ids [B, S]``
+    (``levels``: only the first ``levels`` tokens; then ``items`` holds the trie's prefix nodes at that
+    depth, e.g. ``trie.item_prefix_node`` for ``levels = L``).
 
     Constrained: only prefixes of valid semantic IDs survive, so the ``beam_size`` results are
     distinct items (fewer, -1 padded with score -inf, when the catalogue is smaller). Exact (equal to
@@ -95,7 +99,8 @@ def beam_search(
     scores = torch.zeros(batch, 1, device=device)
     node = torch.zeros(batch, 1, dtype=torch.long, device=device)  # -1: not a valid prefix
     caches = None
-    for level in range(vocab.n_levels):
+    n_steps = vocab.n_levels if levels is None else int(levels)
+    for level in range(n_steps):
         size = vocab.codebook_sizes[level]
         n_beams = scores.shape[1]
         offset = int(vocab.level_offsets[level])
@@ -113,7 +118,7 @@ def beam_search(
         if constrained:
             node = node.masked_fill(torch.isinf(scores), -1)
         tokens = (code + offset).view(-1)
-        if level + 1 < vocab.n_levels:
+        if level + 1 < n_steps:
             caches = _select(caches, (user_rows * n_beams + parent).view(-1))
     valid = node >= 0
     return DecodeResult(items=node, scores=scores, valid=valid)

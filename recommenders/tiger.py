@@ -127,6 +127,14 @@ class TigerRecommender(Recommender):
         seed = int(tcfg["seed"]) if tcfg.get("seed") is not None else int(cfg.get("seed", 0))
         self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, int(self.model_cfg["user_buckets"])).to(self.device)
         self.trie = SemanticIdTrie(self.vocab.semantic_ids, self.vocab.codebook_sizes, self.device)
+        # cold-start protocol: plain decoding only ever reaches the items seen in training
+        unseen = self.context.unseen_items
+        self.seen_index = None
+        self.decode_trie = self.trie
+        if unseen is not None and len(unseen):
+            self.seen_index = np.setdiff1d(np.arange(len(semantic_ids)), unseen)
+            self.decode_trie = SemanticIdTrie(np.asarray(semantic_ids)[self.seen_index], self.vocab.codebook_sizes,
+                                              self.device)
         self.user_tokens = self.vocab.user_tokens(split.dataset.user_ids)
         torch.manual_seed(seed)
         self.model = TigerModel(TigerModelConfig.from_config(self.model_cfg, self.vocab.vocab_size)).to(self.device)
@@ -184,13 +192,19 @@ class TigerRecommender(Recommender):
         }
 
     # --- decoding --------------------------------------------------------------------------------
-    def decode_batch(self, batch: HistoryBatch, k: int, constrained: bool = True):
-        """Beam-search rankings ``[n, k]`` (item ids, -1 padded) and validity ``[n, k]`` for a history batch."""
+    def decode_batch(self, batch: HistoryBatch, k: int, constrained: bool = True, levels: int | None = None,
+                     trie: SemanticIdTrie | None = None, with_scores: bool = False):
+        """Beam-search rankings ``[n, k]`` (item ids, -1 padded) and validity ``[n, k]`` for a history
+        batch (and the sequence log-probabilities with ``with_scores``). By default over the items
+        plain decoding may return (the seen items under the cold-start protocol); ``levels``/``trie``:
+        the first ``levels`` tokens over ``trie`` (then the ids are that trie's prefix nodes)."""
         beam = max(int(self.decode_cfg["beam_size"]), k)
         size = int(self.decode_cfg["batch_size"])
+        trie = trie or self.decode_trie
         order = np.argsort(batch.lengths, kind="stable")  # similar lengths together: less padding
         items = np.full((len(order), k), -1, dtype=np.int64)
         valid = np.zeros((len(order), k), dtype=bool)
+        scores = np.full((len(order), k), -np.inf, dtype=np.float64)
         self.model.eval()
         for start in range(0, len(order), size):
             rows = order[start:start + size]
@@ -198,11 +212,52 @@ class TigerRecommender(Recommender):
                 batch.items[rows], batch.lengths[rows], self.user_tokens[batch.users[rows]],
                 width=int(batch.lengths[rows].max()),
             )
-            result = beam_search(self.model, self.vocab, self.trie, input_ids, beam, constrained)
+            result = beam_search(self.model, self.vocab, trie, input_ids, beam, constrained, levels=levels)
             n = min(k, result.items.shape[1])
             items[rows, :n] = result.items[:, :n].cpu().numpy()
             valid[rows, :n] = result.valid[:, :n].cpu().numpy()
-        return items, valid
+            scores[rows, :n] = result.scores[:, :n].float().cpu().numpy()
+        if trie is self.decode_trie and self.seen_index is not None and levels is None:
+            items = np.where(items >= 0, self.seen_index[np.clip(items, 0, None)], -1)  # back to catalogue ids
+        return (items, valid, scores) if with_scores else (items, valid)
+
+    def cold_rankings(self, batch: HistoryBatch, k: int, unseen: np.ndarray, epsilon: float) -> np.ndarray:
+        """TIGER's cold-start decoding: the top-``k`` seen items of plain constrained decoding, with the
+        unseen items whose first L codes (the collision level left out) match a generated L-code
+        prefix mixed in, at most ``floor(epsilon * k)`` of them per list.
+
+        Rule: the prefixes come from a beam search over the first L levels constrained to the codes of
+        all items (seen and unseen), scored by their log-probability; an unseen item takes its
+        prefix's score, a seen item its full semantic ID's. The list is the ``k`` best of both by
+        score (ties: seen before unseen, then the better beam, then the lower item id), skipping unseen
+        items once the cap is reached. ``epsilon = 0`` gives plain decoding's list exactly.
+        """
+        items, _, scores = self.decode_batch(batch, k, with_scores=True)
+        cap = int(np.floor(float(epsilon) * k))
+        if cap == 0 or not len(unseen):
+            return items
+        beam = max(int(self.decode_cfg["beam_size"]), k)
+        prefixes, _, prefix_scores = self.decode_batch(batch, beam, levels=self.vocab.n_levels - 1, trie=self.trie,
+                                                       with_scores=True)
+        under: dict[int, list[int]] = {}
+        for item in np.sort(unseen):
+            under.setdefault(int(self.trie.item_prefix_node[item]), []).append(int(item))
+        out = np.full_like(items, -1)
+        for row in range(len(items)):
+            candidates = [(-scores[row, r], 0, r, int(item)) for r, item in enumerate(items[row]) if item >= 0]
+            for r, node in enumerate(prefixes[row]):
+                if node >= 0 and np.isfinite(prefix_scores[row, r]):
+                    candidates += [(-prefix_scores[row, r], 1, r, item) for item in under.get(int(node), ())]
+            chosen, n_unseen = [], 0
+            for _, is_unseen, _, item in sorted(candidates):
+                if is_unseen and n_unseen >= cap:
+                    continue
+                chosen.append(item)
+                n_unseen += is_unseen
+                if len(chosen) == k:
+                    break
+            out[row, :len(chosen)] = chosen
+        return out
 
     def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
         if self.model is None:
@@ -211,6 +266,13 @@ class TigerRecommender(Recommender):
         constrained = bool(self.decode_cfg.get("constrained", True))
         items, valid = self.decode_batch(batch, k, constrained)
         extras = self.context.extras
+        unseen = self.context.unseen_items
+        if stage == "test" and constrained and unseen is not None and len(unseen):
+            epsilon = float(get_path(self.config, "coldstart.epsilon", 0.0))
+            items = self.cold_rankings(batch, k, unseen, epsilon)
+            share = float(np.isin(items[items >= 0], unseen).mean()) if (items >= 0).any() else 0.0
+            extras["coldstart_decoding"] = {"epsilon": epsilon, "max_unseen_per_list": int(np.floor(epsilon * k)),
+                                            "unseen_share_of_ranked_items": round(share, 5)}
         if not constrained:
             # invalid IDs become distinct out-of-catalogue ids: they take a rank and count as misses
             invalid = ~valid & (np.arange(k)[None, :] < self._returned(k))

@@ -60,3 +60,31 @@ def test_a_text_based_method_reaches_unseen_items(tmp_path):
     record = _run(tmp_path, "--baseline", "semantic_knn")
     assert record["coldstart"]["id_based"] is False and "note" not in record["coldstart"]
     assert record["metrics"]["test_cold"]["recall@20"] > 0  # unseen items are recommendable from their text
+
+
+def test_tiger_reaches_unseen_items_only_in_cold_start_decoding_and_at_most_epsilon_of_them():
+    from pathlib import Path
+
+    import torch
+
+    from bench.config import resolve_config
+    from bench.methods import RunContext
+    from recommenders.tiger import TigerRecommender
+    from tests.test_tiger import category_ids
+
+    cold = apply_coldstart(load_dataset("synthetic"), fraction=0.15, seed=0)
+    split = LeaveOneOutSplit(cold.dataset)
+    config = resolve_config("smoke", assignments=["method=tiger", "dataset=synthetic", "train.progress=false",
+                                                  "train.checkpoint=false"])
+    torch.set_num_threads(1)
+    model = TigerRecommender(config, RunContext(work_dir=Path("unused"), device="cpu", unseen_items=cold.unseen))
+    sids, sizes = category_ids(split)
+    model.fit_semantic_ids(split, sids, sizes)
+    batch = split.eval_batch("test")
+    plain, _ = model.decode_batch(batch, 20)
+    assert not np.isin(plain, cold.unseen).any()  # the trie of seen items cannot return them
+    np.testing.assert_array_equal(model.cold_rankings(batch, 20, cold.unseen, 0.0), plain)  # epsilon 0: plain
+    mixed = model.cold_rankings(batch, 20, cold.unseen, 0.25)
+    per_list = np.isin(mixed, cold.unseen).sum(axis=1)
+    assert per_list.max() <= 5 and per_list.sum() > 0  # reachable, at most floor(0.25 * 20) per list
+    assert all(len(set(row[row >= 0])) == (row >= 0).sum() for row in mixed)  # distinct items
