@@ -64,6 +64,7 @@ class ColdStartSection(Section):
     fraction: Annotated[float, Field(gt=0, lt=1)]
     seed: Optional[int]
     epsilon: Probability
+    epsilon_curve: list[Probability]
 
 
 class Embed(Section):

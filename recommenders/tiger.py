@@ -273,6 +273,15 @@ class TigerRecommender(Recommender):
             share = float(np.isin(items[items >= 0], unseen).mean()) if (items >= 0).any() else 0.0
             extras["coldstart_decoding"] = {"epsilon": epsilon, "max_unseen_per_list": int(np.floor(epsilon * k)),
                                             "unseen_share_of_ranked_items": round(share, 5)}
+            curve = get_path(self.config, "coldstart.epsilon_curve", []) or []
+            cold = np.flatnonzero(np.isin(batch.targets, unseen))
+            if curve and len(cold):
+                ks = self._rate_ks(k)
+                extras["coldstart_curve"] = {
+                    f"{float(e):g}": evaluate_rankings(self.cold_rankings(batch, k, unseen, float(e))[cold],
+                                                       batch.targets[cold], ks=ks)
+                    for e in curve
+                }
         if not constrained:
             # invalid IDs become distinct out-of-catalogue ids: they take a rank and count as misses
             invalid = ~valid & (np.arange(k)[None, :] < self._returned(k))

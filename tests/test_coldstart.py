@@ -88,3 +88,21 @@ def test_tiger_reaches_unseen_items_only_in_cold_start_decoding_and_at_most_epsi
     per_list = np.isin(mixed, cold.unseen).sum(axis=1)
     assert per_list.max() <= 5 and per_list.sum() > 0  # reachable, at most floor(0.25 * 20) per list
     assert all(len(set(row[row >= 0])) == (row >= 0).sum() for row in mixed)  # distinct items
+
+
+def test_cold_start_tiger_records_its_epsilon_curve_and_the_table_and_plots_render(tmp_path):
+    from bench.commands.render import render_all
+    from bench.records import schema_errors
+    from bench.tables.coldstart import build_coldstart_table
+
+    sets = ["eval.ks=[10,20,50]", "eval.max_k=50", "decode.beam_size=50", "coldstart.epsilon_curve=[0,0.2]",
+            "train.progress=false", "tokenizer.progress=false"]
+    tiger = _run(tmp_path, "--tokenizer", "rqvae", "--set", *sets)
+    knn = _run(tmp_path, "--baseline", "semantic_knn", "--set", *sets[:2])
+    assert schema_errors(tiger) == [] and set(tiger["method_info"]["coldstart_curve"]) == {"0", "0.2"}
+    assert tiger["method_info"]["coldstart_curve"]["0"]["recall@10"] == 0  # epsilon 0: no unseen item
+    table = build_coldstart_table([tiger, knn])
+    assert [r.labels[0] for r in table.rows] == ["Semantic-KNN", "TIGER[rqvae]"]
+    assert ("synthetic", "cold recall@50") in table.rows[0].cells
+    written = {p.name for p in render_all([tiger, knn], tmp_path / "out")}
+    assert {"coldstart.md", "coldstart.png"} <= written

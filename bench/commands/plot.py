@@ -48,6 +48,32 @@ def add_parser(subparsers) -> None:
     codes.add_argument("--output", required=True, metavar="FILE")
     codes.add_argument("--title")
     codes.set_defaults(func=main_codes)
+    _add_coldstart(kinds)
+
+
+def _add_coldstart(kinds) -> None:
+    cold = kinds.add_parser(
+        "coldstart", help="Recall@K on cold users vs K, and Recall@10 vs epsilon (TIGER's cold-start panels)",
+        description="From the runs of the cold-start protocol (coldstart.enabled): Recall@K on the users whose "
+        "test item is unseen, against K per method; and Recall@10 on them against epsilon for the generative "
+        "runs that recorded an epsilon curve (coldstart.epsilon_curve).",
+    )
+    _store_options(cold)
+    cold.add_argument("--output", required=True, metavar="FILE")
+    cold.add_argument("--title")
+    cold.set_defaults(func=main_coldstart)
+
+
+def main_coldstart(args: argparse.Namespace) -> int:
+    from bench.plots import PlotError, plot_coldstart
+
+    records = filter_records(iter_records(args.results_dir), args.dataset, parse_where(args.where))
+    try:
+        path = plot_coldstart(records, args.output, title=args.title)
+    except PlotError as err:
+        raise ConfigError(f"{err} in {args.results_dir}") from err
+    print(f"wrote {path}")
+    return 0
 
 
 def _store_options(parser) -> None:

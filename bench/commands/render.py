@@ -77,6 +77,12 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
     from bench.tables.decoding import build_decoding_table
     from bench.tables.sweep import sweep_records, sweep_tables
 
+    from bench.tables.coldstart import build_coldstart_table
+
+    cold_table = build_coldstart_table(records)
+    if cold_table.rows:
+        for fmt, suffix in SUFFIX.items():
+            written.append(atomic_write_text(out / "tables" / f"coldstart.{suffix}", render(cold_table, fmt)))
     for kind in ("diversity", "invalid"):
         table = build_decoding_table(records, kind)
         if table.rows:
@@ -90,6 +96,11 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
             written.append(atomic_write_text(out / "tables" / f"{stem}.{suffix}", render(table, fmt)))
     if not plots:
         return written
+    if cold_table.rows:
+        from bench.plots import plot_coldstart
+
+        for suffix in ("png", "pdf"):
+            written.append(plot_coldstart(records, out / "plots" / f"coldstart.{suffix}"))
     for stem, spec, _ in sweeps:  # a curve per swept key, the default marked
         trials = [record for record, _ in sweep_records(records, spec)]
         for dim in spec.dimensions:

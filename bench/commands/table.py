@@ -10,7 +10,7 @@ from bench.tables import (
     MAIN_METRICS, build_table, filter_records, records_frame, render, render_table,
 )
 
-KINDS = ("main", "tokenizers", "ablation", "sweep", "diversity", "invalid", "simple")
+KINDS = ("main", "tokenizers", "ablation", "sweep", "diversity", "invalid", "coldstart", "simple")
 
 
 def add_parser(subparsers) -> None:
@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
         "row); tokenizers: TIGER Table 2 (one row per item tokenizer of the generative model); ablation: "
         "one row per value of --param (e.g. model.encoder_layers, TIGER Table 5); sweep: one row per setting of "
         "--spec, compared with its default; diversity: TIGER Table 3 (category entropy by decoding temperature); "
-        "invalid: invalid-ID rate of unconstrained decoding; simple: one table per "
+        "invalid: invalid-ID rate of unconstrained decoding; coldstart: Recall@K on cold users under the "
+        "cold-start protocol; simple: one table per "
         "dataset, one row per method. Cells: mean ± std over seeds; best per column bold, second underlined; "
         "† marks a row significantly better than the best baseline (paired per-user test, p < --alpha).",
     )
@@ -88,6 +89,14 @@ def main(args: argparse.Namespace) -> int:
         table = build_sweep_table(records, load_spec(args.spec, budget=args.budget), split=args.split,
                                   alpha=args.alpha, test=args.test, profile=args.profile,
                                   **({"metrics": metrics} if metrics else {}))
+        if not table.rows:
+            print(f"{table.empty_message} in {args.results_dir}")
+            return 1
+        text = render(table, args.format)
+    elif args.kind == "coldstart":
+        from bench.tables.coldstart import build_coldstart_table
+
+        table = build_coldstart_table(records, profile=args.profile)
         if not table.rows:
             print(f"{table.empty_message} in {args.results_dir}")
             return 1

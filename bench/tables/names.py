@@ -31,6 +31,9 @@ def _datasets():
 
 
 def metric_header(metric: str) -> str:
+    if " " in metric:  # "cold recall@10" -> "cold R@10"
+        prefix, _, rest = metric.rpartition(" ")
+        return f"{prefix} {metric_header(rest)}"
     name, _, k = metric.partition("@")
     return f"{SHORT.get(name, name)}@{k}"
 
