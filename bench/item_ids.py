@@ -36,7 +36,7 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
     say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
     item_emb = item_embeddings(dataset, config)
     timings["embed_s"] = round(time.perf_counter() - start, 2)
-    cf_emb = None
+    cf_emb = cf_mask = None
     if tokenizers_zoo.build_tokenizer(config).needs_cf:
         try:
             from baselines.cf_embed import cf_item_embeddings
@@ -51,12 +51,13 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         say("CF item embeddings (SASRec on the training parts) for the tokenizer's collaborative loss")
         folder = Path(work_dir) if work_dir is not None else Path(config["work_dir"]) / "cf_embed" / dataset.name
         cf_emb = np.asarray(cf_item_embeddings(split, config, folder), dtype=np.float32)
+        cf_mask = split.train_item_counts > 0  # an item in no training part has no CF target
         timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     name = config["tokenizer"]["name"]
-    path = tokenizers_zoo.cache_path(config, item_emb, cf_emb)
+    path = tokenizers_zoo.cache_path(config, item_emb, cf_emb, cf_mask)
     say(f"tokenizer {name}: " + ("fitting" if refit or not (path / "tokenizer.json").is_file() else f"loading {path}"))
-    tokenizer = tokenizers_zoo.fit_tokenizer(config, item_emb, cf_emb, cache=cache, refit=refit)
+    tokenizer = tokenizers_zoo.fit_tokenizer(config, item_emb, cf_emb, cache=cache, refit=refit, cf_mask=cf_mask)
     timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
     section = embed_config(config)
     facts = {
@@ -67,6 +68,7 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         "embedding_template": resolve_template(dataset.name, section["template"]),
         "embedding_dim": int(item_emb.shape[1]),
         "cf_embeddings": cf_emb is not None,
+        "cf_targets": int(cf_mask.sum()) if cf_mask is not None else None,
         "from_cache": tokenizer.source is not None,
         "loaded_from": tokenizer.source,
         "saved_to": str(path) if cache and config["tokenizer"].get("cache", True) else None,

@@ -381,3 +381,20 @@ def test_collision_suffix_on_repeated_exhaustive_tuples():
     codes = np.array(list(itertools.product(range(2), repeat=2)) * 2)
     assert collision_suffix(codes).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     assert tokenizers_zoo.semantic_ids(codes).shape == (8, 3)
+
+
+def test_letter_ignores_the_cf_rows_of_items_without_a_cf_target(data):
+    """Items in no training part carry no collaborative signal: changing their CF rows changes nothing;
+    changing a real target's row does."""
+    x, cf = data
+    mask = np.ones(len(x), dtype=bool)
+    mask[::5] = False
+    other = cf.copy()
+    other[~mask] = np.random.default_rng(9).normal(scale=10, size=(int((~mask).sum()), cf.shape[1]))
+    first = TOKENIZERS.get("letter")(dict(SMALL["letter"]), seed=0).fit(x, cf, mask)
+    again = TOKENIZERS.get("letter")(dict(SMALL["letter"]), seed=0).fit(x, other, mask)
+    np.testing.assert_array_equal(first.codes(), again.codes())
+    moved = cf.copy()
+    moved[mask] = np.random.default_rng(10).normal(size=(int(mask.sum()), cf.shape[1]))
+    changed = TOKENIZERS.get("letter")(dict(SMALL["letter"]), seed=0).fit(x, moved, mask)
+    assert not np.array_equal(first.codes(), changed.codes())

@@ -70,13 +70,16 @@ def array_sha256(array: np.ndarray | None) -> str | None:
     return digest.hexdigest()
 
 
-def cache_key(tokenizer: Tokenizer, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> str:
+def cache_key(tokenizer: Tokenizer, item_emb: np.ndarray, cf_emb: np.ndarray | None,
+              cf_mask: np.ndarray | None = None) -> str:
+    uses = tokenizer.uses_cf and cf_emb is not None
     return artifact_key(
         f"tokenizer/{tokenizer.name}",
         {"params": tokenizer.params, "seed": tokenizer.seed},
         type(tokenizer).component_versions(),
         PACKAGES,
-        inputs={"item_emb": array_sha256(item_emb), "cf_emb": array_sha256(cf_emb) if tokenizer.uses_cf else None},
+        inputs={"item_emb": array_sha256(item_emb), "cf_emb": array_sha256(cf_emb) if uses else None,
+                "cf_mask": array_sha256(np.asarray(cf_mask, dtype=np.float32)) if uses and cf_mask is not None else None},
     )
 
 
@@ -89,13 +92,17 @@ def cache_dir(config: dict) -> Path:
     return cache_root() / "tokenizers"
 
 
-def cache_path(config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None) -> Path:
+def cache_path(config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None,
+               cf_mask: np.ndarray | None = None) -> Path:
     tokenizer = build_tokenizer(config)
-    return cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb)[:20]}"
+    if not tokenizer.uses_cf:
+        cf_emb = None
+    return cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb, cf_mask)[:20]}"
 
 
 def fit_tokenizer(
-    config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cache: bool = True, refit: bool = False
+    config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cache: bool = True, refit: bool = False,
+    cf_mask: np.ndarray | None = None,
 ) -> Tokenizer:
     """The tokenizer of ``config`` fitted on ``item_emb`` (and ``cf_emb``), loaded from the cache when there.
 
@@ -107,7 +114,7 @@ def fit_tokenizer(
     if not tokenizer.uses_cf:
         cf_emb = None
     use_cache = bool(cache) and bool(_section(config).get("cache", True))
-    path = cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb)[:20]}"
+    path = cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb, cf_mask)[:20]}"
     if use_cache and not refit and (path / "tokenizer.json").is_file():
         try:
             loaded = Tokenizer.load(path)
@@ -120,7 +127,7 @@ def fit_tokenizer(
                 loaded.collapse_threshold = tokenizer.collapse_threshold  # not part of the key
                 report_collapse(loaded.name, loaded.stats()["collapse_warning"])
                 return loaded
-    tokenizer.fit(item_emb, cf_emb)
+    tokenizer.fit(item_emb, cf_emb, cf_mask)
     if use_cache:
         tokenizer.save(path)
     return tokenizer

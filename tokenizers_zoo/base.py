@@ -106,6 +106,7 @@ class Tokenizer:
         self.extra_stats: dict = {}  # statistics that need the training data (reconstruction, CF alignment)
         self.info: dict = {}  # fit facts: seconds, epochs, final losses, loss history
         self.source: str | None = None  # where it was loaded from, when it was
+        self.cf_mask: np.ndarray | None = None  # items whose CF row is a real target (set by fit)
         self.validate_params()
 
     # -- to implement --------------------------------------------------------------------
@@ -170,10 +171,15 @@ class Tokenizer:
     def is_fitted(self) -> bool:
         return self._codes is not None
 
-    def fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None = None) -> "Tokenizer":
+    def fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cf_mask: np.ndarray | None = None) -> "Tokenizer":
+        """Fit on ``item_emb`` (and ``cf_emb``); ``cf_mask`` marks the items whose CF row is a real
+        target (they occur in a training part): the others carry no collaborative signal."""
         item_emb = check_embeddings(item_emb, "item embeddings")
         if cf_emb is not None:
             cf_emb = check_embeddings(cf_emb, "CF item embeddings", n_items=len(item_emb))
+        self.cf_mask = None if cf_mask is None or cf_emb is None else np.asarray(cf_mask, dtype=bool)
+        if self.cf_mask is not None and self.cf_mask.shape != (len(item_emb),):
+            raise TokenizerError(f"cf_mask must have one entry per item ({len(item_emb)}), got {self.cf_mask.shape}")
         start = time.perf_counter()
         codes = np.asarray(self._fit(item_emb, cf_emb))
         if codes.shape != (len(item_emb), self.levels):

@@ -40,7 +40,7 @@ def equal_size_clusters(points: np.ndarray, n_clusters: int, seed: int, n_init: 
 
 class LetterTokenizer(RQVAETokenizer):
     name = "letter"
-    version = 1  # bump when a change makes fitted letter codes differ
+    version = 2  # 2: the collaborative loss leaves out items without a CF target (cf_mask)
     uses_cf = True
 
     def validate_params(self) -> None:
@@ -81,6 +81,8 @@ class LetterTokenizer(RQVAETokenizer):
 
     def _prepare(self, x, cf, device) -> None:
         torch = _torch()
+        mask = getattr(self, "cf_mask", None)
+        self._cf_rows = torch.from_numpy(mask).to(device) if cf is not None and mask is not None else None
         self.projection = None
         if cf is not None and cf.shape[1] != self.params["code_dim"]:
             self.projection = torch.nn.Linear(self.params["code_dim"], cf.shape[1], bias=False).to(device)
@@ -160,7 +162,12 @@ class LetterTokenizer(RQVAETokenizer):
         losses = {}
         alpha, beta = float(self.params["alpha"]), float(self.params["beta"])
         if alpha > 0:
-            losses["cf"] = (alpha, self.collaborative_loss(out["z_st"], cf[batch]))
+            z, target = out["z_st"], cf[batch]
+            if self._cf_rows is not None:  # items with no training interaction have no CF target
+                keep = self._cf_rows[batch]
+                z, target = z[keep], target[keep]
+            if len(z) >= 2:  # in-batch InfoNCE needs a negative
+                losses["cf"] = (alpha, self.collaborative_loss(z, target))
         if beta > 0:
             diversity = sum(self.diversity_loss(out["codes"][:, level], level) for level in range(self.levels))
             losses["diversity"] = (beta, diversity)
@@ -168,7 +175,8 @@ class LetterTokenizer(RQVAETokenizer):
 
     def _finish(self, x, cf, out: dict) -> None:
         if cf is not None:
-            self.extra_stats.update(self.cf_alignment(out["z_hat"], cf))
+            rows = self._cf_rows if getattr(self, "_cf_rows", None) is not None else slice(None)
+            self.extra_stats.update(self.cf_alignment(out["z_hat"][rows], cf[rows]))
 
     def cf_alignment(self, z_hat, cf) -> dict:
         """How well ẑ matches the CF embeddings.
