@@ -392,3 +392,15 @@ def test_decoding_tables_from_the_records_studies():
     invalid = build_decoding_table(store, "invalid")
     assert invalid.rows[0].cells[("beauty", "invalid_id_rate@10")].mean == pytest.approx(0.03)
     assert "Decoding" in render(table, "md")
+
+
+def test_an_ablation_compares_only_runs_that_differ_in_its_parameter_alone():
+    store = [
+        run("TIGER[rqvae]", "tiger", "beauty", (0.04, 0.03, 0.06, 0.035), model__encoder_layers=3),
+        run("TIGER[rqvae]", "tiger", "beauty", (0.05, 0.03, 0.07, 0.04), model__encoder_layers=4),
+        # a third value, but with another change too (learning rate): not part of the comparison
+        run("TIGER[rqvae]", "tiger", "beauty", (0.09, 0.09, 0.09, 0.09), model__encoder_layers=5, train__lr=0.1),
+    ]
+    table = build_ablation_table(store, "model.encoder_layers")
+    assert [row.labels for row in table.rows] == [["TIGER[rqvae]", "3"], ["TIGER[rqvae]", "4"]]
+    assert any("differ in model.encoder_layers alone" in note for note in table.notes)

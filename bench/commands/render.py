@@ -68,10 +68,18 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
     tables = [("main", "main", None), ("tokenizers", "tokenizers", None)]
     params = [p for p in swept_params() if varied(records, p)]
     tables += [(f"ablation-{p}", "ablation", p) for p in params]
+    compared = []
     for name, kind, param in tables:
         table = build_table(kind, records, param=param)
         if not table.rows:
             continue
+        if kind == "ablation":
+            from collections import Counter
+
+            if max(Counter(row.labels[0] for row in table.rows).values()) < 2:
+                continue  # no method has two values of the parameter with everything else held fixed
+            shown = {run for row in table.rows for runs in row.runs.values() for run in runs["run_id"]}
+            compared.append((param, [r for r in records if r.get("run_id") in shown]))
         for fmt, suffix in SUFFIX.items():
             written.append(atomic_write_text(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
     from bench.tables.decoding import build_decoding_table
@@ -112,10 +120,10 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
                                                      default=spec.default.get(dim.name)))
                 except PlotError:
                     break
-    for param in params:
+    for param, shown in compared:  # the runs of its table: everything but the parameter held fixed
         for suffix in ("png", "pdf"):
             try:
-                written.append(plot_param_curves(records, param, out / "plots" / f"curve-{param}.{suffix}"))
+                written.append(plot_param_curves(shown, param, out / "plots" / f"curve-{param}.{suffix}"))
             except PlotError:
                 break
     by_dataset: dict[str, list[dict]] = {}

@@ -258,8 +258,10 @@ def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str =
     part = frame[frame[column].notna()]
     if part.empty:
         return table
+    part, held = _held_fixed(part, records, param)
     part = select_best_configs(part, ["dataset", "method", column])
     datasets = [d for d in datasets_all if d in set(part["dataset"])]
+    kept_notes = held + kept_notes
     keyed = _make_rows(
         part, ["method", column], lambda k, f: [k[0], format_value(k[1])],
         lambda f: "generative" if is_generative(f["method_key"]) else "baseline", metrics, datasets,
@@ -267,6 +269,40 @@ def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str =
     keyed.sort(key=lambda t: (method_order(t[1]["method_key"], t[1]["tokenizer"], t[0][0]), value_order(t[0][1])))
     return _finish(table, [r for _, _, r in keyed], frame, part, datasets, profiles, metrics, split, alpha, test,
                    kept_notes)
+
+
+def _held_fixed(part: pd.DataFrame, records, param: str) -> tuple[pd.DataFrame, list[str]]:
+    """Per (dataset, method) only the runs that differ in ``param`` (and the seed) alone: the group of
+    runs sharing every other setting with the most values of ``param`` (ties: more runs, newest), so
+    an ablation row never mixes other changes in. Returns the runs and a note per narrowed group."""
+    import copy
+
+    from bench.identity import PATH_KEYS, config_identity
+
+    rest = {}
+    for record in records:
+        config = record.get("config")
+        if isinstance(config, dict) and record.get("run_id") in set(part["run_id"]):
+            other = copy.deepcopy(config)
+            node = other
+            *parents, last = param.split(".")
+            for key in parents:
+                node = node.get(key, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(last, None)
+            rest[record["run_id"]] = config_identity(other, ("seed", *PATH_KEYS))
+    part = part.assign(_rest=part["run_id"].map(rest))
+    keep, notes = [], []
+    column = f"param:{param}"
+    for (dataset, method), group in part.groupby(["dataset", "method"], sort=False):
+        options = [(g[column].nunique(), len(g), g["run_id"].max(), key) for key, g in group.groupby("_rest")]
+        best = max(options)[3]
+        chosen = group[group["_rest"] == best]
+        keep.append(chosen)
+        if len(options) > 1:
+            notes.append(f"{method} on {dataset_name(dataset)}: only runs that differ in {param} alone are compared "
+                         f"({len(group) - len(chosen)} run(s) with other changes left out).")
+    return pd.concat(keep).drop(columns="_rest"), notes
 
 
 def _finish(table: Table, rows: list[Row], frame: pd.DataFrame, shown: pd.DataFrame, datasets: list[str],
