@@ -127,6 +127,9 @@ def test_a_broken_file_in_the_store_is_named_and_skipped(tmp_path, capsys):
     for name in ("truncated.json", "empty.json", "list.json"):
         assert f"skipping {store / name}" in captured.err
     assert main(["render", "--results-dir", str(store), "--out", str(tmp_path / "out")]) == 0
+    assert main(["plot", "curve", "--param", "data.synthetic.p_next", "--results-dir", str(store),
+                 "--output", str(tmp_path / "curve.png")]) == 0
+    assert "skipping" in capsys.readouterr().err
     assert main(["sweep", str(Path(__file__).parent.parent / "sweeps" / "smoke.yaml"), "--results-dir", str(store),
                  "--dry-run"]) == 0
 
