@@ -354,8 +354,6 @@ class RecBoleSequential(Recommender):
                 "recbole_data": RECBOLE_DATA_VERSION}
 
     def budget(self) -> dict:
-        import torch
-
         info = self.trained.info
         epochs = int(info["epochs_run"])
         return {
@@ -363,7 +361,6 @@ class RecBoleSequential(Recommender):
             "epochs": epochs,
             "examples_seen": epochs * int(info["train_examples_per_epoch"]),
             "train_seconds": float(info["train_seconds"]),
-            "threads": torch.get_num_threads(),
             "stop_reason": info["stop_reason"],
             "best_epoch": info["best_epoch"],
         }

@@ -60,7 +60,7 @@ def apply_coldstart(dataset: SequenceDataset, fraction: float, seed: int) -> Col
             continue
         users.append(user)
         sequences.append(kept)
-    cold = replace(dataset, name=dataset.name, user_ids=users, sequences=sequences,
+    cold = replace(dataset, user_ids=users, sequences=sequences,
                    source=f"{dataset.source} (cold-start: {len(unseen)} unseen items)")
     return ColdStart(cold, unseen, dropped)
 

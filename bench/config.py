@@ -111,13 +111,13 @@ def get_path(config: dict, dotted: str, default: Any = None) -> Any:
 def _check_known_keys(defaults: dict, override: dict, prefix: str, source: str) -> None:
     """Reject keys that no default declares, so a typo in --set fails instead of being ignored, and
     a single value given where a section is expected (``--set tokenizer=rqvae``)."""
-    import difflib
+    from bench.registry import close_match
 
     for key, value in override.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
-            close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
-            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
+            close = close_match(key, defaults)
+            hint = f"; did you mean {prefix + close!r}?" if close else ""
             raise ConfigError(
                 f"{source}: unknown config key {dotted!r}{hint} (known keys here: "
                 f"{', '.join(sorted(map(str, defaults))) or '(none)'})"
@@ -133,21 +133,26 @@ def _check_known_keys(defaults: dict, override: dict, prefix: str, source: str) 
 def check_key(dotted: str, what: str = "config key") -> str:
     """``dotted`` if some config has that key (``model.encoder_layers``), else ConfigError with a
     close match: tables and plots filter on config keys, and a typo must not give an empty table."""
-    defaults = deep_merge(load_layer(DEFAULTS_DIR), plugin_defaults())
+    from bench.registry import close_match
+
     parts = dotted.split(".")
-    node: Any = defaults
+    node: Any = default_layer()
     for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            import difflib
-
             known = [str(k) for k in node] if isinstance(node, dict) else []
-            close = difflib.get_close_matches(part, known, n=1)
+            close = close_match(part, known)
             prefix = ".".join(parts[:i])
-            hint = f"; did you mean {'.'.join([*parts[:i], close[0]])!r}?" if close else ""
+            hint = f"; did you mean {'.'.join([*parts[:i], close])!r}?" if close else ""
             where = f" under {prefix!r}" if prefix else ""
             raise ConfigError(f"unknown {what} {dotted!r}{hint} (known keys{where}: {', '.join(sorted(known))})")
         node = node[part]
     return dotted
+
+
+def default_layer() -> dict:
+    """Every key a config may have, with its default: the YAML files under ``configs/defaults``
+    and the sections registered plug-ins declare (:func:`plugin_defaults`)."""
+    return deep_merge(load_layer(DEFAULTS_DIR), plugin_defaults())
 
 
 def plugin_defaults() -> dict:
@@ -173,7 +178,7 @@ def resolve_config(
 ) -> dict:
     """The one config a run uses, with the layers it came from recorded under ``_layers``; every
     value and name checked (types, ranges, registered names) before it is returned."""
-    defaults = deep_merge(load_layer(DEFAULTS_DIR), plugin_defaults())
+    defaults = default_layer()
     config = copy.deepcopy(defaults)
     layers = ["defaults"]
     if profile:
@@ -226,6 +231,7 @@ def check_config(config: dict) -> None:
         from tokenizers_zoo import build_tokenizer
 
         build_tokenizer(config)  # TokenizerError on a parameter out of range
+
 
 def derive_protocol(config: dict) -> None:
     """Fill the values that follow the protocol: every method's history length is

@@ -55,10 +55,12 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     name = config["tokenizer"]["name"]
-    path = tokenizers_zoo.cache_path(config, item_emb, cf_emb, cf_mask)
-    say(f"tokenizer {name}: " + ("fitting" if refit or not (path / "tokenizer.json").is_file() else f"loading {path}"))
+    say(f"tokenizer {name}: " + ("fitting" if refit else "its cached fit, else fitting"))
     tokenizer = tokenizers_zoo.fit_tokenizer(config, item_emb, cf_emb, cache=cache, refit=refit, cf_mask=cf_mask)
     timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
+    say(f"tokenizer {name}: " + (f"loaded from {tokenizer.source}" if tokenizer.source else
+                                 f"fitted in {timings['tokenizer_s']} s" +
+                                 (f", saved to {tokenizer.cache_folder}" if tokenizer.cache_folder else "")))
     section = embed_config(config)
     facts = {
         "name": tokenizer.name,
@@ -71,7 +73,7 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         "cf_targets": int(cf_mask.sum()) if cf_mask is not None else None,
         "from_cache": tokenizer.source is not None,
         "loaded_from": tokenizer.source,
-        "saved_to": str(path) if cache and config["tokenizer"].get("cache", True) else None,
+        "saved_to": str(tokenizer.cache_folder) if tokenizer.cache_folder is not None else None,
         "timings": timings,
     }
     return ItemIds(tokenizer, facts)

@@ -53,8 +53,8 @@ class Recommender(abc.ABC):
 
     def budget(self) -> dict:
         """What training cost, in the record's ``budget`` keys (``optimizer_steps``, ``epochs``,
-        ``examples_seen``, ``stop_reason``, optionally ``train_seconds`` and ``threads``); the
-        runner fills in the rest. Default: a method with no optimisation."""
+        ``examples_seen``, ``stop_reason``, optionally ``train_seconds``); the runner fills in the
+        rest (device, torch threads, the fit time where not given). Default: no optimisation."""
         return {"optimizer_steps": 0, "epochs": 0, "examples_seen": 0, "stop_reason": "no training (closed form)"}
 
     def max_history(self) -> int | None:

@@ -15,6 +15,12 @@ from typing import Any, Callable, Iterator
 from bench.errors import UserError
 
 
+def close_match(name: Any, candidates) -> str | None:
+    """The candidate closest to a mistyped ``name`` (for "did you mean"), or None."""
+    found = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
+    return found[0] if found else None
+
+
 class UnknownNameError(UserError, KeyError):
     """A name that is not in a registry; the message lists the valid names (and a close match)."""
 
@@ -80,8 +86,8 @@ class Registry:
     def check(self, name: Any) -> str:
         """``name`` if registered, else UnknownNameError with the valid names and a close match."""
         if not isinstance(name, str) or name not in self._entries:
-            close = difflib.get_close_matches(str(name), self.names(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = close_match(name, self.names())
+            hint = f"; did you mean {close!r}?" if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}{hint} (valid {self.kind} names: {', '.join(self.names())})"
             )

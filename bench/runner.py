@@ -145,15 +145,13 @@ def _threads() -> int | None:
         return None
 
 
-def run_budget(method, context: RunContext, fit_seconds: float, config: dict) -> dict:
+def run_budget(method, context: RunContext, fit_seconds: float) -> dict:
     """The record's ``budget``: what training cost (the method's own figures, completed here)."""
     budget = {"optimizer_steps": None, "epochs": None, "examples_seen": None, "train_seconds": None,
-              "device": context.device, "threads": None, "stop_reason": None}
-    budget.update({k: v for k, v in method.budget().items()})
+              "device": context.device, "threads": _threads(), "stop_reason": None}
+    budget.update(method.budget())
     if budget["train_seconds"] is None:
         budget["train_seconds"] = round(float(fit_seconds), 2)
-    if budget["threads"] is None:
-        budget["threads"] = _threads()
     budget["time_limit_hit"] = budget.get("stop_reason") == "time limit"
     return budget
 
@@ -221,7 +219,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
             # history items this method saw per user (None: it ignores histories)
             "max_history": method.max_history(),
         },
-        "budget": run_budget(method, context, timer.seconds.get("fit", 0.0), config),
+        "budget": run_budget(method, context, timer.seconds.get("fit", 0.0)),
         **({"coldstart": coldstart} if cold is not None else {}),
         "metrics": metrics,
         # 1-based rank of each user's test target (0 = not in the top max_k), users in dataset order;

@@ -36,6 +36,20 @@ def _sha(array: np.ndarray) -> str:
     return hashlib.sha256(f"{array.shape}{array.dtype}".encode() + array.tobytes()).hexdigest()[:16]
 
 
+def _mix(candidates: list, cap: int, k: int) -> list[int]:
+    """The first ``k`` items of sorted ``(-score, is_unseen, beam, item)`` candidates, at most ``cap``
+    of them unseen."""
+    chosen, n_unseen = [], 0
+    for _, is_unseen, _, item in candidates:
+        if is_unseen and n_unseen >= cap:
+            continue
+        chosen.append(item)
+        n_unseen += is_unseen
+        if len(chosen) == k:
+            break
+    return chosen
+
+
 def _summarise_curve(curve: list[dict], max_points: int = 60) -> list[dict]:
     if len(curve) <= max_points:
         return curve
@@ -88,7 +102,6 @@ class TigerRecommender(Recommender):
             "epochs": training.get("epochs"),
             "examples_seen": training.get("examples_seen"),
             "train_seconds": training.get("train_seconds"),
-            "threads": torch.get_num_threads(),
             "stop_reason": training.get("stop_reason"),
             "best_step": training.get("best_step"),
         }
@@ -221,10 +234,12 @@ class TigerRecommender(Recommender):
             items = np.where(items >= 0, self.seen_index[np.clip(items, 0, None)], -1)  # back to catalogue ids
         return (items, valid, scores) if with_scores else (items, valid)
 
-    def cold_rankings(self, batch: HistoryBatch, k: int, unseen: np.ndarray, epsilon: float) -> np.ndarray:
+    def cold_rankings(self, batch: HistoryBatch, k: int, unseen: np.ndarray, epsilons, plain=None) -> np.ndarray | list:
         """TIGER's cold-start decoding: the top-``k`` seen items of plain constrained decoding, with the
         unseen items whose first L codes (the collision level left out) match a generated L-code
-        prefix mixed in, at most ``floor(epsilon * k)`` of them per list.
+        prefix mixed in, at most ``floor(epsilon * k)`` of them per list. ``epsilons``: one value (one
+        ranking) or a list (a ranking each, from one pair of beam searches); ``plain``: plain
+        decoding's ``(items, scores)`` when the caller has them.
 
         Rule: the prefixes come from a beam search over the first L levels constrained to the codes of
         all items (seen and unseen), scored by their log-probability; an unseen item takes its
@@ -232,55 +247,54 @@ class TigerRecommender(Recommender):
         score (ties: seen before unseen, then the better beam, then the lower item id), skipping unseen
         items once the cap is reached. ``epsilon = 0`` gives plain decoding's list exactly.
         """
-        items, _, scores = self.decode_batch(batch, k, with_scores=True)
-        cap = int(np.floor(float(epsilon) * k))
-        if cap == 0 or not len(unseen):
-            return items
-        beam = max(int(self.decode_cfg["beam_size"]), k)
-        prefixes, _, prefix_scores = self.decode_batch(batch, beam, levels=self.vocab.n_levels - 1, trie=self.trie,
-                                                       with_scores=True)
-        under: dict[int, list[int]] = {}
-        for item in np.sort(unseen):
-            under.setdefault(int(self.trie.item_prefix_node[item]), []).append(int(item))
-        out = np.full_like(items, -1)
-        for row in range(len(items)):
-            candidates = [(-scores[row, r], 0, r, int(item)) for r, item in enumerate(items[row]) if item >= 0]
-            for r, node in enumerate(prefixes[row]):
-                if node >= 0 and np.isfinite(prefix_scores[row, r]):
-                    candidates += [(-prefix_scores[row, r], 1, r, item) for item in under.get(int(node), ())]
-            chosen, n_unseen = [], 0
-            for _, is_unseen, _, item in sorted(candidates):
-                if is_unseen and n_unseen >= cap:
-                    continue
-                chosen.append(item)
-                n_unseen += is_unseen
-                if len(chosen) == k:
-                    break
-            out[row, :len(chosen)] = chosen
-        return out
+        several = isinstance(epsilons, (list, tuple))
+        caps = [int(np.floor(float(e) * k)) for e in (epsilons if several else [epsilons])]
+        if plain is None:
+            items, _, scores = self.decode_batch(batch, k, with_scores=True)
+        else:
+            items, scores = plain
+        rankings = [items] * len(caps)
+        if len(unseen) and max(caps) > 0:
+            beam = max(int(self.decode_cfg["beam_size"]), k)
+            prefixes, _, prefix_scores = self.decode_batch(batch, beam, levels=self.vocab.n_levels - 1,
+                                                           trie=self.trie, with_scores=True)
+            under: dict[int, list[int]] = {}
+            for item in np.sort(unseen):
+                under.setdefault(int(self.trie.item_prefix_node[item]), []).append(int(item))
+            rankings = [items if cap == 0 else np.full_like(items, -1) for cap in caps]
+            for row in range(len(items)):
+                candidates = [(-scores[row, r], 0, r, int(item)) for r, item in enumerate(items[row]) if item >= 0]
+                for r, node in enumerate(prefixes[row]):
+                    if node >= 0 and np.isfinite(prefix_scores[row, r]):
+                        candidates += [(-prefix_scores[row, r], 1, r, item) for item in under.get(int(node), ())]
+                candidates.sort()
+                for cap, out in zip(caps, rankings):
+                    if cap:
+                        chosen = _mix(candidates, cap, k)
+                        out[row, :len(chosen)] = chosen
+        return rankings if several else rankings[0]
 
     def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
         if self.model is None:
             raise RuntimeError("fit() first")
         batch = split.eval_batch(stage)
         constrained = bool(self.decode_cfg.get("constrained", True))
-        items, valid = self.decode_batch(batch, k, constrained)
+        items, valid, scores = self.decode_batch(batch, k, constrained, with_scores=True)
         extras = self.context.extras
         unseen = self.context.unseen_items
         if stage == "test" and constrained and unseen is not None and len(unseen):
             epsilon = float(get_path(self.config, "coldstart.epsilon", 0.0))
-            items = self.cold_rankings(batch, k, unseen, epsilon)
+            cold = np.flatnonzero(np.isin(batch.targets, unseen))
+            curve = [float(e) for e in get_path(self.config, "coldstart.epsilon_curve", []) or []] if len(cold) else []
+            items, *curve_rankings = self.cold_rankings(batch, k, unseen, [epsilon, *curve], plain=(items, scores))
             share = float(np.isin(items[items >= 0], unseen).mean()) if (items >= 0).any() else 0.0
             extras["coldstart_decoding"] = {"epsilon": epsilon, "max_unseen_per_list": int(np.floor(epsilon * k)),
                                             "unseen_share_of_ranked_items": round(share, 5)}
-            curve = get_path(self.config, "coldstart.epsilon_curve", []) or []
-            cold = np.flatnonzero(np.isin(batch.targets, unseen))
-            if curve and len(cold):
+            if curve:
                 ks = self._rate_ks(k)
                 extras["coldstart_curve"] = {
-                    f"{float(e):g}": evaluate_rankings(self.cold_rankings(batch, k, unseen, float(e))[cold],
-                                                       batch.targets[cold], ks=ks)
-                    for e in curve
+                    f"{e:g}": evaluate_rankings(ranked[cold], batch.targets[cold], ks=ks)
+                    for e, ranked in zip(curve, curve_rankings)
                 }
         if not constrained:
             # invalid IDs become distinct out-of-catalogue ids: they take a rank and count as misses

@@ -119,27 +119,19 @@ def absolutize_paths(spec: SweepSpec) -> None:
             spec.fixed[key] = str(Path(value).expanduser().resolve())
 
 
-def check_config(config: dict) -> None:
-    from bench.data import DATASETS
-    from bench.methods import METHODS
-
-    METHODS.get(config["method"])
-    DATASETS.get(config["dataset"])
-
-
-def validate(spec: SweepSpec, points: list[dict] | None) -> None:
+def validate(spec: SweepSpec, points: list[dict] | None) -> list[dict] | None:
     """Resolve every grid trial (or, for Optuna, every categorical value) before Ray starts, so an
-    unknown key or name fails the sweep at once with the config error."""
+    unknown key, name or value fails the sweep at once with the config error (``resolve_config``
+    checks them all). Returns the grid trials' configs, in the order of ``points``."""
     base = spec.base()
     if points is not None:
-        for point in points:
-            check_config(resolve_trial_config(base, point))
-        return
+        return [resolve_trial_config(base, point) for point in points]
     probe = spec.representative_point()
-    check_config(resolve_trial_config(base, probe))
+    resolve_trial_config(base, probe)
     for dim in spec.dimensions:
         for value in dim.values:
-            check_config(resolve_trial_config(base, probe | {dim.name: value}))
+            resolve_trial_config(base, probe | {dim.name: value})
+    return None
 
 
 def completed_index(results_dir: str) -> dict[str, dict]:
@@ -163,36 +155,36 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
             "every record of this sweep says so)")
 
     points = spec.grid_points() if spec.search == "grid" else None
-    validate(spec, points)
+    configs = validate(spec, points)
     results_dir = spec.fixed["results_dir"]
     work_dir = spec.fixed.get("work_dir") or str(Path(results_dir).parent / "work")
     storage = str(Path(options.storage_path).resolve()) if options.storage_path else str(Path(work_dir) / "ray")
 
     outcomes: list[TrialOutcome] = []
     evaluated: list[tuple[dict, float]] = []
+    index = completed_index(results_dir)
     if points is not None:
-        index = completed_index(results_dir)
-        todo = []
-        for point in points:
-            record = index.get(trial_key(resolve_trial_config(spec.base(), point)))
+        todo, todo_configs = [], []
+        for point, config in zip(points, configs):
+            record = index.get(trial_key(config))
             if record is None:
                 todo.append(point)
+                todo_configs.append(config)
             else:
                 value = _record_metric(record, spec.metric)
                 outcomes.append(TrialOutcome(point, "skipped", value, run_id=record["run_id"]))
         out(f"sweep {spec.name} (grid): {len(points)} trials, {len(points) - len(todo)} already in the store, "
             f"{len(todo)} to run")
     else:
-        todo = None
-        evaluated = stored_results(spec, completed_index(results_dir))
+        todo, todo_configs = None, [resolve_trial_config(spec.base(), spec.representative_point())]
+        evaluated = stored_results(spec, index)
         out(f"sweep {spec.name} (optuna/TPE): {spec.num_samples or 10} new trials over "
             f"{', '.join(d.describe() for d in spec.dimensions)}; {len(evaluated)} already in the store")
     out(f"records: {results_dir}")
 
     if options.dry_run:
-        planned = [resolve_trial_config(spec.base(), p) for p in todo] if todo is not None else \
-            [resolve_trial_config(spec.base(), spec.representative_point())] * int(spec.num_samples or 10)
-        timed = iter_all(results_dir)
+        planned = todo_configs if todo is not None else todo_configs * int(spec.num_samples or 10)
+        timed = list(index.values())
         stated = spec.minutes_per_trial * 60 if spec.minutes_per_trial else None
         estimates = [estimate_seconds(config, timed) or stated for config in planned]
         for point, seconds in zip(todo if todo is not None else [], estimates):
@@ -205,21 +197,16 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
             f"local Ray ({options.num_cpus or os.cpu_count()} CPUs)"
         out(f"Ray: {where}; Ray's own files: {storage}")
         with ray_session(options.address, options.num_cpus, options.verbose, out):
-            outcomes += run_tuner(spec, todo, options, storage, out, evaluated if todo is None else None)
+            outcomes += run_tuner(spec, todo, options, storage, out, evaluated if todo is None else None,
+                                  stored_keys=set(index), configs=todo_configs)
     order = {repr(sorted(p.items())): i for i, p in enumerate(points or [])}
     outcomes.sort(key=lambda o: order.get(repr(sorted(o.point.items())), len(order)))
     return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir, storage)
 
 
-def iter_all(results_dir: str) -> list[dict]:
-    from bench.records import iter_records
-
-    return [r for r in iter_records(results_dir) if r.get("status") == "completed"]
-
-
 def estimate_seconds(config: dict, records: list[dict]) -> float | None:
     """Wall seconds a trial with ``config`` should take: the median total time of the completed
-    records of the same method, dataset, profile and tokenizer, scaled by the trial's optimizer steps
+    ``records`` of the same method, dataset, profile and tokenizer, scaled by the trial's optimizer steps
     where both the trial and those records have a step budget; None without such records."""
     import statistics
 

@@ -112,18 +112,19 @@ def _make_progress_callback(total: int, metric: str, out: Callable):
     return Progress()
 
 
-def _records_home(results_dir: str, out: Callable):
+def _records_home(results_dir: str, out: Callable, stored_keys: set[str]):
     """A Tune callback that writes each trial's record, sent home in its last report, to the store:
     a completed record once per trial key (a retried trial that had already reported is not written
-    twice); a failed record only when the trial fails for good (after its retries)."""
+    twice); a failed record only when the trial fails for good (after its retries). ``stored_keys``:
+    the trial keys of the completed records already in the store."""
     from ray import tune
 
-    from bench.records import RecordExistsError, iter_records, write_record
+    from bench.records import RecordExistsError, write_record
     from sweeps.spec import record_trial_key
 
     class RecordsHome(tune.Callback):
         def __init__(self):
-            self.written = {record_trial_key(r) for r in iter_records(results_dir) if r.get("status") == "completed"}
+            self.written = set(stored_keys)
             self.failed: dict[str, dict] = {}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -152,14 +153,12 @@ def _records_home(results_dir: str, out: Callable):
     return RecordsHome()
 
 
-def ship_datasets(spec: SweepSpec, points: list[dict] | None, out: Callable) -> dict:
-    """The datasets the trials need, loaded once here (the driver) and sent to the trials through
-    Ray's object store, so worker nodes need no data files."""
+def ship_datasets(configs: list[dict], out: Callable) -> dict:
+    """The datasets of the trials' ``configs``, loaded once here (the driver) and sent to the trials
+    through Ray's object store, so worker nodes need no data files."""
     from bench.data import load_dataset
-    from sweeps.spec import resolve_trial_config
     from sweeps.trainable import dataset_key
 
-    configs = [resolve_trial_config(spec.base(), p) for p in (points or [spec.representative_point()])]
     shipped, failed = {}, set()
     for config in configs:
         key = dataset_key(config)
@@ -193,7 +192,10 @@ def sweep_facts(spec: SweepSpec) -> dict:
 
 
 def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions, storage: str,
-              out: Callable, evaluated: list[tuple[dict, float]] | None = None) -> list[TrialOutcome]:
+              out: Callable, evaluated: list[tuple[dict, float]] | None = None, stored_keys: set[str] = frozenset(),
+              configs: list[dict] = ()) -> list[TrialOutcome]:
+    """Run ``points`` (grid; ``configs`` their resolved configs) or Optuna's proposals (``configs``:
+    a representative one) on Ray; ``stored_keys``: trial keys already completed in the store."""
     from ray import tune
 
     base = spec.base()
@@ -243,7 +245,7 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
                  # any other key is a custom Ray resource (e.g. trial_node: 1 keeps trials on the
                  # nodes started with --resources '{"trial_node": N}')
                  **{k: float(v) for k, v in spec.resources.items() if k not in ("cpu", "gpu")}}
-    trainable = tune.with_parameters(run_trial, datasets=ship_datasets(spec, points, out))
+    trainable = tune.with_parameters(run_trial, datasets=ship_datasets(list(configs), out))
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         param_space=param_space,
@@ -256,7 +258,8 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=False),
             verbose=2 if options.verbose else 0,
-            callbacks=[_records_home(spec.fixed["results_dir"], out), _make_progress_callback(total, spec.metric, out)],
+            callbacks=[_records_home(spec.fixed["results_dir"], out, stored_keys),
+                       _make_progress_callback(total, spec.metric, out)],
         ),
     )
     quiet = not options.verbose

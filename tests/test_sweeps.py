@@ -390,7 +390,7 @@ def test_records_come_home_once_and_failed_ones_only_when_the_trial_fails_for_go
     config = resolve_trial_config(spec.base(), spec.grid_points()[0])
     record = {"run_id": "r1", "status": "completed", "config": config,
               "components": METHODS.get(config["method"]).components(config), "metrics": {"valid": {}, "test": {}}}
-    home = _records_home(str(tmp_path), print)
+    home = _records_home(str(tmp_path), print, stored_keys=set())
     trial, retried = SimpleNamespace(trial_id="t1"), SimpleNamespace(trial_id="t2")
     home.on_trial_result(0, [], trial, {"record_json": json.dumps(record)})
     home.on_trial_result(0, [], trial, {"record_json": json.dumps(dict(record, run_id="r1-again"))})  # a retry

@@ -93,8 +93,9 @@ def cache_dir(config: dict) -> Path:
 
 
 def cache_path(config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None,
-               cf_mask: np.ndarray | None = None) -> Path:
-    tokenizer = build_tokenizer(config)
+               cf_mask: np.ndarray | None = None, tokenizer: Tokenizer | None = None) -> Path:
+    """The cache folder of the config's tokenizer fitted on these inputs."""
+    tokenizer = tokenizer or build_tokenizer(config)
     if not tokenizer.uses_cf:
         cf_emb = None
     return cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb, cf_mask)[:20]}"
@@ -107,14 +108,14 @@ def fit_tokenizer(
     """The tokenizer of ``config`` fitted on ``item_emb`` (and ``cf_emb``), loaded from the cache when there.
 
     ``tokenizer.source`` is the cache folder it was loaded from, else None (freshly fitted; then it
-    is saved there when caching is on). ``refit`` fits again and replaces the cached entry;
+    is saved there when caching is on); ``tokenizer.cache_folder`` is that folder when caching is on. ``refit`` fits again and replaces the cached entry;
     ``cache=False`` (or ``tokenizer.cache: false``) neither reads nor writes the cache.
     """
     tokenizer = build_tokenizer(config)
     if not tokenizer.uses_cf:
         cf_emb = None
     use_cache = bool(cache) and bool(_section(config).get("cache", True))
-    path = cache_dir(config) / f"{tokenizer.name}-{cache_key(tokenizer, item_emb, cf_emb, cf_mask)[:20]}"
+    path = cache_path(config, item_emb, cf_emb, cf_mask, tokenizer)
     if use_cache and not refit and (path / "tokenizer.json").is_file():
         try:
             loaded = Tokenizer.load(path)
@@ -126,10 +127,12 @@ def fit_tokenizer(
                 loaded.progress = tokenizer.progress
                 loaded.collapse_threshold = tokenizer.collapse_threshold  # not part of the key
                 report_collapse(loaded.name, loaded.stats()["collapse_warning"])
+                loaded.cache_folder = path
                 return loaded
     tokenizer.fit(item_emb, cf_emb, cf_mask)
     if use_cache:
         tokenizer.save(path)
+        tokenizer.cache_folder = path
     return tokenizer
 
 

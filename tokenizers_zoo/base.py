@@ -106,6 +106,7 @@ class Tokenizer:
         self.extra_stats: dict = {}  # statistics that need the training data (reconstruction, CF alignment)
         self.info: dict = {}  # fit facts: seconds, epochs, final losses, loss history
         self.source: str | None = None  # where it was loaded from, when it was
+        self.cache_folder: Path | None = None  # its folder in the tokenizer cache (set by fit_tokenizer)
         self.cf_mask: np.ndarray | None = None  # items whose CF row is a real target (set by fit)
         self.validate_params()
 

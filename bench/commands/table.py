@@ -80,45 +80,13 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--kind ablation needs --param KEY (the config key whose values make the rows)")
     if args.param:
         check_key(args.param, "--param")
-    if args.kind == "sweep":
-        if not args.spec:
-            raise ConfigError("--kind sweep needs --spec SPEC (a sweep spec file or a shipped spec's name)")
-        from bench.tables.sweep import build_sweep_table
-        from sweeps.spec import load_spec
-
-        table = build_sweep_table(records, load_spec(args.spec, budget=args.budget), split=args.split,
-                                  alpha=args.alpha, test=args.test, profile=args.profile,
-                                  **({"metrics": metrics} if metrics else {}))
-        if not table.rows:
-            print(f"{table.empty_message} in {args.results_dir}")
-            return 1
-        text = render(table, args.format)
-    elif args.kind == "coldstart":
-        from bench.tables.coldstart import build_coldstart_table
-
-        table = build_coldstart_table(records, profile=args.profile)
-        if not table.rows:
-            print(f"{table.empty_message} in {args.results_dir}")
-            return 1
-        text = render(table, args.format)
-    elif args.kind in ("diversity", "invalid"):
-        from bench.tables.decoding import build_decoding_table
-
-        table = build_decoding_table(records, args.kind, profile=args.profile)
-        if not table.rows:
-            print(f"{table.empty_message} in {args.results_dir}")
-            return 1
-        text = render(table, args.format)
-    elif args.kind == "simple":
+    if args.kind == "simple":
         text = render_simple(records, args.format, args.split, metrics)
         if text is None:
             print(f"no completed run records in {args.results_dir}")
             return 1
     else:
-        options = {"split": args.split, "alpha": args.alpha, "test": args.test, "profile": args.profile}
-        if metrics:
-            options["metrics"] = metrics
-        table = build_table(args.kind, records, param=args.param, **options)
+        table = build_kind(args, records, metrics)
         if not table.rows:
             print(f"{table.empty_message} in {args.results_dir}")
             return 1
@@ -129,6 +97,31 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def build_kind(args: argparse.Namespace, records, metrics):
+    """The table of ``--kind`` (all but ``simple``) from ``records``."""
+    if args.kind == "sweep":
+        if not args.spec:
+            raise ConfigError("--kind sweep needs --spec SPEC (a sweep spec file or a shipped spec's name)")
+        from bench.tables.sweep import build_sweep_table
+        from sweeps.spec import load_spec
+
+        return build_sweep_table(records, load_spec(args.spec, budget=args.budget), split=args.split,
+                                 alpha=args.alpha, test=args.test, profile=args.profile,
+                                 **({"metrics": metrics} if metrics else {}))
+    if args.kind == "coldstart":
+        from bench.tables.coldstart import build_coldstart_table
+
+        return build_coldstart_table(records, profile=args.profile)
+    if args.kind in ("diversity", "invalid"):
+        from bench.tables.decoding import build_decoding_table
+
+        return build_decoding_table(records, args.kind, profile=args.profile)
+    options = {"split": args.split, "alpha": args.alpha, "test": args.test, "profile": args.profile}
+    if metrics:
+        options["metrics"] = metrics
+    return build_table(args.kind, records, param=args.param, **options)
 
 
 def render_simple(records, fmt: str, split: str, metrics=None) -> str | None:

@@ -279,10 +279,10 @@ def _held_fixed(part: pd.DataFrame, records, param: str) -> tuple[pd.DataFrame, 
 
     from bench.identity import PATH_KEYS, config_identity
 
-    rest = {}
+    rest, shown = {}, set(part["run_id"])
     for record in records:
         config = record.get("config")
-        if isinstance(config, dict) and record.get("run_id") in set(part["run_id"]):
+        if isinstance(config, dict) and record.get("run_id") in shown:
             other = copy.deepcopy(config)
             node = other
             *parents, last = param.split(".")
