@@ -191,6 +191,22 @@ def sweep_facts(spec: SweepSpec) -> dict:
             "search": spec.search, "test_metric_allowed": bool(spec.allow_test_metric)}
 
 
+def _optuna_search(seed: int, told: list[dict], rewards: list[float], enqueue: list[dict]):
+    """Ray's OptunaSearch told the stored trials' results *and* given points to try next (Ray's class
+    takes evaluated points or points to try, not both: the rest are enqueued once its study exists)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    class WarmOptunaSearch(OptunaSearch):
+        def _setup_study(self, mode):
+            super()._setup_study(mode)
+            for point in enqueue:
+                self._ot_study.enqueue_trial(point)
+
+    if not told:
+        return OptunaSearch(seed=seed, points_to_evaluate=enqueue or None)
+    return WarmOptunaSearch(seed=seed, points_to_evaluate=told, evaluated_rewards=rewards)
+
+
 def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions, storage: str,
               out: Callable, evaluated: list[tuple[dict, float]] | None = None, stored_keys: set[str] = frozenset(),
               configs: list[dict] = ()) -> list[TrialOutcome]:
@@ -206,25 +222,24 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
         num_samples, total = 1, len(points)
     else:
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),
                        "point": spec.ray_space("optuna")}
         # TPE sampler. Trials of this spec already in the store are told to Optuna with their results,
-        # so a search goes on where an earlier session left it; without any, the spec's initial
-        # points run first. (Keys as Ray flattens the nested space.)
+        # so a search goes on where an earlier session left it; the spec's initial points not yet in
+        # the store run first (an initial point added to the spec later runs next). (Keys as Ray
+        # flattens the nested space.)
         def flat(point):
             return {f"point/{name}": value for name, value in point.items()}
 
         done = evaluated or []
+        pending = [point for point in spec.initial_points if all(point != p for p, _ in done)]
         if done:
-            out(f"optuna: {len(done)} trial(s) of this spec already in the store are given to TPE")
-            search_alg = OptunaSearch(seed=spec.search_seed, points_to_evaluate=[flat(p) for p, _ in done],
-                                      evaluated_rewards=[v for _, v in done])
-        else:
-            first = [flat(point) for point in spec.initial_points]
-            search_alg = OptunaSearch(seed=spec.search_seed, points_to_evaluate=first or None)
+            out(f"optuna: {len(done)} trial(s) of this spec already in the store are given to TPE"
+                + (f"; {len(pending)} initial point(s) not yet run go first" if pending else ""))
+        search_alg = _optuna_search(spec.search_seed, [flat(p) for p, _ in done], [v for _, v in done],
+                                    [flat(p) for p in pending])
         num_samples = total = int(spec.num_samples or 10)
     scheduler = None
     if spec.scheduler == "asha":

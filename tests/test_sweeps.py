@@ -374,9 +374,15 @@ def test_optuna_starts_from_initial_points_and_later_from_the_store(ray_local, t
     assert first[0]["config"]["data"]["synthetic"]["p_next"] == 0.75  # the initial point ran first
     assert first[0]["sweep"]["name"] == "tpe" and first[0]["sweep"]["test_metric_allowed"] is False
     capsys.readouterr()
+    # an initial point added to the spec later runs before TPE's own proposals
+    spec.write_text(spec.read_text() + "  - {run: popular, data.synthetic.p_next: 0.65}\n")
     assert main(args + ["--num-samples", "2"]) == 0
-    assert "1 trial(s) of this spec already in the store are given to TPE" in capsys.readouterr().out
-    assert len(records(tmp_path / "runs")) == 3
+    out = capsys.readouterr().out
+    assert "1 trial(s) of this spec already in the store are given to TPE; " \
+           "1 initial point(s) not yet run go first" in out
+    second = records(tmp_path / "runs")
+    assert len(second) == 3
+    assert any(r["method"] == "pop" and r["config"]["data"]["synthetic"]["p_next"] == 0.65 for r in second)
 
 
 def test_records_come_home_once_and_failed_ones_only_when_the_trial_fails_for_good(tmp_path):
