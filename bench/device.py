@@ -48,12 +48,18 @@ def cpu_has_bf16() -> bool:
     return False
 
 
+CORE_SHARE_ENV = "BENCH_CORE_SHARE"  # the cores a scheduler gave this process (set by a sweep trial)
+
+
 def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask; a sweep trial's share on Ray)."""
+    """The CPU cores this process may run on: its affinity mask, capped by the share a scheduler gave
+    it (``$BENCH_CORE_SHARE``; Ray reserves CPUs for a trial but does not pin the process)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    share = os.environ.get(CORE_SHARE_ENV, "")
+    return min(cores, max(1, int(float(share)))) if share.strip() else cores
 
 
 def resolve_threads(requested) -> int | None:

@@ -67,6 +67,7 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
 
     sweep = trial.get("sweep")
     dataset = (datasets or {}).get(dataset_key(config))
+    share_cores_ray_reserved()
     try:
         record = run(config, report=report, write=False, annotations={"sweep": sweep} if sweep else None,
                      dataset=dataset)
@@ -76,6 +77,19 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
             tune.report({metric: math.nan, "final": False, "failed_record_json": json.dumps(_plain(failed))})
         raise
     tune.report(final_result(record, metric) | {"skipped": False, "record_json": json.dumps(_plain(record))})
+
+
+def share_cores_ray_reserved() -> None:
+    """``train.num_threads: auto`` in a trial = the CPUs Ray reserved for it, not the machine's."""
+    import os
+
+    import ray
+
+    from bench.device import CORE_SHARE_ENV
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:
+        os.environ[CORE_SHARE_ENV] = str(max(1, int(cpus)))
 
 
 def _plain(record: dict) -> dict:

@@ -357,6 +357,32 @@ def test_reproduce_beauty_spec_runs_every_step_with_the_smoke_profile(ray_local,
     assert "TIGER[letter]" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to tell a share from the machine")
+def test_a_trial_with_auto_threads_uses_the_cpus_ray_reserved_not_the_machines(ray_local, tmp_path):
+    """Ray reserves CPUs but does not pin a trial: ``train.num_threads: auto`` must still mean its share."""
+    spec = tmp_path / "threads.yaml"
+    spec.write_text("profile: smoke\ndataset: synthetic\ntokenizer: random_id\n"
+                    "set: {data.synthetic.n_users: 60, data.synthetic.n_items: 30, train.num_threads: auto}\n"
+                    "space:\n  train.lr: [0.001]\n")
+    args = ["sweep", str(spec), "--results-dir", str(tmp_path / "runs"), "--set", f"work_dir={tmp_path / 'w'}",
+            "--cpus-per-trial", "1"]
+    assert main(args) == 0
+    (record,) = records(tmp_path / "runs")
+    assert record["config"]["train"]["num_threads"] == "auto"
+    assert record["budget"]["threads"] == 1
+
+
+def test_auto_threads_are_capped_by_the_share_a_scheduler_gave(monkeypatch):
+    from bench.device import CORE_SHARE_ENV, available_cores, resolve_threads
+
+    monkeypatch.delenv(CORE_SHARE_ENV, raising=False)
+    machine = available_cores()
+    monkeypatch.setenv(CORE_SHARE_ENV, "1")
+    assert resolve_threads("auto") == 1
+    monkeypatch.setenv(CORE_SHARE_ENV, str(machine + 4))
+    assert resolve_threads("auto") == machine
+
+
 @pytest.mark.slow
 def test_optuna_starts_from_initial_points_and_later_from_the_store(ray_local, tmp_path, capsys):
     spec = tmp_path / "tpe.yaml"
