@@ -87,7 +87,12 @@ def share_cores_ray_reserved() -> None:
 
     from bench.device import CORE_SHARE_ENV
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if not ray.is_initialized():  # called outside Ray (tests of the trainable)
+        return
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # Ray's answer when this process is the driver, not a worker
+        return
     if cpus:
         os.environ[CORE_SHARE_ENV] = str(max(1, int(cpus)))
 
