@@ -5,8 +5,9 @@ target is unseen (a *cold user*) can only be served by a method that knows items
 
 Config (``coldstart``): ``enabled``; ``fraction`` of the distinct test-target items made unseen
 (default 5 %); ``seed`` (null = the run's seed); ``epsilon`` (TIGER's share of unseen items a
-generative model may mix into its top-K). Users left with fewer than 3 items are dropped (counted
-in the record). ID-based methods (descriptor ``id_based``: RecBole's models) have no learned
+generative model may mix into its top-K). Users left with fewer than 4 items are dropped (counted
+in the record): 4 is what RecBole's leave-one-out needs to give a user the harness's validation
+and test targets, so every method sees the same users (version 2; version 1 kept users with 3). ID-based methods (descriptor ``id_based``: RecBole's models) have no learned
 embedding for an unseen item, so in this protocol unseen items are removed from their rankings and
 they score 0 on cold users; the record says so.
 """
@@ -18,7 +19,8 @@ import numpy as np
 
 from bench.data.types import SequenceDataset
 
-MIN_LENGTH = 3  # a training item, the validation target and the test target
+COLDSTART_VERSION = 2  # part of every cold-start run's components
+MIN_LENGTH = 4  # two training items (RecBole's first training prefix needs them), validation, test
 
 
 @dataclass

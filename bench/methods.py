@@ -44,7 +44,12 @@ class Recommender(abc.ABC):
         every versioned component it uses (tokenizer, embedder, RecBole data preparation, ...)."""
         if "version" not in vars(cls) or cls.version is None:
             raise TypeError(f"method class {cls.__name__} declares no `version`")
-        return {f"method/{config['method']}": int(cls.version)}
+        versions = {f"method/{config['method']}": int(cls.version)}
+        if (config.get("coldstart") or {}).get("enabled"):
+            from bench.coldstart import COLDSTART_VERSION
+
+            versions["protocol/coldstart"] = COLDSTART_VERSION
+        return versions
 
     @classmethod
     def check_config(cls, config: dict) -> None:

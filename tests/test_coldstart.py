@@ -32,6 +32,26 @@ def test_unseen_items_appear_only_as_test_targets():
     assert apply_coldstart(dataset, 0.1, 3).unseen.tolist() == cold.unseen.tolist()  # seeded
 
 
+def test_users_left_too_short_for_recboles_split_are_dropped_for_every_method(tmp_path):
+    """Version 2 of the protocol: a user needs 4 items left (RecBole's leave-one-out gives a user the
+    harness's validation target only from 2 training items on), so RecBole runs under it too."""
+    from bench.coldstart import choose_unseen
+
+    dataset = load_dataset("synthetic")
+    unseen = set(choose_unseen(dataset, 0.3, 3).tolist())
+    left = [sum(int(x) not in unseen for x in s[:-1]) + 1 for s in dataset.sequences]
+    assert sum(n == 3 for n in left) > 0  # version 1 kept these users; RecBole refused them
+    cold = apply_coldstart(dataset, fraction=0.3, seed=3)
+    assert cold.dropped_users == sum(n < 4 for n in left)
+    assert min(len(s) for s in cold.dataset.sequences) >= 4
+    store = tmp_path / "runs"
+    assert main(["run", "--baseline", "sasrec", "--dataset", "synthetic", "--profile", "smoke", "--results-dir",
+                 str(store), "--set", "coldstart.enabled=true", "coldstart.fraction=0.3", "coldstart.seed=3"]) == 0
+    record = json.loads(sorted(store.glob("*.json"))[-1].read_text())
+    assert record["status"] == "completed" and record["coldstart"]["dropped_users"] >= 1
+    assert record["components"]["protocol/coldstart"] == 2
+
+
 def test_drop_unseen_keeps_order_and_pads():
     ranked = np.array([[5, 1, 7, 2], [7, 7, -1, -1]])
     assert drop_unseen(ranked, np.array([7])).tolist() == [[5, 1, 2, -1], [-1, -1, -1, -1]]
