@@ -7,9 +7,10 @@ Config (``coldstart``): ``enabled``; ``fraction`` of the distinct test-target it
 (default 5 %); ``seed`` (null = the run's seed); ``epsilon`` (TIGER's share of unseen items a
 generative model may mix into its top-K). Users left with fewer than 4 items are dropped (counted
 in the record): 4 is what RecBole's leave-one-out needs to give a user the harness's validation
-and test targets, so every method sees the same users (version 2; version 1 kept users with 3). ID-based methods (descriptor ``id_based``: RecBole's models) have no learned
-embedding for an unseen item, so in this protocol unseen items are removed from their rankings and
-they score 0 on cold users; the record says so.
+and test targets, so every method sees the same users (version 2; version 1 kept users with 3).
+ID-based methods (descriptor ``id_based``: RecBole's models) have no learned embedding for an
+unseen item, so in this protocol unseen items are removed from their rankings and they score 0 on
+cold users; the record says so.
 """
 from __future__ import annotations
 

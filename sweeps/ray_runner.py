@@ -234,7 +234,8 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
             return {f"point/{name}": value for name, value in point.items()}
 
         done = evaluated or []
-        pending = [point for point in spec.initial_points if all(point != p for p, _ in done)]
+        done_points = [point for point, _ in done]
+        pending = [point for point in spec.initial_points if point not in done_points]
         if done:
             out(f"optuna: {len(done)} trial(s) of this spec already in the store are given to TPE"
                 + (f"; {len(pending)} initial point(s) not yet run go first" if pending else ""))

@@ -108,8 +108,9 @@ def fit_tokenizer(
     """The tokenizer of ``config`` fitted on ``item_emb`` (and ``cf_emb``), loaded from the cache when there.
 
     ``tokenizer.source`` is the cache folder it was loaded from, else None (freshly fitted; then it
-    is saved there when caching is on); ``tokenizer.cache_folder`` is that folder when caching is on. ``refit`` fits again and replaces the cached entry;
-    ``cache=False`` (or ``tokenizer.cache: false``) neither reads nor writes the cache.
+    is saved there when caching is on); ``tokenizer.cache_folder`` is that folder when caching is on.
+    ``refit`` fits again and replaces the cached entry; ``cache=False`` (or ``tokenizer.cache: false``)
+    neither reads nor writes the cache.
     """
     tokenizer = build_tokenizer(config)
     if not tokenizer.uses_cf:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from bench.records import PUBLISHED_STORE, iter_records
@@ -74,8 +75,6 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
         if not table.rows:
             continue
         if kind == "ablation":
-            from collections import Counter
-
             if max(Counter(row.labels[0] for row in table.rows).values()) < 2:
                 continue  # no method has two values of the parameter with everything else held fixed
             shown = {run for row in table.rows for runs in row.runs.values() for run in runs["run_id"]}
