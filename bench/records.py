@@ -88,6 +88,23 @@ def iter_records(results_dir: str | os.PathLike) -> Iterator[dict]:
         yield record
 
 
+def sweep_stores(results_dir: str | os.PathLike) -> list[Path]:
+    """The stores whose completed records a sweep counts as done: the curated store next to
+    ``results_dir`` (``<results_dir>/../published``, where it exists) and ``results_dir`` itself.
+    A fresh clone holds only the published records; a trial published there is not run again."""
+    scratch = Path(results_dir)
+    published = scratch.parent / Path(PUBLISHED_STORE).name
+    stores = [published] if published.is_dir() and published.resolve() != scratch.resolve() else []
+    return stores + [scratch]
+
+
+def iter_sweep_records(results_dir: str | os.PathLike) -> Iterator[dict]:
+    """Every record of :func:`sweep_stores`, the published store first (a later record of the same
+    trial, in the scratch store, wins wherever records are indexed by trial)."""
+    for store in sweep_stores(results_dir):
+        yield from iter_records(store)
+
+
 # ---------------------------------------------------------------------- schema
 @lru_cache(maxsize=1)
 def record_schema() -> dict:

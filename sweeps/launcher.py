@@ -135,11 +135,12 @@ def validate(spec: SweepSpec, points: list[dict] | None) -> list[dict] | None:
 
 
 def completed_index(results_dir: str) -> dict[str, dict]:
-    """trial key -> newest completed record in the store."""
-    from bench.records import iter_records
+    """trial key -> newest completed record in the store (``results_dir`` and the published store
+    next to it, see ``bench.records.sweep_stores``)."""
+    from bench.records import iter_sweep_records
 
     index = {}
-    for record in iter_records(results_dir):
+    for record in iter_sweep_records(results_dir):
         if record.get("status") == "completed" and isinstance(record.get("config"), dict):
             index[record_trial_key(record)] = record
     return index

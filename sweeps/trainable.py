@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 
-from bench.records import iter_records
+from bench.records import iter_sweep_records
 from sweeps.spec import record_trial_key, resolve_trial_config, trial_key
 
 
@@ -22,9 +22,10 @@ def flat_metrics(metrics: dict) -> dict:
 
 
 def find_completed(results_dir: str, key: str) -> dict | None:
-    """The newest completed record in the store whose config is this trial's (see ``trial_key``)."""
+    """The newest completed record in the store (and the published store next to it) whose config
+    is this trial's (see ``trial_key``)."""
     found = None
-    for record in iter_records(results_dir):
+    for record in iter_sweep_records(results_dir):
         if record.get("status") == "completed" and record_trial_key(record) == key:
             found = record
     return found

@@ -169,6 +169,13 @@ def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, m
     trainable.run_trial(trial)  # e.g. Optuna proposing a config that is already in the store
     assert len(reported) == 1 and reported[0]["skipped"] and reported[0]["valid_ndcg@10"] == 0.2
 
+    # a record published (moved to the curated store next to the scratch store) still counts as done
+    reported.clear()
+    scratch = tmp_path / "runs"
+    scratch.rename(scratch.parent / "published")
+    trainable.run_trial(trial)
+    assert len(reported) == 1 and reported[0]["skipped"] and reported[0]["run_id"] == "r1"
+
 
 # ---------------------------------------------------------------------- a Ray head on 127.0.0.1
 def _free_port() -> int:
@@ -302,6 +309,11 @@ def test_grid_sweep_writes_records_and_rerun_skips(ray_local, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "4 already in the store, 0 to run" in out and "4 skipped" in out
     assert len(records(tmp_path / "runs")) == 4
+
+    # a fresh clone: the scratch store is gone, the published store next to it holds the records
+    (tmp_path / "runs").rename(tmp_path / "published")
+    assert main(sweep_args(tmp_path, "--dry-run")) == 0
+    assert "4 already in the store, 0 to run" in capsys.readouterr().out
 
 
 @pytest.mark.slow
