@@ -39,9 +39,14 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=120, layout="constrained")
 
 
+# no creation date in a PDF: rendering the same records again gives the same bytes
+_METADATA = {"pdf": {"CreationDate": None}}
+
+
 def _save(fig, output: str | Path) -> Path:
     output = Path(output)
-    return atomic_write(output, lambda handle: fig.savefig(handle, format=output.suffix.lstrip(".") or "png"))
+    fmt = output.suffix.lstrip(".") or "png"
+    return atomic_write(output, lambda handle: fig.savefig(handle, format=fmt, metadata=_METADATA.get(fmt)))
 
 
 # ---------------------------------------------------------------------- hyper-parameter curves

@@ -393,6 +393,30 @@ def test_decoding_tables_from_the_records_studies():
     assert invalid.rows[0].cells[("beauty", "invalid_id_rate@10")].mean == pytest.approx(0.03)
     assert "Decoding" in render(table, "md")
 
+    # two configurations of one method: a column says what sets each apart from the common setting
+    deeper = study(3, 3.0)
+    deeper["config"]["model"]["encoder_layers"] = 3
+    deeper["run_id"] = "deeper"
+    table = build_decoding_table(store + [deeper], "diversity")
+    assert table.label_columns == ["Method", "Configuration", "Decoding"]
+    assert {tuple(r.labels[:2]) for r in table.rows} == {("TIGER[rqvae]", "–"), ("TIGER[rqvae]", "model.encoder_layers=3")}
+
+
+def test_config_differences_name_the_settings_that_set_a_configuration_apart():
+    from bench.tables.frame import config_differences
+
+    def rec(**config):
+        return {"method": "tiger", "config": {"method": "tiger", "seed": 1, "results_dir": "x", **config}}
+
+    base = {"model": {"encoder_layers": 2, "d_model": 64}, "train": {"lr": 0.005}, "baseline": {"epochs": 5}}
+    records = {"a": rec(**base), "b": rec(**base, extra=1),
+               "c": rec(**{**base, "model": {"encoder_layers": 3, "d_model": 128}, "train": {"lr": 0.01}})}
+    records["c"]["config"]["seed"] = 7  # seeds and paths never set a configuration apart
+    out = config_differences(records, limit=2)
+    # `extra` is missing from two configs, baseline.* means nothing to TIGER: neither is named
+    assert out == {"a": "", "b": "", "c": "model.d_model=128, model.encoder_layers=3 (+1 more)"}
+    assert config_differences({"a": rec(**base)}) == {"a": ""}
+
 
 def test_an_ablation_compares_only_runs_that_differ_in_its_parameter_alone():
     store = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.tables.budget import budget_text
-from bench.tables.frame import choose_profiles, latest_code, records_frame
+from bench.tables.frame import choose_profiles, config_differences, latest_code, records_frame
 from bench.tables.model import Cell, Row, Table, _profile_title
 from bench.tables.names import is_generative, method_order, order_datasets
 
@@ -41,10 +41,18 @@ def build_decoding_table(records, kind: str = "diversity", profile: str | None =
     rows = []
     groups = sorted(frame.groupby(["dataset", "method", "config_key"], sort=False),
                     key=lambda g: method_order(g[1]["method_key"].iloc[0], g[1]["tokenizer"].iloc[0], g[0][1]))
+    # several configurations of one method (e.g. a layers sweep): a column says what sets each apart
+    differences = {}
+    for (dataset, label), runs in frame.groupby(["dataset", "method"], sort=False):
+        one_each = {key: by_id[ids.iloc[0]] for key, ids in runs.groupby("config_key", sort=False)["run_id"]}
+        differences.update({(dataset, label, key): text for key, text in config_differences(one_each).items()})
+    if any(differences.values()):
+        table.label_columns = ["Method", "Configuration", "Decoding"]
     for (dataset, label, config_key), runs in groups:
         studies = [_study(by_id[run], kind) for run in runs["run_id"]]
         for setting in dict.fromkeys(s for study in studies for s in study):
-            row = Row(labels=[label, setting], group="generative")
+            labels = [label, differences[(dataset, label, config_key)] or "–", setting]
+            row = Row(labels=labels if len(table.label_columns) == 3 else [label, setting], group="generative")
             for metric in metrics:
                 values = [study[setting][metric] for study in studies if metric in study.get(setting, {})]
                 if values:

@@ -12,7 +12,7 @@ import pandas as pd
 from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
 from bench.records import record_budget, record_max_history
-from bench.tables.names import SELECT_METRIC, dataset_name, is_generative, section_owners, tokenizer_name
+from bench.tables.names import SELECT_METRIC, dataset_name, format_value, is_generative, section_owners, tokenizer_name
 
 
 def _get(config, dotted: str):
@@ -95,6 +95,47 @@ def _hashable(value):
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
     return value
+
+
+# keys that say where a run came from or wrote to, not what it computed
+_NOT_A_SETTING = ("seed", "train.resume_from", *PATH_KEYS)
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists as tuples), bookkeeping, seed and path keys left out."""
+    out = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if str(key).startswith("_") or dotted in _NOT_A_SETTING:
+            continue
+        if isinstance(value, dict) and value:
+            out.update(flat_config(value, dotted + "."))
+        else:
+            out[dotted] = _hashable(value)
+    return out
+
+
+def config_differences(records: dict[str, dict], limit: int = 3) -> dict[str, str]:
+    """``{config key: one record of it}`` -> what sets each configuration apart: the settings (that
+    mean something for its method and that every configuration has) where it differs from the most
+    common value among them, e.g. ``model.encoder_layers=3``; empty for a configuration that has
+    the common value everywhere, and for all when there is only one configuration."""
+    from collections import Counter
+
+    flats = {}
+    for key, record in records.items():
+        config = record.get("config") if isinstance(record.get("config"), dict) else {}
+        flats[key] = {p: v for p, v in flat_config(config).items() if param_applies(record, p)}
+    if len(flats) < 2:
+        return {key: "" for key in flats}
+    shared = set.intersection(*(set(flat) for flat in flats.values()))
+    common = {p: Counter(repr(flat[p]) for flat in flats.values()).most_common(1)[0][0] for p in shared}
+    out = {}
+    for key, flat in flats.items():
+        parts = [f"{p}={format_value(flat[p])}" for p in sorted(shared) if repr(flat[p]) != common[p]]
+        more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
+        out[key] = ", ".join(parts[:limit]) + more
+    return out
 
 
 def filter_records(records, datasets=None, where: dict | None = None) -> list[dict]:
