@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from functools import lru_cache
 
 
 def resolve_device(requested: str | None, fallback: str | None = None) -> str:
@@ -34,18 +35,41 @@ def torch_state():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """The first processor's fields of a ``/proc/cpuinfo`` text."""
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict[str, str]:
+    """This machine's first processor in ``/proc/cpuinfo`` (``model name``, ``cpu family``,
+    ``flags``, ...); empty where the file is missing."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            return parse_cpuinfo(handle.read())
+    except OSError:
+        return {}
+
+
+# the instruction sets that decide how fast this harness trains on a CPU (run records list them)
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_speed_flags() -> list[str]:
+    flags = set(cpu_info().get("flags", "").split())
+    return [flag for flag in SPEED_FLAGS if flag in flags]
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16): without it, bf16 on
     the CPU is emulated and slower than float32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
-    except OSError:
-        pass
-    return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_speed_flags()))
 
 
 CORE_SHARE_ENV = "BENCH_CORE_SHARE"  # the cores a scheduler gave this process (set by a sweep trial)

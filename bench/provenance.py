@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.device import cpu_info, cpu_speed_flags
 from bench.identity import package_versions_of
 
 PACKAGES = (
@@ -50,19 +51,23 @@ def package_versions() -> dict:
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_generation() -> str | None:
+    """Family, model and stepping from ``/proc/cpuinfo``: a model name like "AMD EPYC" can name
+    CPUs of different generations (one with AVX-512 BF16, one without), which train at different speeds."""
+    info = cpu_info()
+    parts = [f"{name} {info[key]}" for key, name in (("cpu family", "family"), ("model", "model"), ("stepping", "stepping"))
+             if info.get(key)]
+    return ", ".join(parts) or None
 
 
 def hardware() -> dict:
     info = {
         "cpu_model": cpu_model(),
+        "cpu_generation": cpu_generation(),
+        "cpu_flags": cpu_speed_flags(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),

@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     facts = hardware()
-    print(f"hardware: {facts['cpu_model']}, {facts['cpu_count']} logical CPUs, {args.threads} torch thread(s), "
+    print(f"hardware: {facts['cpu_model']} ({facts['cpu_generation']}; {' '.join(facts['cpu_flags']) or 'no AVX2'}), "
+          f"{facts['cpu_count']} logical CPUs, {args.threads} torch thread(s), "
           f"torch {torch.__version__}, native bf16: {cpu_has_bf16()}")
     peak = {"fp32": gemm_gflops(torch.float32), "bf16": gemm_gflops(torch.bfloat16)}
     print(f"GEMM 1024^3: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s "

@@ -169,6 +169,17 @@ def test_a_fresh_record_follows_the_schema_and_carries_identity_and_budget(tmp_p
     assert stored["components"] == {"method/pop": 1}
     assert stored["budget"]["optimizer_steps"] == 0 and stored["budget"]["stop_reason"].startswith("no training")
     assert set(stored["git"]) == {"commit", "dirty", "modified_files", "untracked_files"}
+    assert {"cpu_model", "cpu_generation", "cpu_flags"} <= set(stored["hardware"])
+
+
+def test_the_cpu_generation_and_its_speed_flags_come_from_cpuinfo():
+    from bench.device import SPEED_FLAGS, parse_cpuinfo
+
+    text = ("processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\n"
+            "flags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nmodel name\t: other\n")
+    info = parse_cpuinfo(text)
+    assert info["model name"] == "AMD EPYC" and info["cpu family"] == "25" and info["model"] == "17"
+    assert [f for f in SPEED_FLAGS if f in info["flags"].split()] == ["avx2", "avx512f", "avx512_bf16"]
 
 
 def test_a_schema_violation_is_reported():
