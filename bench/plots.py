@@ -251,24 +251,29 @@ def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, 
 # ---------------------------------------------------------------------- cold start
 def plot_coldstart(records, output: str | Path, title: str | None = None) -> Path:
     """TIGER's two cold-start panels: Recall@K on the cold users against K, one line per method; and
-    Recall@10 on the cold users against epsilon, one line per generative run with an epsilon curve."""
-    records = [r for r in records if r.get("status", "completed") == "completed"
-               and ((r.get("config") or {}).get("coldstart") or {}).get("enabled") and "test_cold" in r.get("metrics", {})]
-    if not records:
+    Recall@10 on the cold users against epsilon, one line per generative method with an epsilon
+    curve. The runs are those of the cold-start table (``shown_coldstart_runs``), means over seeds."""
+    from bench.tables.coldstart import shown_coldstart_runs
+
+    shown = shown_coldstart_runs(records)
+    if not shown:
         raise PlotError("no completed runs under the cold-start protocol")
     fig = _figure(8.4, 3.4)
     by_k, by_eps = fig.subplots(1, 2)
-    for record in sorted(records, key=lambda r: r["label"]):
-        cold = record["metrics"]["test_cold"]
-        ks = sorted(int(name.split("@")[1]) for name in cold if name.startswith("recall@"))
-        by_k.plot(ks, [cold[f"recall@{k}"] for k in ks], marker="o", label=record["label"])
-        curve = (record.get("method_info") or {}).get("coldstart_curve") or {}
-        if curve:
-            eps = sorted(curve, key=float)
-            by_eps.plot([float(e) for e in eps], [curve[e]["recall@10"] for e in eps], marker="o", label=record["label"])
+    for index, label in enumerate(sorted(shown)):
+        runs, color = shown[label], f"C{index}"  # one colour per method in both panels
+        colds = [run["metrics"]["test_cold"] for run in runs]
+        ks = sorted({int(name.split("@")[1]) for cold in colds for name in cold if name.startswith("recall@")})
+        by_k.plot(ks, [np.mean([c[f"recall@{k}"] for c in colds if f"recall@{k}" in c]) for k in ks],
+                  marker="o", label=label, color=color)
+        curves = [c for c in ((run.get("method_info") or {}).get("coldstart_curve") for run in runs) if c]
+        if curves:
+            eps = sorted({e for curve in curves for e in curve}, key=float)
+            by_eps.plot([float(e) for e in eps], [np.mean([c[e]["recall@10"] for c in curves if e in c]) for e in eps],
+                        marker="o", label=label, color=color)
     by_k.set_xlabel("K")
     by_k.set_ylabel("Recall@K (cold users)")
-    by_eps.set_xlabel("epsilon (largest share of unseen items in the top-K)")
+    by_eps.set_xlabel("epsilon (max share of unseen items in top-K)")
     by_eps.set_ylabel("Recall@10 (cold users)")
     for ax in (by_k, by_eps):
         ax.grid(True, alpha=0.3)

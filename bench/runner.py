@@ -78,6 +78,15 @@ def base_record(config: dict, run_id: str, label: str, started: str, components:
     }
 
 
+def code_at_end(at_start: dict) -> dict:
+    """The record's ``git``: the commit and dirty state when the run started, plus
+    ``changed_during_run`` (the state at the end) where the checkout changed while it ran."""
+    at_end = git_commit()
+    if (at_end.get("commit"), at_end.get("dirty")) == (at_start.get("commit"), at_start.get("dirty")):
+        return at_start
+    return at_start | {"changed_during_run": {"commit": at_end.get("commit"), "dirty": at_end.get("dirty")}}
+
+
 def run(config: dict, report: Callable[[int, dict], None] | None = None, write: bool = True,
         annotations: dict | None = None, dataset=None) -> dict:
     """Run the configured method end to end; return (and by default store) its run record.
@@ -93,7 +102,8 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
     run_id = make_run_id(config, label)
     started = datetime.now(timezone.utc).isoformat()
     timer = StageTimer()
-    head = base_record(config, run_id, label, started, components) | dict(annotations or {})
+    # the code that runs is the code at the start: a commit made while a long run trains is not it
+    head = base_record(config, run_id, label, started, components) | dict(annotations or {}) | {"git": git_commit()}
     # an unusable results folder stops the run before anything else: nowhere to put a record
     if write:
         ensure_writable_dir(config["results_dir"], "results folder (results_dir / --results-dir)")
@@ -128,7 +138,7 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
                 "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(),
                 "timings_s": timer.seconds,
-                "git": git_commit(),
+                "git": code_at_end(head["git"]),
             }
             err.run_record = failed  # a sweep trial sends it home to the driver
             if write:
@@ -229,7 +239,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
         "timings_s": timer.seconds,
         "hardware": {**hardware(), "device": context.device},
         "versions": package_versions(),
-        "git": git_commit(),
+        "git": code_at_end(head["git"]),
     }
     if write:
         record["_path"] = str(write_record(record, config["results_dir"]))

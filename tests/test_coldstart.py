@@ -124,5 +124,10 @@ def test_cold_start_tiger_records_its_epsilon_curve_and_the_table_and_plots_rend
     table = build_coldstart_table([tiger, knn])
     assert [r.labels[0] for r in table.rows] == ["Semantic-KNN", "TIGER[rqvae]"]
     assert ("synthetic", "cold recall@50") in table.rows[0].cells
+    # the note counts the cold users of the runs shown, not of every record given
+    stale = {**knn, "run_id": "20000101T000000000000-stale", "coldstart": {**knn["coldstart"], "cold_users": 99999},
+             "git": {**knn["git"], "commit": "0" * 40}, "started_at": "2000-01-01T00:00:00+00:00"}
+    notes = build_coldstart_table([tiger, knn, stale]).notes[0]
+    assert "99999" not in notes and f"({knn['coldstart']['cold_users']} users)" in notes
     written = {p.name for p in render_all([tiger, knn], tmp_path / "out")}
     assert {"coldstart.md", "coldstart.png"} <= written

@@ -172,6 +172,20 @@ def test_a_fresh_record_follows_the_schema_and_carries_identity_and_budget(tmp_p
     assert {"cpu_model", "cpu_generation", "cpu_flags"} <= set(stored["hardware"])
 
 
+def test_a_record_names_the_code_at_the_start_and_says_when_the_checkout_changed_during_the_run(tmp_path, monkeypatch):
+    import bench.runner
+
+    states = iter([{"commit": "aaa", "dirty": False, "modified_files": 0, "untracked_files": 0},
+                   {"commit": "bbb", "dirty": False, "modified_files": 0, "untracked_files": 0}])
+    monkeypatch.setattr(bench.runner, "git_commit", lambda: next(states))
+    config = resolve_config("smoke", overrides={"dataset": "synthetic", "method": "pop",
+                                                "results_dir": str(tmp_path), "work_dir": str(tmp_path / "w")})
+    stored = read_record(bench.runner.run(config)["_path"])
+    assert stored["git"]["commit"] == "aaa"  # what ran, not what was checked out when it finished
+    assert stored["git"]["changed_during_run"] == {"commit": "bbb", "dirty": False}
+    assert schema_errors(stored) == []
+
+
 def test_the_cpu_generation_and_its_speed_flags_come_from_cpuinfo():
     from bench.device import SPEED_FLAGS, parse_cpuinfo
 

@@ -37,6 +37,8 @@ def test_failed_runs_are_left_out():
 
 def test_rank_marks_ties_share():
     assert rank_marks(pd.Series([1.0, 1.0, 0.5])).tolist() == ["best", "best", "second"]
+    # zeros (an ID-based model on cold users) are not "second best"
+    assert rank_marks(pd.Series([0.05, 0.0, 0.0])).tolist() == ["best", "", ""]
 
 
 def test_latex_escape():

@@ -9,12 +9,32 @@ from bench.tables.model import Table, _make_rows, _mark_best, _profile_title
 from bench.tables.names import is_generative, method_order, order_datasets
 
 
+def coldstart_records(records) -> list[dict]:
+    return [r for r in records if r.get("status", "completed") == "completed"
+            and ((r.get("config") or {}).get("coldstart") or {}).get("enabled") and "test_cold" in r.get("metrics", {})]
+
+
+def shown_coldstart_runs(records, profile: str | None = None) -> dict[str, list[dict]]:
+    """The runs the cold-start table shows, by row label: one profile per dataset, one code identity
+    per configuration, the validation-best configuration per method (the plot draws the same runs)."""
+    records = coldstart_records(records)
+    if not records:
+        return {}
+    frame, _, _ = choose_profiles(records_frame(records, split="test_cold"), profile)
+    frame, _ = latest_code(frame)
+    frame = select_best_configs(frame, ["dataset", "method"])
+    by_id = {r["run_id"]: r for r in records}
+    shown: dict[str, list[dict]] = {}
+    for run_id, label in zip(frame["run_id"], frame["method"]):
+        shown.setdefault(label, []).append(by_id[run_id])
+    return shown
+
+
 def build_coldstart_table(records, ks=(10, 20, 50), profile: str | None = None) -> Table:
     """Rows: methods run under the cold-start protocol; columns: cold-user and all-user Recall@K."""
     table = Table("Cold-start recommendation", ["Method"], [], [], [],
                   empty_message="(no completed runs under the cold-start protocol)")
-    records = [r for r in records if r.get("status", "completed") == "completed"
-               and ((r.get("config") or {}).get("coldstart") or {}).get("enabled")]
+    records = coldstart_records(records)
     if not records:
         return table
     cold = records_frame(records, split="test_cold")
@@ -36,7 +56,8 @@ def build_coldstart_table(records, ks=(10, 20, 50), profile: str | None = None) 
     table.profiles = profiles
     table.title = _profile_title(table.title, profiles)
     _mark_best(table.rows, table.columns)
-    cold_users = sorted({int((r.get("coldstart") or {}).get("cold_users", 0)) for r in records})
+    shown = set(frame["run_id"])
+    cold_users = sorted({int((r.get("coldstart") or {}).get("cold_users", 0)) for r in records if r.get("run_id") in shown})
     table.notes = [f"Test split under the cold-start protocol (bench/coldstart.py): 'cold' = the users whose test item "
                    f"is unseen ({'/'.join(map(str, cold_users))} users), 'all' = every user. ID-based methods cannot "
                    "recommend unseen items (0 on cold users); generative models mix in at most "

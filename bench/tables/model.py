@@ -17,8 +17,9 @@ from bench.tables.significance import _best_baselines, _significance, best_on_va
 
 
 def rank_marks(values: pd.Series) -> pd.Series:
-    """'best' / 'second' / '' per cell of one column (higher is better; ties share a mark)."""
-    distinct = sorted(values.dropna().unique(), reverse=True)
+    """'best' / 'second' / '' per cell of one column (higher is better; ties share a mark; a score
+    of 0, e.g. an ID-based model on cold-start users, is never marked)."""
+    distinct = [v for v in sorted(values.dropna().unique(), reverse=True) if v != 0]
     marks = pd.Series("", index=values.index)
     if distinct:
         marks[values == distinct[0]] = "best"
