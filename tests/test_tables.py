@@ -362,6 +362,13 @@ def test_sweep_table_compares_every_setting_with_the_default(tmp_path):
     assert any("Best setting by validation NDCG@10 on Beauty: 0.8" in n for n in table.notes)
     assert r"$^{\ddagger}$" in render(table, "latex")
 
+    # the papers' grid (tau 0.6, 0.7, ..., 1.2) shows its own settings; the budget's table does not
+    # show a setting off its reduced grid
+    store.append(sweep_trial(load_spec("tau"), {"train.tau": 0.7}, 100))
+    full = build_sweep_table(store, load_spec("tau"))
+    assert [r.labels[0] for r in full.rows] == ["0.6", "0.7", "0.8", "1 (default)", "1.2"]
+    assert "0.7" not in [r.labels[0] for r in build_sweep_table(store, spec).rows]
+
 
 def test_render_writes_a_table_per_sweep(tmp_path):
     from bench.commands.render import render_all

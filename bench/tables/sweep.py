@@ -18,6 +18,12 @@ def _dims(spec) -> list[str]:
     return [d.name for d in spec.dimensions if d.keys != ["seed"]]
 
 
+def _on_grid(spec, point: dict) -> bool:
+    """Whether ``point`` is one of the spec's grid settings (its seeds included): a table of the
+    papers' grid does not show a budget's reduced grid, nor the reverse."""
+    return all(point.get(d.name) in d.values for d in spec.dimensions if d.kind == "grid" and d.values)
+
+
 def sweep_records(records, spec) -> list[tuple[dict, dict]]:
     """(record, point) for every completed record that is a trial of ``spec``: its config is what
     the spec resolves for that point (paths and seed aside)."""
@@ -31,7 +37,7 @@ def sweep_records(records, spec) -> list[tuple[dict, dict]]:
             continue
         try:
             point = point_of(spec, config)
-            if point is None:
+            if point is None or not _on_grid(spec, point):
                 continue
             expected = resolve_trial_config(base, point)
         except Exception:  # noqa: BLE001 - a record from another layout of the config is not a trial
