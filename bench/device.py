@@ -61,9 +61,14 @@ def cpu_info() -> dict[str, str]:
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
-def cpu_speed_flags() -> list[str]:
-    flags = set(cpu_info().get("flags", "").split())
+def speed_flags(info: dict[str, str]) -> list[str]:
+    """The :data:`SPEED_FLAGS` among a processor's ``flags`` (a :func:`parse_cpuinfo` result)."""
+    flags = set(info.get("flags", "").split())
     return [flag for flag in SPEED_FLAGS if flag in flags]
+
+
+def cpu_speed_flags() -> list[str]:
+    return speed_flags(cpu_info())
 
 
 def cpu_has_bf16() -> bool:

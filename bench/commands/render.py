@@ -111,8 +111,9 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
     for stem, spec, _ in sweeps:  # a curve per swept key, the default marked
         trials = [record for record, _ in sweep_records(records, spec)]
         for dim in spec.dimensions:
+            # a dimension setting several keys to one value (layers: encoder = decoder) is drawn against the first
             if not dim.keys or dim.keys == ["seed"] or dim.cases:
-                continue  # several keys set to one value (layers: encoder = decoder): drawn against the first
+                continue
             for suffix in ("png", "pdf"):
                 try:
                     written.append(plot_param_curves(trials, dim.keys[0], out / "plots" / f"{stem}-{dim.keys[0]}.{suffix}",
