@@ -26,6 +26,7 @@ from typing import Callable
 from tabulate import tabulate
 
 from bench.config import deep_merge, get_path
+from bench.provenance import cpu_generation
 from sweeps.ray_runner import TrialOutcome, _fmt, _format_point, ray_session, run_tuner
 from sweeps.spec import SweepSpec, check_choices, check_metric, record_trial_key, resolve_trial_config, trial_key
 
@@ -185,11 +186,13 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
 
     if options.dry_run:
         planned = todo_configs if todo is not None else todo_configs * int(spec.num_samples or 10)
-        timed = list(index.values())
+        timed, here = list(index.values()), cpu_generation()
         stated = spec.minutes_per_trial * 60 if spec.minutes_per_trial else None
-        estimates = [estimate_seconds(config, timed) or stated for config in planned]
-        for point, seconds in zip(todo if todo is not None else [], estimates):
-            out(f"  would run: {_format_point(point)}" + (f"  (~{seconds / 60:.0f} min)" if seconds else ""))
+        timings = [estimate_seconds(config, timed, here) for config in planned]
+        estimates = [seconds or stated for seconds, _ in timings]
+        for point, seconds, (_, basis) in zip(todo if todo is not None else [], estimates, timings):
+            detail = f"  (~{seconds / 60:.0f} min, {basis or 'the spec states it'})" if seconds else ""
+            out(f"  would run: {_format_point(point)}{detail}")
         out(format_estimate(estimates, spec, options))
         return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir)
 
@@ -205,10 +208,12 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir, storage)
 
 
-def estimate_seconds(config: dict, records: list[dict]) -> float | None:
-    """Wall seconds a trial with ``config`` should take: the median total time of the completed
-    ``records`` of the same method, dataset, profile and tokenizer, scaled by the trial's optimizer steps
-    where both the trial and those records have a step budget; None without such records."""
+def estimate_seconds(config: dict, records: list[dict], generation: str | None = None) -> tuple[float | None, str]:
+    """Wall seconds a trial with ``config`` should take, and what they were timed on: the median total
+    time of the completed ``records`` of the same method, dataset, profile and tokenizer, their training
+    time scaled to the trial's optimizer steps where the trial has a step budget. Records of this
+    machine's CPU ``generation`` are preferred: one generation trained TIGER 2.2x as fast as another
+    under the same model name. (None, "") without such records."""
     import statistics
 
     def same(record: dict) -> bool:
@@ -218,15 +223,23 @@ def estimate_seconds(config: dict, records: list[dict]) -> float | None:
             return False
         return config["method"] != "tiger" or get_path(other, "tokenizer.name") == get_path(config, "tokenizer.name")
 
-    totals = []
-    for record in filter(same, records):
+    def seconds_of(record: dict) -> float:
         seconds = sum((record.get("timings_s") or {}).values())
-        steps = (record.get("budget") or {}).get("optimizer_steps")
+        budget = record.get("budget") or {}
+        steps, train = budget.get("optimizer_steps"), budget.get("train_seconds")
         planned = get_path(config, "train.max_steps") if config["method"] == "tiger" else None
-        if steps and planned and (record.get("budget") or {}).get("stop_reason") in ("max steps", "max epochs"):
-            seconds *= float(planned) / float(steps)
-        totals.append(seconds)
-    return statistics.median(totals) if totals else None
+        if steps and planned and train:  # the training part scales with the steps, whatever stopped it
+            seconds += train * (float(planned) / float(steps) - 1.0)
+        return seconds
+
+    similar = list(filter(same, records))
+    if not similar:
+        return None, ""
+    local = [r for r in similar if generation and (r.get("hardware") or {}).get("cpu_generation") == generation]
+    if local:
+        return statistics.median(map(seconds_of, local)), f"timed on this CPU ({len(local)} run(s))"
+    return statistics.median(map(seconds_of, similar)), (
+        f"timed on other or unrecorded CPUs ({len(similar)} run(s)): this CPU may differ")
 
 
 def format_estimate(estimates: list[float | None], spec: SweepSpec, options: SweepOptions) -> str:
@@ -245,7 +258,8 @@ def format_estimate(estimates: list[float | None], spec: SweepSpec, options: Swe
     total = sum(e or mean for e in estimates) / parallel
     basis = "" if len(known) == len(estimates) else f" ({len(estimates) - len(known)} without a timed run: at the mean)"
     return (f"{len(estimates)} trials; estimated wall time {total / 3600:.1f} h with {parallel} at a time "
-            f"(from the timings of earlier runs in the store or the spec's minutes_per_trial{basis})")
+            f"(from the timings of earlier runs in the store, this CPU's where there are any, or the spec's "
+            f"minutes_per_trial{basis})")
 
 
 def stored_results(spec: SweepSpec, index: dict[str, dict]) -> list[tuple[dict, float]]:

@@ -554,3 +554,25 @@ def test_a_killed_driver_rerun_runs_only_what_is_missing(tmp_path):
     assert f"{first} already in the store" in rerun.stdout
     done = records(tmp_path / "runs")
     assert sorted(r["seed"] for r in done) == [1, 2, 3] and all(r["status"] == "completed" for r in done)
+
+
+def test_dry_run_estimate_prefers_runs_timed_on_this_cpu():
+    """A trial's estimate scales the training time of earlier runs to its step budget, from this CPU
+    generation's runs where there are any: the same model name trained 2.2x slower on another generation."""
+    from sweeps.launcher import estimate_seconds
+
+    def record(generation, train_seconds, steps, other_seconds=100.0):
+        return {"config": {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"}},
+                "hardware": {"cpu_generation": generation},
+                "timings_s": {"fit": train_seconds + other_seconds},
+                "budget": {"optimizer_steps": steps, "train_seconds": train_seconds, "stop_reason": "time limit"}}
+
+    config = {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"},
+              "train": {"max_steps": 4000}}
+    fast, slow = record("family 25, model 17", 1000.0, 2000), record("family 25, model 1", 2200.0, 2000)
+    seconds, basis = estimate_seconds(config, [fast, slow], "family 25, model 1")
+    assert seconds == pytest.approx(100.0 + 4400.0) and "this CPU (1 run" in basis
+    seconds, basis = estimate_seconds(config, [fast, slow], "family 6, model 85")
+    assert seconds == pytest.approx((2100.0 + 4500.0) / 2) and "other or unrecorded CPUs (2 run" in basis
+    other_tokenizer = dict(config, tokenizer={"name": "letter"})
+    assert estimate_seconds(other_tokenizer, [fast, slow], "family 25, model 1") == (None, "")
