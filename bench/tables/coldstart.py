@@ -14,15 +14,27 @@ def coldstart_records(records) -> list[dict]:
             and ((r.get("config") or {}).get("coldstart") or {}).get("enabled") and "test_cold" in r.get("metrics", {})]
 
 
+def select_coldstart_runs(records, profile: str | None = None, ks=(10, 20, 50)):
+    """The cold-start rows: one profile per dataset, one code identity per configuration, the
+    validation-best configuration per method; the frame holds each run's cold-user Recall@K
+    (``recall@K``) and all-user Recall@K (``all recall@K``). Returns the frame, metric names,
+    profiles and notes. The table and the plot both draw these runs."""
+    cold = records_frame(records, split="test_cold")
+    every = records_frame(records, split="test")
+    metrics = [f"recall@{k}" for k in ks if f"recall@{k}" in cold.columns]
+    for metric in metrics:
+        cold[f"all {metric}"] = cold["run_id"].map(dict(zip(every["run_id"], every.get(metric, pd.Series(dtype=float)))))
+    frame, profiles, notes = choose_profiles(cold, profile)
+    frame, code_notes = latest_code(frame)
+    return select_best_configs(frame, ["dataset", "method"]), metrics, profiles, notes + code_notes
+
+
 def shown_coldstart_runs(records, profile: str | None = None) -> dict[str, list[dict]]:
-    """The runs the cold-start table shows, by row label: one profile per dataset, one code identity
-    per configuration, the validation-best configuration per method (the plot draws the same runs)."""
+    """The runs the cold-start table shows, by row label (what the plot draws)."""
     records = coldstart_records(records)
     if not records:
         return {}
-    frame, _, _ = choose_profiles(records_frame(records, split="test_cold"), profile)
-    frame, _ = latest_code(frame)
-    frame = select_best_configs(frame, ["dataset", "method"])
+    frame = select_coldstart_runs(records, profile)[0]
     by_id = {r["run_id"]: r for r in records}
     shown: dict[str, list[dict]] = {}
     for run_id, label in zip(frame["run_id"], frame["method"]):
@@ -37,14 +49,7 @@ def build_coldstart_table(records, ks=(10, 20, 50), profile: str | None = None) 
     records = coldstart_records(records)
     if not records:
         return table
-    cold = records_frame(records, split="test_cold")
-    every = records_frame(records, split="test")
-    metrics = [f"recall@{k}" for k in ks if f"recall@{k}" in cold.columns]
-    for metric in metrics:
-        cold[f"all {metric}"] = cold["run_id"].map(dict(zip(every["run_id"], every.get(metric, pd.Series(dtype=float)))))
-    frame, profiles, notes = choose_profiles(cold, profile)
-    frame, code_notes = latest_code(frame)
-    frame = select_best_configs(frame, ["dataset", "method"])
+    frame, metrics, profiles, notes = select_coldstart_runs(records, profile, ks)
     columns = [f"cold {m}" for m in metrics] + [f"all {m}" for m in metrics]
     for metric in metrics:
         frame[f"cold {metric}"] = frame[metric]
@@ -61,5 +66,5 @@ def build_coldstart_table(records, ks=(10, 20, 50), profile: str | None = None) 
     table.notes = [f"Test split under the cold-start protocol (bench/coldstart.py): 'cold' = the users whose test item "
                    f"is unseen ({'/'.join(map(str, cold_users))} users), 'all' = every user. ID-based methods cannot "
                    "recommend unseen items (0 on cold users); generative models mix in at most "
-                   "floor(epsilon K) unseen items (coldstart.epsilon)."] + notes + code_notes
+                   "floor(epsilon K) unseen items (coldstart.epsilon)."] + notes
     return table
