@@ -108,3 +108,21 @@ def test_render_writes_tables_and_plots(tmp_path, capsys):
     assert is_png(plots / "codes-beauty.png")
     assert not (plots / "codes-sports.png").exists()
     assert "wrote" in capsys.readouterr().out
+
+
+def test_render_lists_files_it_did_not_write_and_prune_deletes_them(tmp_path, capsys):
+    store, results = tmp_path / "runs", tmp_path / "results"
+    for record in alpha_store():
+        write_record(record, store)
+    stale = results / "tables" / "sweep-gone.md"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("| a table whose runs left the store |")
+    assert main(["render", "--results-dir", str(store), "--out", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert f"not written by this render (stale? --prune deletes it): {stale}" in out and stale.exists()
+    assert "main.md" not in out.split("not written by this render")[-1]
+    assert main(["render", "--results-dir", str(store), "--out", str(results), "--prune", "--dataset", "beauty"]) == 2
+    assert stale.exists()
+    assert main(["render", "--results-dir", str(store), "--out", str(results), "--prune"]) == 0
+    assert f"deleted {stale}" in capsys.readouterr().out and not stale.exists()
+    assert (results / "tables" / "main.md").exists()

@@ -5,6 +5,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from bench.errors import UserError
 from bench.records import PUBLISHED_STORE, iter_records
 
 # hyper-parameters whose tables/curves are rendered when the store holds at least two values of them
@@ -30,6 +31,9 @@ def add_parser(subparsers) -> None:
                         help=f"folder of the curated store [default: {PUBLISHED_STORE}]")
     parser.add_argument("--out", default="results", help="folder that gets tables/ and plots/ [default: results]")
     parser.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
+    parser.add_argument("--prune", action="store_true",
+                        help="delete the files under OUT/tables/ and OUT/plots/ that this render did not write "
+                        "(a table whose rows left the store); without it they are only listed")
     parser.set_defaults(func=main)
 
 
@@ -137,7 +141,16 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
     return written
 
 
+def unwritten(out: str | Path, written: list[Path]) -> list[Path]:
+    """Files under ``out``/tables and ``out``/plots that a render did not write: stale unless put there by hand."""
+    kept = {Path(p).resolve() for p in written}
+    return sorted(p for folder in ("tables", "plots") if (Path(out) / folder).is_dir()
+                  for p in (Path(out) / folder).iterdir() if p.is_file() and p.resolve() not in kept)
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.prune and args.dataset:
+        raise UserError("--prune with --dataset would delete the other datasets' tables: prune a full render")
     records = [r for r in iter_records(args.results_dir)
                if not args.dataset or r.get("dataset") in args.dataset]
     completed = [r for r in records if r.get("status", "completed") == "completed"]
@@ -148,4 +161,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"{len(completed)} completed runs in {args.results_dir} ({len(records) - len(completed)} failed left out)")
     for path in written:
         print(f"wrote {path}")
+    for path in unwritten(args.out, written):
+        if args.prune:
+            path.unlink()
+            print(f"deleted {path} (not written by this render)")
+        else:
+            print(f"not written by this render (stale? --prune deletes it): {path}")
     return 0
