@@ -7,6 +7,7 @@ owns its own file.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -168,6 +169,19 @@ def plugin_defaults() -> dict:
             if plugin.defaults is not None:
                 layer = deep_merge(layer, {section: {plugin.name: plugin.defaults}})
     return layer
+
+
+@functools.lru_cache(maxsize=None)
+def _profile_values(profile: str) -> dict:
+    return deep_merge(default_layer(), load_layer(PROFILES_DIR / profile))
+
+
+def profile_value(profile: str | None, dotted: str) -> Any:
+    """What ``profile`` sets ``dotted`` to today (its layer over the defaults); KeyError for a
+    profile that no longer exists."""
+    if profile not in profile_names():
+        raise KeyError(profile)
+    return get_path(_profile_values(profile), dotted)
 
 
 def resolve_config(

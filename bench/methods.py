@@ -83,6 +83,9 @@ METHODS = Registry("method")
 # display: row name stem in tables; order: position in the baseline / generative group of tables;
 # sections: the config sections the method reads (tables apply a section's keys to these methods only)
 # id_based: the method knows items only from interactions (no learned embedding for an unseen one)
+# budget_keys: the config keys with which a profile fixes the method's training budget; the main and
+# tokenizer tables compare only runs at the profile's current values where there are any (RecBole
+# baselines declare none: their epochs are an upper bound under early stopping on validation)
 RECBOLE = {"sections": ("baseline",), "id_based": True}
 METHODS.register("random", "baselines.simple:RandomItems", display="Random", group="baseline", order=0)
 METHODS.register("pop", "baselines.simple:MostPopular", display="Pop", group="baseline", order=1,
@@ -97,4 +100,5 @@ METHODS.register("semantic_knn", "baselines.semantic_knn:SemanticKNN", display="
                  order=5, extras={"sections": ("baseline", "embed")},
                  defaults={"history": 5, "aggregate": "mean", "batch_users": 1024})
 METHODS.register("tiger", "recommenders.tiger:TigerRecommender", display="TIGER", group="generative", order=0,
-                 extras={"sections": ("model", "train", "decode", "tokenizer", "embed")})
+                 extras={"sections": ("model", "train", "decode", "tokenizer", "embed"),
+                         "budget_keys": ("train.max_steps", "train.max_epochs", "train.batch_size")})

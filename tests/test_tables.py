@@ -437,3 +437,35 @@ def test_an_ablation_compares_only_runs_that_differ_in_its_parameter_alone():
     table = build_ablation_table(store, "model.encoder_layers")
     assert [row.labels for row in table.rows] == [["TIGER[rqvae]", "3"], ["TIGER[rqvae]", "4"]]
     assert any("differ in model.encoder_layers alone" in note for note in table.notes)
+
+
+def test_main_and_tokenizer_tables_compare_runs_at_the_profiles_current_budget():
+    """A clock-stopped run or one under an earlier profile definition is not at the budget the
+    profile sets today: where a method has a run at that budget, only those are shown, even when
+    another run scores higher on validation; the left-out runs are named."""
+    from bench.config import profile_value
+
+    steps = profile_value("cpu", "train.max_steps")
+    budget = dict(train__max_steps=steps, train__max_epochs=profile_value("cpu", "train.max_epochs"),
+                  train__batch_size=profile_value("cpu", "train.batch_size"))
+    current = run("TIGER[lsh]", "tiger", "beauty", (0.01, 0.005, 0.02, 0.008), tokenizer="lsh", valid=0.01,
+                  profile="cpu", **budget)
+    current["profile"] = "cpu"
+    current["budget"] = {"optimizer_steps": steps, "stop_reason": "max steps", "time_limit_hit": False}
+    clocked = run("TIGER[lsh]", "tiger", "beauty", (0.03, 0.015, 0.05, 0.02), tokenizer="lsh", valid=0.03,
+                  profile="cpu", **budget)
+    clocked["profile"] = "cpu"
+    clocked["budget"] = {"optimizer_steps": steps // 2, "stop_reason": "time limit", "time_limit_hit": True}
+    older = run("TIGER[lsh]", "tiger", "beauty", (0.04, 0.02, 0.06, 0.03), tokenizer="lsh", valid=0.04,
+                profile="cpu", **dict(budget, train__max_steps=steps // 3))
+    older["profile"] = "cpu"
+    older["budget"] = {"optimizer_steps": steps // 3, "stop_reason": "max steps", "time_limit_hit": False}
+    for build in (build_main_table, build_tokenizer_table):
+        table = build([current, clocked, older])
+        assert len(table.rows) == 1
+        assert list(table.rows[0].runs["beauty"]["run_id"]) == [current["run_id"]]
+        note = next(n for n in table.notes if "another training budget" in n)
+        assert clocked["run_id"] in note and older["run_id"] in note and f"train.max_steps={steps}" in note
+    # no run at today's budget: the method keeps its runs (the budget column says what they got)
+    table = build_main_table([clocked, older])
+    assert list(table.rows[0].runs["beauty"]["run_id"]) == [older["run_id"]]

@@ -9,10 +9,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from bench.config import profile_value
 from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
 from bench.records import record_budget, record_max_history
-from bench.tables.names import SELECT_METRIC, dataset_name, format_value, is_generative, section_owners, tokenizer_name
+from bench.tables.names import SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners, tokenizer_name
 
 
 def _get(config, dotted: str):
@@ -77,6 +78,7 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
         row["commit"] = git.get("commit")
         row["dirty"] = git.get("dirty")
         row["budget"] = record_budget(record)
+        row["at_profile_budget"] = at_profile_budget(config, method_key, row["profile"], row["budget"])
         row["coldstart"] = bool((config.get("coldstart") or {}).get("enabled", False))
         row["max_history"], row["split_max_history"] = record_max_history(record)
         for name, value in metrics.get("valid", {}).items():
@@ -87,6 +89,45 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
             row[f"param:{key}"] = _hashable(_get(config, key)) if param_applies(record, key) else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def at_profile_budget(config: dict, method_key, profile, budget: dict) -> bool | None:
+    """Whether a run got the training budget its profile sets today (the method's ``budget_keys`` at
+    the profile's values, and not stopped by the clock); None where the method declares no budget
+    keys or the profile no longer exists."""
+    keys = budget_keys(method_key)
+    if not keys or not config:
+        return None
+    try:
+        today = {key: profile_value(profile, key) for key in keys}
+    except KeyError:
+        return None
+    if budget.get("time_limit_hit") or budget.get("stop_reason") == "time limit":
+        return False
+    return all(_get(config, key) == value for key, value in today.items())
+
+
+def profile_budget(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Runs of equal budgets: where a method on a dataset has runs at its profile's current training
+    budget, keep those and name the others (an earlier definition of the profile, a clock-stopped
+    run, a --set that changed the budget) in a note."""
+    if frame.empty or "at_profile_budget" not in frame.columns:
+        return frame, []
+    keep, notes = [], []
+    for _, group in frame.groupby(["dataset", "method"], sort=False, dropna=False):
+        at = group["at_profile_budget"].map(lambda v: v is True)
+        if not at.any() or at.all():
+            keep.append(group)
+            continue
+        kept, dropped = group[at], group[~at]
+        keep.append(kept)
+        first = kept.iloc[0]
+        keys = budget_keys(first["method_key"])
+        setting = ", ".join(f"{key}={profile_value(first['profile'], key)}" for key in keys)
+        notes.append(f"{first['method']} on {dataset_name(first['dataset'])}: {len(dropped)} run(s) at another training "
+                     f"budget than profile {first['profile']}'s ({setting}, not stopped by the clock) left out: "
+                     f"{', '.join(sorted(dropped['run_id']))}.")
+    return (pd.concat(keep) if keep else frame.iloc[0:0]), notes
 
 
 def _hashable(value):

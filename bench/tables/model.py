@@ -7,7 +7,8 @@ import pandas as pd
 
 from bench.tables.budget import budget_text
 from bench.tables.frame import (
-    _protocol_notes, choose_profiles, standard_protocol, latest_code, records_frame, select_best_configs, selection_notes,
+    _protocol_notes, choose_profiles, latest_code, profile_budget, records_frame, select_best_configs, selection_notes,
+    standard_protocol,
 )
 from bench.tables.names import (
     IMPROVEMENT_ROW, MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, dataset_name, format_value, is_generative,
@@ -154,11 +155,13 @@ def _notes(table_rows: list[Row], alpha: float, test: str, split: str, significa
 
 
 def _prepare(records, split, params=(), profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
-    """The runs a table may use: one profile per dataset, one code identity per configuration."""
+    """The runs a table may use: one profile per dataset, one code identity per configuration, the
+    profile's current training budget where a method has runs at it."""
     frame = standard_protocol(records_frame(list(records), split=split, params=params))
     frame, profiles, notes = choose_profiles(frame, profile)
     frame, code_notes = latest_code(frame)
-    return frame, profiles, notes + code_notes
+    frame, budget_notes = profile_budget(frame)
+    return frame, profiles, notes + code_notes + budget_notes
 
 
 def _baseline_pool(frame: pd.DataFrame, metrics, datasets) -> list[Row]:

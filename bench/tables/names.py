@@ -65,6 +65,12 @@ def section_owners(section: str) -> set[str]:
     return {p.name for p in _methods().infos() if section in p.extras.get("sections", ())}
 
 
+def budget_keys(method_key) -> tuple[str, ...]:
+    """The config keys that fix ``method_key``'s training budget under a profile (none where unregistered)."""
+    registry = _methods()
+    return tuple(registry.info(method_key).extras.get("budget_keys", ())) if method_key in registry else ()
+
+
 def order_datasets(datasets) -> list[str]:
     datasets = list(dict.fromkeys(datasets))
     registry = _datasets()
