@@ -26,7 +26,7 @@ import numpy as np
 
 from baselines.recbole_adapter import ADAPTER_VERSION, SPECS, train_sequential
 from baselines.recbole_data import PACKAGES as RECBOLE_PACKAGES, RECBOLE_DATA_VERSION
-from bench.atomic import atomic_write
+from bench.atomic import atomic_write, cache_lock
 from bench.config import deep_merge
 from bench.data.locate import cache_root
 from bench.device import resolve_device
@@ -67,6 +67,12 @@ def train_cf_embeddings(
 ) -> tuple[np.ndarray, Path, dict]:
     """(embeddings [n_items, d] float32, the .npy path, facts about the training); cached."""
     folder = cf_embeddings_dir(split, config)
+    with cache_lock(folder, "the CF item embeddings"):
+        return _cached_cf_embeddings(split, config, folder, work_dir, force)
+
+
+def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
+                          work_dir: str | os.PathLike | None, force: bool) -> tuple[np.ndarray, Path, dict]:
     path = folder / EMBEDDINGS_FILE
     if path.is_file() and not force:
         info = json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}

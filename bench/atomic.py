@@ -82,3 +82,26 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
         os.replace(folder, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def cache_lock(target: str | os.PathLike, what: str = "") -> Iterator[None]:
+    """Hold an inter-process lock (a hidden ``.<target name>.lock`` beside it) while a cached artifact is looked up and, if
+    missing, computed: two trials that need the same fit (a sweep's first two trials) compute it
+    once; the second waits, then loads what the first saved. Says so on stderr when it waits."""
+    import sys
+
+    from filelock import FileLock, Timeout
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target.parent / f".{target.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"[bench] waiting for another process computing {what or target.name} ({target})", file=sys.stderr)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from bench.atomic import atomic_write
+from bench.atomic import atomic_write, cache_lock
 from bench.data.locate import cache_root
 from bench.data.types import SequenceDataset
 from bench.device import resolve_device
@@ -307,10 +307,18 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
     section = embed_config(config)
     spec = embedding_spec(dataset, config)
     path = cache_path(dataset, config, spec)
-    if section["cache"]:
+    if not section["cache"]:
+        return _encode_items(dataset, config, section, spec)
+    with cache_lock(path, f"the {dataset.name} item text embeddings"):
         cached = load_cached(path, spec)
         if cached is not None:
             return cached
+        embeddings = _encode_items(dataset, config, section, spec)
+        save_embeddings(path, embeddings, spec)
+        return embeddings
+
+
+def _encode_items(dataset: SequenceDataset, config: dict | None, section: dict, spec: dict) -> np.ndarray:
     texts = item_texts(dataset, spec["template"])
     empty = sum(1 for t in texts if not t)
     if empty:
@@ -321,12 +329,9 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
         )
     device = resolve_device(section["device"], (config or {}).get("device"))
     model = load_model(section["model"], device=device)
-    embeddings = encode_texts(
+    return encode_texts(
         model, texts, batch_size=section["batch_size"], normalize=section["normalize"], progress=section["progress"]
     )
-    if section["cache"]:
-        save_embeddings(path, embeddings, spec)
-    return embeddings
 
 
 __all__ = [

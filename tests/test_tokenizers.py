@@ -191,7 +191,7 @@ def test_fit_tokenizer_caches_by_config_and_embeddings(tmp_path, data, monkeypat
     sets = [f"tokenizer.cache_dir={tmp_path}", "tokenizer.lsh.bits=4"]
     config = resolve_config("smoke", assignments=sets, overrides={"tokenizer": {"name": "lsh"}})
     first = fit_tokenizer(config, x)
-    assert first.source is None and len(list(tmp_path.iterdir())) == 1
+    assert first.source is None and len(cache_entries(tmp_path)) == 1
 
     def boom(self, *args):
         raise AssertionError("fitted again instead of loading from the cache")
@@ -202,12 +202,12 @@ def test_fit_tokenizer_caches_by_config_and_embeddings(tmp_path, data, monkeypat
     np.testing.assert_array_equal(second.codes(), first.codes())
     monkeypatch.undo()
     assert fit_tokenizer(config, x, refit=True).source is None  # fitted again, replacing the entry
-    assert len(list(tmp_path.iterdir())) == 1
+    assert len(cache_entries(tmp_path)) == 1
     fit_tokenizer(resolve_config("smoke", assignments=[*sets, "seed=5"], overrides={"tokenizer": {"name": "lsh"}}), x)
     fit_tokenizer(config, x[:, ::-1].copy())
-    assert len(list(tmp_path.iterdir())) == 3  # other seed, other embeddings: other entries
+    assert len(cache_entries(tmp_path)) == 3  # other seed, other embeddings: other entries
     fit_tokenizer(config, x, cache=False)
-    assert len(list(tmp_path.iterdir())) == 3
+    assert len(cache_entries(tmp_path)) == 3
 
 
 # ----------------------------------------------------------------------------- the algorithms
@@ -398,3 +398,42 @@ def test_letter_ignores_the_cf_rows_of_items_without_a_cf_target(data):
     moved[mask] = np.random.default_rng(10).normal(size=(int(mask.sum()), cf.shape[1]))
     changed = TOKENIZERS.get("letter")(dict(SMALL["letter"]), seed=0).fit(x, moved, mask)
     assert not np.array_equal(first.codes(), changed.codes())
+
+
+def cache_entries(folder):
+    """The cache's entries, without the lock files of bench.atomic.cache_lock."""
+    return [p for p in folder.iterdir() if not p.name.endswith(".lock")]
+
+
+def test_concurrent_fits_of_one_tokenizer_fit_once(tmp_path, data, monkeypatch):
+    """Two trials that need the same fit at the same time (a sweep's first two trials): one fits, the
+    other waits for the cache lock and loads that fit instead of fitting again."""
+    import threading
+    import time
+
+    x, _ = data
+    config = resolve_config("smoke", assignments=[f"tokenizer.cache_dir={tmp_path}", "tokenizer.lsh.bits=4"],
+                            overrides={"tokenizer": {"name": "lsh"}})
+    lsh = TOKENIZERS.get("lsh")
+    original, fits = lsh._fit, []
+
+    def slow_fit(self, *args, **kwargs):
+        fits.append(threading.get_ident())
+        time.sleep(0.5)  # long enough for the second caller to reach the lock
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(lsh, "_fit", slow_fit)
+    results = [None, None]
+
+    def work(i):
+        results[i] = fit_tokenizer(config, x)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fits) == 1, "both callers fitted the same tokenizer"
+    assert sorted(r.source is None for r in results) == [False, True]  # one fitted, one loaded
+    np.testing.assert_array_equal(results[0].codes(), results[1].codes())
+    assert len(cache_entries(tmp_path)) == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import cache_lock
 from bench.identity import artifact_key
 from bench.registry import Registry
 from tokenizers_zoo.base import Tokenizer, TokenizerError, TrainingDivergedError, default_params
@@ -117,7 +118,16 @@ def fit_tokenizer(
         cf_emb = None
     use_cache = bool(cache) and bool(_section(config).get("cache", True))
     path = cache_path(config, item_emb, cf_emb, cf_mask, tokenizer)
-    if use_cache and not refit and (path / "tokenizer.json").is_file():
+    if not use_cache:
+        tokenizer.fit(item_emb, cf_emb, cf_mask)
+        return tokenizer
+    with cache_lock(path, f"the {tokenizer.name} tokenizer fit"):
+        return _cached_fit(tokenizer, path, item_emb, cf_emb, cf_mask, refit)
+
+
+def _cached_fit(tokenizer: Tokenizer, path: Path, item_emb: np.ndarray, cf_emb: np.ndarray | None,
+                cf_mask: np.ndarray | None, refit: bool) -> Tokenizer:
+    if not refit and (path / "tokenizer.json").is_file():
         try:
             loaded = Tokenizer.load(path)
         except TokenizerError as err:
@@ -131,9 +141,8 @@ def fit_tokenizer(
                 loaded.cache_folder = path
                 return loaded
     tokenizer.fit(item_emb, cf_emb, cf_mask)
-    if use_cache:
-        tokenizer.save(path)
-        tokenizer.cache_folder = path
+    tokenizer.save(path)
+    tokenizer.cache_folder = path
     return tokenizer
 
 
