@@ -13,7 +13,9 @@ from bench.config import profile_value
 from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
 from bench.records import record_budget, record_max_history
-from bench.tables.names import SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners, tokenizer_name
+from bench.tables.names import (
+    SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners, tokenizer_name,
+)
 
 
 def _get(config, dotted: str):
