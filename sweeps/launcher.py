@@ -255,7 +255,7 @@ def format_estimate(estimates: list[float | None], spec: SweepSpec, options: Swe
         return (f"{len(estimates)} trials; estimated wall time unknown (no completed run of the same method, "
                 f"dataset and profile in the store to time them by, and the spec states no minutes_per_trial)")
     mean = sum(known) / len(known)
-    total = sum(e or mean for e in estimates) / parallel
+    total = max(sum(e or mean for e in estimates) / parallel, max(known))  # never below the longest trial
     basis = "" if len(known) == len(estimates) else f" ({len(estimates) - len(known)} without a timed run: at the mean)"
     return (f"{len(estimates)} trials; estimated wall time {total / 3600:.1f} h with {parallel} at a time "
             f"(from the timings of earlier runs in the store, this CPU's where there are any, or the spec's "

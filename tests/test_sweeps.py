@@ -576,3 +576,13 @@ def test_dry_run_estimate_prefers_runs_timed_on_this_cpu():
     assert seconds == pytest.approx((2100.0 + 4500.0) / 2) and "other or unrecorded CPUs (2 run" in basis
     other_tokenizer = dict(config, tokenizer={"name": "letter"})
     assert estimate_seconds(other_tokenizer, [fast, slow], "family 25, model 1") == (None, "")
+
+
+def test_dry_run_wall_time_is_never_below_the_longest_trial():
+    from sweeps.launcher import SweepOptions, format_estimate
+
+    spec = load_spec("smoke")
+    line = format_estimate([3600.0, 600.0], spec, SweepOptions(num_cpus=2, max_concurrent=2))
+    assert "2 trials; estimated wall time 1.0 h with 2 at a time" in line  # not (3600 + 600) / 2 = 0.6 h
+    line = format_estimate([3600.0, 3600.0, 3600.0, 3600.0], spec, SweepOptions(num_cpus=2, max_concurrent=2))
+    assert "estimated wall time 2.0 h with 2 at a time" in line
