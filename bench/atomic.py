@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Union
+
+from filelock import FileLock, Timeout
 
 Content = Union[bytes, str, Callable[[BinaryIO], None]]
 
@@ -86,13 +89,9 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def cache_lock(target: str | os.PathLike, what: str = "") -> Iterator[None]:
-    """Hold an inter-process lock (a hidden ``.<target name>.lock`` beside it) while a cached artifact is looked up and, if
-    missing, computed: two trials that need the same fit (a sweep's first two trials) compute it
+    """Hold an inter-process lock (a hidden ``.<target name>.lock`` beside it) while a cached
+    artifact is looked up and, if missing, computed: two trials that need the same fit (a sweep's first two trials) compute it
     once; the second waits, then loads what the first saved. Says so on stderr when it waits."""
-    import sys
-
-    from filelock import FileLock, Timeout
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(target.parent / f".{target.name}.lock"))

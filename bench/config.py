@@ -172,15 +172,15 @@ def plugin_defaults() -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _profile_values(profile: str) -> dict:
+def _profile_values(profile: str | None) -> dict:
+    if not profile or not (PROFILES_DIR / profile).is_dir():
+        raise KeyError(profile)
     return deep_merge(default_layer(), load_layer(PROFILES_DIR / profile))
 
 
 def profile_value(profile: str | None, dotted: str) -> Any:
     """What ``profile`` sets ``dotted`` to today (its layer over the defaults); KeyError for a
     profile that no longer exists."""
-    if profile not in profile_names():
-        raise KeyError(profile)
     return get_path(_profile_values(profile), dotted)
 
 

@@ -104,7 +104,7 @@ def at_profile_budget(config: dict, method_key, profile, budget: dict) -> bool |
         today = {key: profile_value(profile, key) for key in keys}
     except KeyError:
         return None
-    if budget.get("time_limit_hit") or budget.get("stop_reason") == "time limit":
+    if budget.get("time_limit_hit"):  # set on every budget, legacy records included (record_budget)
         return False
     return all(_get(config, key) == value for key, value in today.items())
 
