@@ -23,10 +23,12 @@ from bench.identity import config_hash
 from bench.methods import METHODS, RunContext
 from bench.metrics import evaluate_rankings, target_ranks
 from bench.provenance import git_commit, hardware, package_versions
-from bench.records import SCHEMA_VERSION, write_record
+from bench.records import SCHEMA_VERSION, write_json_atomic, write_record
 from bench.split import LeaveOneOutSplit
 
 STAGES = ("valid", "test")
+# in a generative run's work folder: its run id, config and components (``sweeps.trainable.find_interrupted``)
+WORK_RUN_FILE = "run.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -123,6 +125,9 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
             split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
         say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')}); work folder {work_dir}")
         started_work = True
+        if METHODS.info(config["method"]).generative:  # what ran here, so an interrupted trial can be resumed
+            write_json_atomic(work_dir / WORK_RUN_FILE, {"run_id": run_id, "started_at": started,
+                                                         "config": config, "components": components})
         with torch_state():  # a method may set threads / TF32 for its run; restored afterwards
             return _run(config, method_cls, head, timer, report, write, split, work_dir, cold)
     except KeyboardInterrupt:

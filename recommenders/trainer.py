@@ -13,7 +13,7 @@ Checkpoints (``train.checkpoint: true``), written atomically after every validat
     semantic IDs and model shape that a resume must match);
   - ``<work_dir>/best.pt``: the best weights so far.
 Resume: ``train.resume_from`` = such a ``checkpoint.pt`` or the folder holding it. Training goes on
-from the saved step with the same batch order (``train.time_limit_min`` counts per session). A
+from the saved step with the same batch order and random streams (``train.time_limit_min`` counts per session). A
 checkpoint whose training had finished restores its best weights, unless it stopped at its step or
 time limit and the config now allows more steps: then training goes on.
 """
@@ -147,6 +147,21 @@ def _atomic_save(obj, path: Path) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle), fsync=False)
 
 
+def random_state(device: torch.device) -> dict:
+    """Torch's random streams (dropout draws): saved with a checkpoint so that a resumed training
+    takes the same steps as one that was never interrupted."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_random_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
@@ -220,6 +235,7 @@ class Trainer:
             "best_weights": self.best_weights,
             "fingerprint": self.fingerprint,
             "model_config": self.model.cfg.to_dict(),
+            "rng": random_state(self.device),
         }
 
     def save(self) -> None:
@@ -256,6 +272,8 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
         self.best_weights = ckpt.get("best_weights")
+        if ckpt.get("rng") is not None:  # older checkpoints: dropout draws differ after the resume
+            set_random_state(ckpt["rng"], self.device)
         self.resumed_from = str(path)
 
     # --- training ------------------------------------------------------------------------------

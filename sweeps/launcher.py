@@ -2,7 +2,8 @@
 
 - Grid search: the trials are enumerated here (see ``SweepSpec.grid_points``); trials whose
   completed record is already in the store (same config, paths aside: ``spec.trial_key``) are
-  skipped before Ray starts, so re-running a spec only runs what is missing.
+  skipped before Ray starts, so re-running a spec only runs what is missing. A trial interrupted
+  mid-training goes on from its checkpoint (``sweeps.trainable.find_interrupted``).
 - Optuna (TPE, ``ray.tune.search.optuna.OptunaSearch``): Optuna proposes ``num_samples`` points; a
   proposed config that is already in the store is answered from its record instead of re-run.
 - ASHA (``--scheduler asha``) stops trials early on the intermediate validation metrics that
@@ -29,6 +30,7 @@ from bench.config import deep_merge, get_path
 from bench.provenance import cpu_generation
 from sweeps.ray_runner import TrialOutcome, _fmt, _format_point, ray_session, run_tuner
 from sweeps.spec import SweepSpec, check_choices, check_metric, record_trial_key, resolve_trial_config, trial_key
+from sweeps.trainable import find_interrupted
 
 
 @dataclass
@@ -190,9 +192,11 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
         stated = spec.minutes_per_trial * 60 if spec.minutes_per_trial else None
         timings = [estimate_seconds(config, timed, here) for config in planned]
         estimates = [seconds or stated for seconds, _ in timings]
-        for point, seconds, (_, basis) in zip(todo if todo is not None else [], estimates, timings):
+        for point, config, seconds, (_, basis) in zip(todo if todo is not None else [], planned, estimates, timings):
             detail = f"  (~{seconds / 60:.0f} min, {basis or 'the spec states it'})" if seconds else ""
-            out(f"  would run: {_format_point(point)}{detail}")
+            interrupted = find_interrupted(work_dir, trial_key(config))
+            resumes = f"\n      resumes from the checkpoint of its interrupted run {interrupted}" if interrupted else ""
+            out(f"  would run: {_format_point(point)}{detail}{resumes}")
         out(format_estimate(estimates, spec, options))
         return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from bench.records import iter_sweep_records
 from sweeps.spec import record_trial_key, resolve_trial_config, trial_key
@@ -31,6 +32,27 @@ def find_completed(results_dir: str, key: str) -> dict | None:
     return found
 
 
+def find_interrupted(work_dir: str, key: str) -> Path | None:
+    """The newest work folder of an earlier run of this trial that left a checkpoint and no record
+    (a sweep killed mid-training, a session that ended): the trial resumes from it instead of
+    starting again. Only folders this machine can see; the caller has checked there is no record."""
+    from bench.runner import WORK_RUN_FILE
+    from recommenders.trainer import CHECKPOINT
+
+    found = None
+    for run_file in sorted(Path(work_dir).glob(f"*/{WORK_RUN_FILE}")):  # run ids start with their start time
+        if not (run_file.parent / CHECKPOINT).is_file():
+            continue
+        try:
+            run = json.loads(run_file.read_text())
+            same = trial_key(run["config"], run["components"]) == key
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if same:
+            found = run_file.parent
+    return found
+
+
 def dataset_key(config: dict) -> str:
     """Which loaded dataset a trial needs: its name, folder and generator options."""
     from bench.identity import stable_hash
@@ -44,6 +66,7 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
     from ray import tune
 
     from bench.runner import run
+    from recommenders.trainer import ResumeError
 
     config = resolve_trial_config(trial["base"], trial["point"])
     metric = trial.get("metric", "valid_ndcg@10")
@@ -69,9 +92,20 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
     sweep = trial.get("sweep")
     dataset = (datasets or {}).get(dataset_key(config))
     share_cores_ray_reserved()
+    interrupted = find_interrupted(config["work_dir"], trial_key(config)) if "train" in config else None
+    if interrupted is not None:
+        print(f"resuming this trial from its interrupted run's checkpoint: {interrupted}", flush=True)
+        config = {**config, "train": {**config["train"], "resume_from": str(interrupted)}}
+    annotations = {"sweep": sweep} if sweep else None
     try:
-        record = run(config, report=report, write=False, annotations={"sweep": sweep} if sweep else None,
-                     dataset=dataset)
+        try:
+            record = run(config, report=report, write=False, annotations=annotations, dataset=dataset)
+        except ResumeError as err:  # e.g. the checkpoint is for semantic IDs this machine no longer has
+            if interrupted is None:
+                raise
+            print(f"cannot resume ({err}); training this trial from the start", flush=True)
+            config = {**config, "train": {**config["train"], "resume_from": None}}
+            record = run(config, report=report, write=False, annotations=annotations, dataset=dataset)
     except Exception as err:
         failed = getattr(err, "run_record", None)
         if failed is not None:  # home through Ray; the driver writes it if no retry succeeds

@@ -586,3 +586,50 @@ def test_dry_run_wall_time_is_never_below_the_longest_trial():
     assert "2 trials; estimated wall time 1.0 h with 2 at a time" in line  # not (3600 + 600) / 2 = 0.6 h
     line = format_estimate([3600.0, 3600.0, 3600.0, 3600.0], spec, SweepOptions(num_cpus=2, max_concurrent=2))
     assert "estimated wall time 2.0 h with 2 at a time" in line
+
+
+def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(tmp_path, monkeypatch, capsys):
+    """A trial interrupted after its first validation (a session that ended, a killed sweep) leaves a
+    checkpoint and no record; the sweep's next run of that trial goes on from the checkpoint (the
+    dry run says so), and its record is the record of an uninterrupted run, counted as the trial."""
+    import ray.tune
+
+    from bench.runner import run
+    from sweeps import trainable
+    from sweeps.launcher import SweepOptions, launch
+
+    spec_file = tmp_path / "resume.yaml"
+    spec_file.write_text(
+        "profile: smoke\ndataset: synthetic\nmethod: tiger\ntokenizer: random_id\nseeds: [3]\n"
+        "set: {data.synthetic.n_users: 150, data.synthetic.n_items: 60, train.progress: false, embed.progress: false,"
+        " tokenizer.progress: false, train.max_steps: 60, train.eval_every: 20, model.dropout: 0.1}\n"
+    )
+    spec = load_spec(spec_file)
+    spec.fixed.update(results_dir=str(tmp_path / "runs"), work_dir=str(tmp_path / "work"))
+    trial = {"base": spec.base(), "point": spec.grid_points()[0], "metric": "valid_ndcg@10"}
+    config = resolve_trial_config(trial["base"], trial["point"])
+
+    def stop_at_step_40(step, metrics):
+        if step == 40:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run(config, report=stop_at_step_40, write=False)
+    interrupted = next((tmp_path / "work").iterdir())
+    assert (interrupted / "checkpoint.pt").is_file() and not (tmp_path / "runs").exists()
+
+    launch(load_spec(spec_file), SweepOptions(dry_run=True, results_dir=str(tmp_path / "runs"),
+                                              assignments=[f"work_dir={tmp_path / 'work'}"]))
+    assert f"resumes from the checkpoint of its interrupted run {interrupted}" in capsys.readouterr().out
+
+    reported = []
+    monkeypatch.setattr(ray.tune, "report", lambda metrics, **kw: reported.append(dict(metrics)))
+    trainable.run_trial(trial)
+    record = json.loads(reported[-1]["record_json"])
+    training = record["method_info"]["training"]
+    assert training["resumed_from"] == str(interrupted / "checkpoint.pt")
+    assert [c["step"] for c in training["curve"]] == [20, 40, 60]
+    assert trial_key(record["config"], record["components"]) == trial_key(config)  # the sweep counts it as done
+
+    never_stopped = run({**config, "work_dir": str(tmp_path / "work2")}, write=False)
+    assert record["metrics"] == never_stopped["metrics"]
+    assert [c["loss"] for c in training["curve"]] == [c["loss"] for c in never_stopped["method_info"]["training"]["curve"]]

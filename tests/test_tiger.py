@@ -256,6 +256,27 @@ def test_checkpoints_and_resume(synthetic_split, trained, tmp_path):
                          RunContext(work_dir=tmp_path / "w", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
 
 
+def test_a_resumed_training_ends_where_an_uninterrupted_one_does(synthetic_split, tmp_path):
+    """Interrupt after 20 steps, resume to 40: the weights equal 40 uninterrupted steps (same batch
+    order, optimizer and dropout random stream), so a resumed trial is the same trial."""
+    sids, sizes = category_ids(synthetic_split)
+    steps = {"train.progress": False, "train.max_steps": 40, "train.eval_every": 20, "model.dropout": 0.1}
+    whole = TigerRecommender(smoke_config(**steps), RunContext(work_dir=tmp_path / "whole", device="cpu"))
+    whole.fit_semantic_ids(synthetic_split, sids, sizes)
+    TigerRecommender(smoke_config(**{**steps, "train.max_steps": 20}),
+                     RunContext(work_dir=tmp_path / "first", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
+    torch.manual_seed(12345)  # the resumed process's own random state must not matter
+    resumed = TigerRecommender(smoke_config(**{**steps, "train.resume_from": str(tmp_path / "first")}),
+                               RunContext(work_dir=tmp_path / "resumed", device="cpu"))
+    resumed.fit_semantic_ids(synthetic_split, sids, sizes)
+    # the weights after step 40 (the model itself holds the best weights, maybe step 20's)
+    last = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=False) for run in ("whole", "resumed")]
+    assert last[0]["state"]["step"] == last[1]["state"]["step"] == 40
+    for name, value in last[0]["model"].items():
+        assert torch.equal(value, last[1]["model"][name]), name
+    assert [c["loss"] for c in last[0]["state"]["curve"]] == [c["loss"] for c in last[1]["state"]["curve"]]
+
+
 def test_unconstrained_ranking_marks_invalid_ids_as_misses(synthetic_split, trained):
     recommender, context, _, _ = trained
     recommender.decode_cfg["constrained"] = False
