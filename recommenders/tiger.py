@@ -73,10 +73,9 @@ class TigerRecommender(Recommender):
 
     @classmethod
     def label(cls, config: dict) -> str:
+        """The tokenizer (and the no-user ablation). ``train.tau`` is a setting of the method like its
+        layers: tables tell tau values apart as configurations and pick one on validation."""
         parts = [str(get_path(config, "tokenizer.name", "?"))]
-        tau = float(get_path(config, "train.tau", 1.0))
-        if tau != 1.0:
-            parts.append(f"tau={tau:g}")
         if int(get_path(config, "model.user_buckets", 2000)) == 0:
             parts.append("no-user")
         return f"TIGER[{','.join(parts)}]"

@@ -151,9 +151,10 @@ def test_unpadded_encoder_matches_padded_encoder():
     assert torch.allclose(states["always"], states["never"], atol=1e-5)
 
 
-def test_label_names_tokenizer_tau_and_ablation():
+def test_label_names_tokenizer_and_ablation_not_settings():
     assert TigerRecommender.label(smoke_config()) == "TIGER[rqvae]"
-    assert TigerRecommender.label(smoke_config(**{"train.tau": 0.7, "tokenizer.name": "letter"})) == "TIGER[letter,tau=0.7]"
+    # tau is a setting (the tau sweep's rows, the main table's choice on validation), not another method
+    assert TigerRecommender.label(smoke_config(**{"train.tau": 0.7, "tokenizer.name": "letter"})) == "TIGER[letter]"
     assert TigerRecommender.label(smoke_config(**{"model.user_buckets": 0})) == "TIGER[rqvae,no-user]"
     assert METHODS.get("tiger") is TigerRecommender
 
