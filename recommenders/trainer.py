@@ -162,6 +162,15 @@ def set_random_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The optimizer step a checkpoint (or the folder holding it) was saved at; None if unreadable."""
+    try:
+        ckpt = torch.load(resolve_checkpoint(path), map_location="cpu", weights_only=False)
+        return int(ckpt["state"]["step"])
+    except Exception:  # noqa: BLE001 - an estimate only: the resume itself reports a bad checkpoint
+        return None
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():

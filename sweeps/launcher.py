@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -188,15 +189,21 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
 
     if options.dry_run:
         planned = todo_configs if todo is not None else todo_configs * int(spec.num_samples or 10)
+        from recommenders.trainer import checkpoint_step  # torch: only here
+
         timed, here = list(index.values()), cpu_generation()
         stated = spec.minutes_per_trial * 60 if spec.minutes_per_trial else None
-        timings = [estimate_seconds(config, timed, here) for config in planned]
+        interrupted = [find_interrupted(work_dir, trial_key(config)) for config in planned] if todo is not None else []
+        done_steps = [checkpoint_step(folder) if folder else None for folder in interrupted]
+        timings = [estimate_seconds(config, timed, here, done) for config, done in
+                   itertools.zip_longest(planned, done_steps)]
         estimates = [seconds or stated for seconds, _ in timings]
-        for point, config, seconds, (_, basis) in zip(todo if todo is not None else [], planned, estimates, timings):
+        for point, seconds, (_, basis), folder, done in zip(todo or [], estimates, timings, interrupted, done_steps):
             detail = f"  (~{seconds / 60:.0f} min, {basis or 'the spec states it'})" if seconds else ""
-            interrupted = find_interrupted(work_dir, trial_key(config))
-            resumes = f"\n      resumes from the checkpoint of its interrupted run {interrupted}" if interrupted else ""
-            out(f"  would run: {_format_point(point)}{detail}{resumes}")
+            if folder:
+                at = f" (step {done})" if done is not None else ""
+                detail += f"\n      resumes from the checkpoint{at} of its interrupted run {folder}"
+            out(f"  would run: {_format_point(point)}{detail}")
         out(format_estimate(estimates, spec, options))
         return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir)
 
@@ -212,7 +219,8 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir, storage)
 
 
-def estimate_seconds(config: dict, records: list[dict], generation: str | None = None) -> tuple[float | None, str]:
+def estimate_seconds(config: dict, records: list[dict], generation: str | None = None,
+                     done_steps: int | None = None) -> tuple[float | None, str]:
     """Wall seconds a trial with ``config`` should take, and what they were timed on: the median total
     time of the completed ``records`` of the same method, dataset, profile and tokenizer, their training
     time scaled to the trial's optimizer steps where the trial has a step budget. Records of this
@@ -233,7 +241,8 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
         steps, train = budget.get("optimizer_steps"), budget.get("train_seconds")
         planned = get_path(config, "train.max_steps") if config["method"] == "tiger" else None
         if steps and planned and train:  # the training part scales with the steps, whatever stopped it
-            seconds += train * (float(planned) / float(steps) - 1.0)
+            left = max(float(planned) - float(done_steps or 0), 0.0)  # a resumed trial: the steps it has left
+            seconds += train * (left / float(steps) - 1.0)
         return seconds
 
     similar = list(filter(same, records))

@@ -589,7 +589,7 @@ def test_dry_run_wall_time_is_never_below_the_longest_trial():
 
 
 def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(tmp_path, monkeypatch, capsys):
-    """A trial interrupted after its first validation (a session that ended, a killed sweep) leaves a
+    """A trial interrupted at its second validation (a session that ended, a killed sweep) leaves a
     checkpoint and no record; the sweep's next run of that trial goes on from the checkpoint (the
     dry run says so), and its record is the record of an uninterrupted run, counted as the trial."""
     import ray.tune
@@ -619,7 +619,7 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_s
 
     launch(load_spec(spec_file), SweepOptions(dry_run=True, results_dir=str(tmp_path / "runs"),
                                               assignments=[f"work_dir={tmp_path / 'work'}"]))
-    assert f"resumes from the checkpoint of its interrupted run {interrupted}" in capsys.readouterr().out
+    assert f"resumes from the checkpoint (step 40) of its interrupted run {interrupted}" in capsys.readouterr().out
 
     reported = []
     monkeypatch.setattr(ray.tune, "report", lambda metrics, **kw: reported.append(dict(metrics)))
@@ -633,3 +633,15 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_s
     never_stopped = run({**config, "work_dir": str(tmp_path / "work2")}, write=False)
     assert record["metrics"] == never_stopped["metrics"]
     assert [c["loss"] for c in training["curve"]] == [c["loss"] for c in never_stopped["method_info"]["training"]["curve"]]
+
+
+def test_dry_run_estimate_of_a_resumed_trial_counts_the_steps_it_has_left():
+    from sweeps.launcher import estimate_seconds
+
+    timed = {"config": {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"}},
+             "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 4100.0, "rank": 300.0},
+             "budget": {"optimizer_steps": 4000, "train_seconds": 4000.0}}
+    config = {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"},
+              "train": {"max_steps": 4000}}
+    assert estimate_seconds(config, [timed], "g")[0] == pytest.approx(4400.0)
+    assert estimate_seconds(config, [timed], "g", done_steps=3000)[0] == pytest.approx(400.0 + 1000.0)
