@@ -8,6 +8,7 @@ resume), ``decode`` (beam search, invalid-ID rate, sampling diversity); see
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import numpy as np
 import torch
@@ -205,11 +206,12 @@ class TigerRecommender(Recommender):
 
     # --- decoding --------------------------------------------------------------------------------
     def decode_batch(self, batch: HistoryBatch, k: int, constrained: bool = True, levels: int | None = None,
-                     trie: SemanticIdTrie | None = None, with_scores: bool = False):
+                     trie: SemanticIdTrie | None = None, with_scores: bool = False, desc: str | None = None):
         """Beam-search rankings ``[n, k]`` (item ids, -1 padded) and validity ``[n, k]`` for a history
         batch (and the sequence log-probabilities with ``with_scores``). By default over the items
         plain decoding may return (the seen items under the cold-start protocol); ``levels``/``trie``:
-        the first ``levels`` tokens over ``trie`` (then the ids are that trie's prefix nodes)."""
+        the first ``levels`` tokens over ``trie`` (then the ids are that trie's prefix nodes).
+        ``desc``: the label of a progress bar over the users (none without it: validation in training)."""
         beam = max(int(self.decode_cfg["beam_size"]), k)
         size = int(self.decode_cfg["batch_size"])
         trie = trie or self.decode_trie
@@ -218,17 +220,19 @@ class TigerRecommender(Recommender):
         valid = np.zeros((len(order), k), dtype=bool)
         scores = np.full((len(order), k), -np.inf, dtype=np.float64)
         self.model.eval()
-        for start in range(0, len(order), size):
-            rows = order[start:start + size]
-            input_ids = self.vocab.encoder_inputs(
-                batch.items[rows], batch.lengths[rows], self.user_tokens[batch.users[rows]],
-                width=int(batch.lengths[rows].max()),
-            )
-            result = beam_search(self.model, self.vocab, trie, input_ids, beam, constrained, levels=levels)
-            n = min(k, result.items.shape[1])
-            items[rows, :n] = result.items[:, :n].cpu().numpy()
-            valid[rows, :n] = result.valid[:, :n].cpu().numpy()
-            scores[rows, :n] = result.scores[:, :n].float().cpu().numpy()
+        with self._users_bar(len(order), desc) as bar:
+            for start in range(0, len(order), size):
+                rows = order[start:start + size]
+                input_ids = self.vocab.encoder_inputs(
+                    batch.items[rows], batch.lengths[rows], self.user_tokens[batch.users[rows]],
+                    width=int(batch.lengths[rows].max()),
+                )
+                result = beam_search(self.model, self.vocab, trie, input_ids, beam, constrained, levels=levels)
+                n = min(k, result.items.shape[1])
+                items[rows, :n] = result.items[:, :n].cpu().numpy()
+                valid[rows, :n] = result.valid[:, :n].cpu().numpy()
+                scores[rows, :n] = result.scores[:, :n].float().cpu().numpy()
+                bar.update(len(rows))
         if trie is self.decode_trie and self.seen_index is not None and levels is None:
             items = np.where(items >= 0, self.seen_index[np.clip(items, 0, None)], -1)  # back to catalogue ids
         return (items, valid, scores) if with_scores else (items, valid)
@@ -278,7 +282,9 @@ class TigerRecommender(Recommender):
             raise RuntimeError("fit() first")
         batch = split.eval_batch(stage)
         constrained = bool(self.decode_cfg.get("constrained", True))
-        items, valid, scores = self.decode_batch(batch, k, constrained, with_scores=True)
+        items, valid, scores = self.decode_batch(batch, k, constrained, with_scores=True,
+                                                 desc=f"rank {stage}: beam {max(int(self.decode_cfg['beam_size']), k)}"
+                                                 + ("" if constrained else " unconstrained"))
         extras = self.context.extras
         unseen = self.context.unseen_items
         if stage == "test" and constrained and unseen is not None and len(unseen):
@@ -301,11 +307,19 @@ class TigerRecommender(Recommender):
             items = np.where(invalid, split.n_items + np.arange(k)[None, :], items)
             extras.setdefault("invalid_id_rate", {})[stage] = invalid_rate(valid, self._rate_ks(k))
         elif stage == "test" and self.decode_cfg.get("report_invalid_rate", True):
-            _, free_valid = self.decode_batch(batch, k, constrained=False)
+            _, free_valid = self.decode_batch(batch, k, constrained=False, desc="test: unconstrained beam (invalid IDs)")
             extras["invalid_id_rate"] = {"test (unconstrained beam search)": invalid_rate(free_valid, self._rate_ks(k))}
         if stage == "test" and self.decode_cfg.get("sample_temperatures"):
             extras["diversity"] = self.diversity(split, batch, items, k)
         return items
+
+    def _users_bar(self, total: int, desc: str | None):
+        """A tqdm bar over the users being decoded (stderr; off with ``train.progress: false``)."""
+        from tqdm.auto import tqdm
+
+        show = desc is not None and bool(self.train_cfg.get("progress", True))
+        return tqdm(total=total, desc=desc, unit="user", disable=not show, dynamic_ncols=True, mininterval=5.0,
+                    file=sys.stderr)
 
     def _returned(self, k: int) -> int:
         return min(k, max(int(self.decode_cfg["beam_size"]), k))
@@ -320,11 +334,13 @@ class TigerRecommender(Recommender):
         size = max(1, int(self.decode_cfg["batch_size"]) * int(self.decode_cfg["beam_size"]) // max(n_samples, 1))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         out = np.full((len(batch.targets), k), -1, dtype=np.int64)
-        for start in range(0, len(batch.targets), size):
-            rows = np.arange(start, min(start + size, len(batch.targets)))
-            input_ids = self.vocab.encoder_inputs(batch.items[rows], batch.lengths[rows], self.user_tokens[batch.users[rows]])
-            result = sample_decode(self.model, self.vocab, self.trie, input_ids, n_samples, temperature, generator)
-            out[rows] = distinct_top_k(result.items, result.scores, k).cpu().numpy()
+        with self._users_bar(len(batch.targets), f"test: {n_samples} samples at T={temperature:g}") as bar:
+            for start in range(0, len(batch.targets), size):
+                rows = np.arange(start, min(start + size, len(batch.targets)))
+                input_ids = self.vocab.encoder_inputs(batch.items[rows], batch.lengths[rows], self.user_tokens[batch.users[rows]])
+                result = sample_decode(self.model, self.vocab, self.trie, input_ids, n_samples, temperature, generator)
+                out[rows] = distinct_top_k(result.items, result.scores, k).cpu().numpy()
+                bar.update(len(rows))
         return out
 
     def diversity(self, split: LeaveOneOutSplit, batch: HistoryBatch, beam_items: np.ndarray, k: int) -> dict:
