@@ -109,6 +109,21 @@ def get_path(config: dict, dotted: str, default: Any = None) -> Any:
     return node
 
 
+def flatten(config: dict, skip: tuple[str, ...] = (), prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; bookkeeping keys (``_...``) and the dotted keys (or whole
+    sections) in ``skip`` left out; an empty section stays one value."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if str(key).startswith("_") or dotted in skip:
+            continue
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, skip, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
 def _check_known_keys(defaults: dict, override: dict, prefix: str, source: str) -> None:
     """Reject keys that no default declares, so a typo in --set fails instead of being ignored, and
     a single value given where a section is expected (``--set tokenizer=rqvae``)."""

@@ -13,7 +13,8 @@ import sys
 import numpy as np
 import torch
 
-from bench.config import get_path
+from bench.config import flatten, get_path
+from bench.identity import PATH_KEYS
 from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
 from bench.metrics import evaluate_rankings
@@ -56,6 +57,23 @@ def _summarise_curve(curve: list[dict], max_points: int = 60) -> list[dict]:
         return curve
     keep = np.unique(np.linspace(0, len(curve) - 1, max_points).round().astype(int))
     return [curve[i] for i in keep]
+
+
+# settings a resumed training may change: its budget (a checkpoint goes on to more steps), how the
+# process runs, and what happens after training (test decoding, metrics, cold-start mixing);
+# everything else must equal the checkpoint's, or the record would name settings that did not train it
+RESUME_MAY_CHANGE = (
+    "train.max_steps", "train.max_epochs", "train.time_limit_min", "train.resume_from", "train.progress",
+    "train.checkpoint", "train.num_threads", "device", "profile", *PATH_KEYS,
+    "decode.batch_size", "decode.constrained", "decode.report_invalid_rate", "decode.sample_temperatures",
+    "decode.sample_count", "decode.category_depth", "eval", "coldstart.epsilon", "coldstart.epsilon_curve",
+)
+
+
+def training_config(config: dict) -> dict:
+    """The settings that shape a training (flat dotted keys): a checkpoint carries them and a resume
+    must match them (validation decoding, ``decode.beam_size``, included: it picks the best weights)."""
+    return flatten(config, RESUME_MAY_CHANGE)
 
 
 class TigerRecommender(Recommender):
@@ -170,6 +188,7 @@ class TigerRecommender(Recommender):
             "codebook_sizes": self.vocab.codebook_sizes,
             "user_buckets": self.vocab.user_buckets,
             "components": self.components(cfg) if "method" in cfg else None,
+            "training_config": training_config(cfg),
         }
         self.trainer = Trainer(
             self.model, self.vocab, tcfg, str(self.device), self.context.work_dir, evaluate,
@@ -201,6 +220,8 @@ class TigerRecommender(Recommender):
             "curve": _summarise_curve(curve),
             "valid_users": len(valid.targets),
             "resumed_from": self.trainer.resumed_from,
+            **({"training_config_checked": self.trainer.training_config_checked}
+               if self.trainer.resumed_from else {}),
             "checkpoint_dir": str(self.context.work_dir) if tcfg.get("checkpoint", True) else None,
         }
 

@@ -230,6 +230,7 @@ class Trainer:
         self.state = TrainState()
         self.best_weights = None
         self.resumed_from: str | None = None
+        self.training_config_checked: bool | None = None  # set by a resume: False for an older checkpoint
         self._clock = time.perf_counter()
         self._running: list[float] = []  # mean losses of the log intervals since the last validation
 
@@ -270,8 +271,21 @@ class Trainer:
             )
         if ckpt.get("model_config") != self.model.cfg.to_dict():
             raise ResumeError(f"{path} was made for another model shape: {ckpt.get('model_config')}")
+        saved = ckpt.get("fingerprint", {})
+        self.training_config_checked = "training_config" in saved or "training_config" not in self.fingerprint
+        if not self.training_config_checked:  # checkpoints written before they carried it
+            print(f"warning: {path} does not say which settings trained it; resuming without checking them "
+                  "(the record says so: method_info.training.training_config_checked = false)", file=sys.stderr)
         for key, value in self.fingerprint.items():
-            if ckpt.get("fingerprint", {}).get(key) != value:
+            if key == "training_config" and key in saved and saved[key] != value:
+                differ = sorted(k for k in set(value) | set(saved[key]) if value.get(k) != saved[key].get(k))
+                shown = ", ".join(f"{k}: {saved[key].get(k)!r} -> {value.get(k)!r}" for k in differ[:6])
+                raise ResumeError(
+                    f"{path} was trained with other settings ({shown}{', ...' if len(differ) > 6 else ''}); "
+                    "a resume may change only the budget, process and test-decoding settings "
+                    "(recommenders.tiger.RESUME_MAY_CHANGE)"
+                )
+            if key != "training_config" and saved.get(key) != value:
                 raise ResumeError(
                     f"{path} was made for different {key} ({ckpt.get('fingerprint', {}).get(key)!r} != {value!r}); "
                     "resume needs the same dataset, semantic IDs and model"

@@ -51,6 +51,21 @@ def test_shipped_specs_load_and_resolve():
     assert len(load_spec(REPO / "sweeps" / "letter_alpha_beta.yaml", budget="cpu").grid_points()) == 12
 
 
+def test_diversity_trials_train_as_the_profiles_default_runs_do():
+    """Table 3's trials change only test decoding, so their models are the cpu profile's default runs'
+    (and a finished default checkpoint may be resumed for the study instead)."""
+    from bench.config import resolve_config
+    from recommenders.tiger import training_config
+
+    spec = load_spec("diversity")
+    for point in spec.grid_points():
+        trial = resolve_trial_config(spec.base(), point)
+        default = resolve_config("cpu", assignments=["method=tiger", "dataset=beauty", f"tokenizer.name={trial['tokenizer']['name']}",
+                                                      f"seed={trial['seed']}"])
+        assert trial["eval"]["max_k"] == 50 and trial["decode"]["sample_temperatures"]
+        assert training_config(trial) == training_config(default)
+
+
 def test_paper_grids():
     alpha_beta = load_spec(REPO / "sweeps" / "letter_alpha_beta.yaml")
     points = alpha_beta.grid_points()

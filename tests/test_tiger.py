@@ -233,6 +233,18 @@ def test_checkpoints_and_resume(synthetic_split, trained, tmp_path):
     with pytest.raises(ResumeError, match="semantic_ids"):
         TigerRecommender(smoke_config(**{"train.progress": False, "train.resume_from": str(work)}),
                          RunContext(work_dir=tmp_path / "x", device="cpu")).fit_semantic_ids(synthetic_split, other, sizes)
+    # a checkpoint trained with other settings is refused (the record would name settings that did not
+    # train it); the budget and the test decoding may change
+    with pytest.raises(ResumeError, match=r"other settings \(train.lr: .* -> 0.123"):
+        TigerRecommender(smoke_config(**{"train.progress": False, "train.lr": 0.123, "train.resume_from": str(work)}),
+                         RunContext(work_dir=tmp_path / "lr", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
+    with pytest.raises(ResumeError, match="decode.beam_size"):  # validation decoding picks the best weights
+        TigerRecommender(smoke_config(**{"train.progress": False, "decode.beam_size": 30, "train.resume_from": str(work)}),
+                         RunContext(work_dir=tmp_path / "beam", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
+    decoded = RunContext(work_dir=tmp_path / "decode", device="cpu")
+    TigerRecommender(smoke_config(**{"train.progress": False, "decode.sample_temperatures": [1.5], "eval.max_k": 30,
+                                     "train.resume_from": str(work)}), decoded).fit_semantic_ids(synthetic_split, sids, sizes)
+    assert decoded.extras["training"]["training_config_checked"] is True
     with pytest.raises(ResumeError, match="no checkpoint"):
         TigerRecommender(smoke_config(**{"train.resume_from": str(tmp_path / "missing")}),
                          RunContext(work_dir=tmp_path / "y", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
@@ -249,6 +261,14 @@ def test_checkpoints_and_resume(synthetic_split, trained, tmp_path):
     with pytest.raises(ResumeError, match="checkpoint format"):
         TigerRecommender(smoke_config(**{"train.progress": False, "train.resume_from": str(tmp_path / "old")}),
                          RunContext(work_dir=tmp_path / "z", device="cpu")).fit_semantic_ids(synthetic_split, sids, sizes)
+    # a checkpoint from before checkpoints carried their settings: resumed, and the record says unchecked
+    (tmp_path / "legacy").mkdir()
+    legacy = {k: v for k, v in ckpt["fingerprint"].items() if k != "training_config"}
+    torch.save({**ckpt, "fingerprint": legacy}, tmp_path / "legacy" / "checkpoint.pt")
+    unchecked = RunContext(work_dir=tmp_path / "l", device="cpu")
+    TigerRecommender(smoke_config(**{"train.progress": False, "train.resume_from": str(tmp_path / "legacy")}),
+                     unchecked).fit_semantic_ids(synthetic_split, sids, sizes)
+    assert unchecked.extras["training"]["training_config_checked"] is False
     (tmp_path / "other_code").mkdir()
     fingerprint = {**ckpt["fingerprint"], "components": {**ckpt["fingerprint"]["components"], "method/tiger": 0}}
     torch.save({**ckpt, "fingerprint": fingerprint}, tmp_path / "other_code" / "checkpoint.pt")

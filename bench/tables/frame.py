@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from bench.config import profile_value
+from bench.config import flatten, profile_value
 from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
 from bench.records import record_budget, record_max_history
@@ -144,18 +144,9 @@ def _hashable(value):
 _NOT_A_SETTING = ("seed", "train.resume_from", *PATH_KEYS)
 
 
-def flat_config(config: dict, prefix: str = "") -> dict:
+def flat_config(config: dict) -> dict:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists as tuples), bookkeeping, seed and path keys left out."""
-    out = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if str(key).startswith("_") or dotted in _NOT_A_SETTING:
-            continue
-        if isinstance(value, dict) and value:
-            out.update(flat_config(value, dotted + "."))
-        else:
-            out[dotted] = _hashable(value)
-    return out
+    return {key: _hashable(value) for key, value in flatten(config, _NOT_A_SETTING).items()}
 
 
 def config_differences(records: dict[str, dict], limit: int = 3) -> dict[str, str]:
