@@ -104,3 +104,34 @@ def cache_lock(target: str | os.PathLike, what: str = "") -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+RUN_LOCK = ".running.lock"
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Held while a run works in ``folder``; the operating system drops it when the process ends,
+    however it ends, so a live run's folder can be told from an interrupted one's (:func:`is_running`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / RUN_LOCK))
+    lock.acquire(timeout=0)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def is_running(folder: str | os.PathLike) -> bool:
+    """Whether a live process holds ``folder``'s :func:`run_lock`."""
+    path = Path(folder) / RUN_LOCK
+    if not path.exists():
+        return False
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False

@@ -6,13 +6,14 @@ import random
 import tempfile
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from bench.atomic import run_lock
 from bench.coldstart import apply_coldstart, cold_users, drop_unseen
 from bench.config import ConfigError
 from bench.data import load_dataset
@@ -125,10 +126,12 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
             split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
         say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')}); work folder {work_dir}")
         started_work = True
-        if METHODS.info(config["method"]).generative:  # what ran here, so an interrupted trial can be resumed
+        generative = METHODS.info(config["method"]).generative
+        if generative:  # what runs here, so an interrupted trial can be resumed (sweeps.trainable)
             write_json_atomic(work_dir / WORK_RUN_FILE, {"run_id": run_id, "started_at": started,
                                                          "config": config, "components": components})
-        with torch_state():  # a method may set threads / TF32 for its run; restored afterwards
+        # torch_state: a method may set threads / TF32 for its run; restored afterwards
+        with run_lock(work_dir) if generative else nullcontext(), torch_state():
             return _run(config, method_cls, head, timer, report, write, split, work_dir, cold)
     except KeyboardInterrupt:
         resume = f"; resume with --resume {work_dir}" if started_work and METHODS.info(config["method"]).generative else ""

@@ -31,7 +31,7 @@ from bench.config import deep_merge, get_path
 from bench.provenance import cpu_generation
 from sweeps.ray_runner import TrialOutcome, _fmt, _format_point, ray_session, run_tuner
 from sweeps.spec import SweepSpec, check_choices, check_metric, record_trial_key, resolve_trial_config, trial_key
-from sweeps.trainable import find_interrupted
+from sweeps.trainable import find_interrupted, find_running
 
 
 @dataclass
@@ -169,17 +169,23 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     evaluated: list[tuple[dict, float]] = []
     index = completed_index(results_dir)
     if points is not None:
-        todo, todo_configs = [], []
+        todo, todo_configs, running = [], [], []
         for point, config in zip(points, configs):
             record = index.get(trial_key(config))
-            if record is None:
-                todo.append(point)
-                todo_configs.append(config)
-            else:
+            live = find_running(work_dir, trial_key(config)) if record is None else None
+            if record is not None:
                 value = _record_metric(record, spec.metric)
                 outcomes.append(TrialOutcome(point, "skipped", value, run_id=record["run_id"]))
-        out(f"sweep {spec.name} (grid): {len(points)} trials, {len(points) - len(todo)} already in the store, "
-            f"{len(todo)} to run")
+            elif live is not None:  # e.g. the default trial that several sweeps share
+                running.append(point)
+                outcomes.append(TrialOutcome(point, "running", None, run_id=live.name))
+                out(f"  running in another process: {_format_point(point)} ({live}); its record counts when it lands")
+            else:
+                todo.append(point)
+                todo_configs.append(config)
+        elsewhere = f", {len(running)} running in another process" if running else ""
+        out(f"sweep {spec.name} (grid): {len(points)} trials, {len(points) - len(todo) - len(running)} already in the "
+            f"store{elsewhere}, {len(todo)} to run")
     else:
         todo, todo_configs = None, [resolve_trial_config(spec.base(), spec.representative_point())]
         evaluated = stored_results(spec, index)
@@ -308,6 +314,7 @@ def format_summary(summary: SweepSummary) -> str:
     counts = ", ".join(
         f"{summary.count(s)} {label}" for s, label in (
             ("completed", "completed"), ("skipped", "skipped (already in the store)"),
+            ("running", "running in another process"),
             ("failed", "failed"), ("stopped", "stopped early"))
     )
     lines = [f"sweep {summary.spec.name}: {len(summary.outcomes)} trials: {counts}", table]

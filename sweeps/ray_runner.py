@@ -25,7 +25,7 @@ class SweepError(ConfigError):
 @dataclass
 class TrialOutcome:
     point: dict
-    status: str  # completed | skipped | failed | stopped
+    status: str  # completed | skipped | failed | stopped | running (in another process: not started)
     value: float | None = None
     run_id: str = ""
     error: str = ""

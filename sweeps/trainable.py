@@ -32,25 +32,39 @@ def find_completed(results_dir: str, key: str) -> dict | None:
     return found
 
 
-def find_interrupted(work_dir: str, key: str) -> Path | None:
-    """The newest work folder of an earlier run of this trial that left a checkpoint and no record
-    (a sweep killed mid-training, a session that ended): the trial resumes from it instead of
-    starting again. Only folders this machine can see; the caller has checked there is no record."""
+def trial_folders(work_dir: str, key: str) -> list[Path]:
+    """Work folders of earlier runs of this trial (their ``run.json`` names its config), oldest first.
+    Only folders this machine can see."""
     from bench.runner import WORK_RUN_FILE
-    from recommenders.trainer import CHECKPOINT
 
-    found = None
+    found = []
     for run_file in sorted(Path(work_dir).glob(f"*/{WORK_RUN_FILE}")):  # run ids start with their start time
-        if not (run_file.parent / CHECKPOINT).is_file():
-            continue
         try:
             run = json.loads(run_file.read_text())
-            same = trial_key(run["config"], run["components"]) == key
+            if trial_key(run["config"], run["components"]) == key:
+                found.append(run_file.parent)
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if same:
-            found = run_file.parent
     return found
+
+
+def find_running(work_dir: str, key: str) -> Path | None:
+    """The work folder of a run of this trial that is running now, in another process (another
+    sweep sharing the trial, a ``bench run``): starting it again would do the work twice."""
+    from bench.atomic import is_running
+
+    return next((folder for folder in trial_folders(work_dir, key) if is_running(folder)), None)
+
+
+def find_interrupted(work_dir: str, key: str) -> Path | None:
+    """The newest work folder of an earlier run of this trial that left a checkpoint, is not running
+    and left no record (a sweep killed mid-training, a session that ended): the trial resumes from
+    it instead of starting again. The caller has checked there is no record."""
+    from bench.atomic import is_running
+    from recommenders.trainer import CHECKPOINT
+
+    folders = [f for f in trial_folders(work_dir, key) if (f / CHECKPOINT).is_file() and not is_running(f)]
+    return folders[-1] if folders else None
 
 
 def dataset_key(config: dict) -> str:

@@ -609,6 +609,7 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_s
     dry run says so), and its record is the record of an uninterrupted run, counted as the trial."""
     import ray.tune
 
+    from bench.atomic import run_lock
     from bench.runner import run
     from sweeps import trainable
     from sweeps.launcher import SweepOptions, launch
@@ -632,8 +633,14 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_s
     interrupted = next((tmp_path / "work").iterdir())
     assert (interrupted / "checkpoint.pt").is_file() and not (tmp_path / "runs").exists()
 
-    launch(load_spec(spec_file), SweepOptions(dry_run=True, results_dir=str(tmp_path / "runs"),
-                                              assignments=[f"work_dir={tmp_path / 'work'}"]))
+    options = SweepOptions(dry_run=True, results_dir=str(tmp_path / "runs"), assignments=[f"work_dir={tmp_path / 'work'}"])
+    # while a process still runs in that folder (another sweep sharing the trial), it is neither resumed nor run again
+    with run_lock(interrupted):
+        assert trainable.find_interrupted(str(tmp_path / "work"), trial_key(config)) is None
+        launch(load_spec(spec_file), options)
+        out = capsys.readouterr().out
+        assert f"running in another process: seed=3 ({interrupted})" in out and "0 to run" in out, out
+    launch(load_spec(spec_file), options)
     assert f"resumes from the checkpoint (step 40) of its interrupted run {interrupted}" in capsys.readouterr().out
 
     reported = []
