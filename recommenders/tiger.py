@@ -67,6 +67,9 @@ RESUME_MAY_CHANGE = (
     "train.checkpoint", "train.num_threads", "device", "profile", *PATH_KEYS,
     "decode.batch_size", "decode.constrained", "decode.report_invalid_rate", "decode.sample_temperatures",
     "decode.sample_count", "decode.category_depth", "eval", "coldstart.epsilon", "coldstart.epsilon_curve",
+    # where and how the inputs are computed (the semantic IDs themselves are checked by their hash)
+    "embed.batch_size", "embed.device", "embed.cache", "embed.cache_dir", "embed.progress",
+    "tokenizer.device", "tokenizer.cache", "tokenizer.cache_dir", "tokenizer.progress", "tokenizer.collapse_threshold",
 )
 
 
