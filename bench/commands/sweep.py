@@ -19,7 +19,10 @@ def add_parser(subparsers) -> None:
         "sweep", help="run a sweep spec (grid or Optuna) on a local Ray instance or a Ray cluster",
         description="Run every trial of a sweep spec (sweeps/*.yaml: base config + search space over "
         "dotted config keys + seeds) as a Ray Tune trial; each trial is one `bench run` and writes one "
-        "run record to the results store. Trials already in the store are skipped. Without --address a "
+        "run record to the results store. Trials already in the store are skipped, a TIGER trial "
+        "interrupted mid-training goes on from its checkpoint in the work folder, and a trial that another "
+        "process is running now is not started again; so an interrupted sweep is resumed by running it "
+        "again. Without --address a "
         "local Ray instance sized to this machine is started; with --address the sweep joins that Ray "
         "cluster (results, work and data folders must then be on storage every node shares).",
         epilog="Exit status: 0 when no trial failed, 1 when some did (their records say why), 2 for a bad "
