@@ -382,6 +382,29 @@ def test_render_writes_a_table_per_sweep(tmp_path):
     assert "sweep-tau-cpu-train.tau.png" in names
 
 
+def test_a_sweep_table_says_how_much_of_its_grid_ran_and_is_not_repeated_for_the_papers_grid(tmp_path):
+    from bench.commands.render import render_all
+    from bench.tables.sweep import build_sweep_table
+    from sweeps.spec import load_spec
+
+    budget, papers = load_spec("codebook_size", budget="cpu"), load_spec("codebook_size")
+    assert papers.profile == budget.profile  # both grids take the same cpu runs
+    store = [sweep_trial(budget, {"tokenizer.letter.codebook_size": n}, 100 + n // 8) for n in (64, 256)]
+    names = {p.name for p in render_all(store, tmp_path, plots=False)}
+    # the papers' grid holds only the budget's two runs: one table, not the same rows twice
+    assert "sweep-codebook_size-cpu.md" in names and "sweep-codebook_size.md" not in names
+    notes = build_sweep_table(store, budget).notes
+    assert "Beauty: 2 of the grid's 3 trials (settings x seeds) are in the store; the rest have not run." in notes
+
+    store.append(sweep_trial(papers, {"tokenizer.letter.codebook_size": 512}, 120))  # off the budget's grid
+    names = {p.name for p in render_all(store, tmp_path, plots=False)}
+    assert {"sweep-codebook_size-cpu.md", "sweep-codebook_size.md"} <= names
+    assert "Beauty: 3 of the grid's 12 trials (settings x seeds) are in the store; the rest have not run." in \
+        build_sweep_table(store, papers).notes
+    store.append(sweep_trial(budget, {"tokenizer.letter.codebook_size": 128}, 110))
+    assert not any("have not run" in n for n in build_sweep_table(store, budget).notes)
+
+
 def test_decoding_tables_from_the_records_studies():
     from bench.tables.decoding import build_decoding_table
 

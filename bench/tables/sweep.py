@@ -85,8 +85,25 @@ def build_sweep_table(records, spec, metrics=MAIN_METRICS, split: str = "test", 
     if reference is not None and split == "test":
         _against_default(rows, reference, table.columns, alpha, test)
         reference.labels = [reference.labels[0] + " (default)"] + reference.labels[1:]
-    table.notes = _sweep_notes(spec, rows, reference, datasets, alpha, test, split) + notes + code_notes
+    shown = set(frame["run_id"])
+    table.notes = (_sweep_notes(spec, rows, reference, datasets, alpha, test, split)
+                   + _coverage_notes(spec, [(r, p) for r, p in found if r["run_id"] in shown], datasets)
+                   + notes + code_notes)
     return table
+
+
+def _coverage_notes(spec, found: list[tuple[dict, dict]], datasets) -> list[str]:
+    """How much of the spec's grid the table holds, per dataset: a partly run grid says so."""
+    if spec.search != "grid" or any(d.kind != "grid" for d in spec.dimensions):
+        return []
+    planned = {repr(sorted(p.items())) for p in spec.grid_points()}
+    notes = []
+    for dataset in datasets:
+        present = {repr(sorted(p.items())) for r, p in found if r.get("dataset") == dataset} & planned
+        if len(present) < len(planned):
+            notes.append(f"{dataset_name(dataset)}: {len(present)} of the grid's {len(planned)} trials "
+                         "(settings x seeds) are in the store; the rest have not run.")
+    return notes
 
 
 def _grid_order(spec) -> list[dict]:
@@ -128,11 +145,15 @@ def sweep_tables(records, specs) -> list[tuple[str, object, Table]]:
     out = []
     for path in specs:
         spec = load_spec(path)
-        for budget in [None, *sorted(spec.budgets)]:
+        seen = []  # the run sets already tabled for this spec
+        for budget in [*sorted(spec.budgets), None]:
             variant = load_spec(path, budget=budget) if budget else spec
             table = build_sweep_table(records, variant)
-            if len(table.rows) >= 2:
-                out.append((f"sweep-{variant.name}" + (f"-{budget}" if budget else ""), variant, table))
+            runs = {run for row in table.rows for part in row.runs.values() for run in part["run_id"]}
+            if len(table.rows) < 2 or runs in seen:  # the papers' grid holding only a budget's runs: no new table
+                continue
+            seen.append(runs)
+            out.append((f"sweep-{variant.name}" + (f"-{budget}" if budget else ""), variant, table))
     return out
 
 
