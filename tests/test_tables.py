@@ -393,6 +393,8 @@ def test_a_sweep_table_says_how_much_of_its_grid_ran_and_is_not_repeated_for_the
     names = {p.name for p in render_all(store, tmp_path, plots=False)}
     # the papers' grid holds only the budget's two runs: one table, not the same rows twice
     assert "sweep-codebook_size-cpu.md" in names and "sweep-codebook_size.md" not in names
+    # nor again as the per-parameter ablation table, which would show them without the default's marks
+    assert "ablation-tokenizer.letter.codebook_size.md" not in names
     notes = build_sweep_table(store, budget).notes
     assert "Beauty: 2 of the grid's 3 trials (settings x seeds) are in the store; the rest have not run." in notes
 

@@ -73,6 +73,11 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
     tables = [("main", "main", None), ("tokenizers", "tokenizers", None)]
     params = [p for p in swept_params() if varied(records, p)]
     tables += [(f"ablation-{p}", "ablation", p) for p in params]
+    from bench.tables.sweep import sweep_records, sweep_tables
+    from sweeps.spec import shipped_specs
+
+    sweeps = sweep_tables(records, shipped_specs())
+    swept_runs = [table.run_ids for _, _, table in sweeps]
     compared = []
     for name, kind, param in tables:
         table = build_table(kind, records, param=param)
@@ -81,12 +86,13 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
         if kind == "ablation":
             if max(Counter(row.labels[0] for row in table.rows).values()) < 2:
                 continue  # no method has two values of the parameter with everything else held fixed
-            shown = {run for row in table.rows for runs in row.runs.values() for run in runs["run_id"]}
+            shown = table.run_ids
+            if shown in swept_runs:
+                continue  # exactly a sweep's trials: its table shows them, marked against the sweep's default
             compared.append((param, [r for r in records if r.get("run_id") in shown]))
         for fmt, suffix in SUFFIX.items():
             written.append(atomic_write_text(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
     from bench.tables.decoding import build_decoding_table
-    from bench.tables.sweep import sweep_records, sweep_tables
 
     from bench.tables.coldstart import build_coldstart_table
 
@@ -99,9 +105,6 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
         if table.rows:
             for fmt, suffix in SUFFIX.items():
                 written.append(atomic_write_text(out / "tables" / f"decoding-{kind}.{suffix}", render(table, fmt)))
-    from sweeps.spec import shipped_specs
-
-    sweeps = sweep_tables(records, shipped_specs())
     for stem, _, table in sweeps:
         for fmt, suffix in SUFFIX.items():
             written.append(atomic_write_text(out / "tables" / f"{stem}.{suffix}", render(table, fmt)))

@@ -77,6 +77,11 @@ class Table:
     def show_budget(self) -> bool:
         return any(row.budget_cell(self.datasets) for row in self.rows)
 
+    @property
+    def run_ids(self) -> set[str]:
+        """The runs the table's rows show."""
+        return {run for row in self.rows for runs in row.runs.values() for run in runs["run_id"]}
+
 
 def _make_rows(frame: pd.DataFrame, row_keys: list[str], label_fn, group_fn, metrics, datasets) -> list[Row]:
     rows = []

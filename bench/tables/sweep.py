@@ -149,7 +149,7 @@ def sweep_tables(records, specs) -> list[tuple[str, object, Table]]:
         for budget in [*sorted(spec.budgets), None]:
             variant = load_spec(path, budget=budget) if budget else spec
             table = build_sweep_table(records, variant)
-            runs = {run for row in table.rows for part in row.runs.values() for run in part["run_id"]}
+            runs = table.run_ids
             if len(table.rows) < 2 or runs in seen:  # the papers' grid holding only a budget's runs: no new table
                 continue
             seen.append(runs)
