@@ -30,7 +30,7 @@ from tabulate import tabulate
 from bench.config import deep_merge, get_path
 from bench.provenance import cpu_generation
 from sweeps.ray_runner import TrialOutcome, _fmt, _format_point, ray_session, run_tuner
-from sweeps.spec import SweepSpec, check_choices, check_metric, record_trial_key, resolve_trial_config, trial_key
+from sweeps.spec import SweepSpec, check_choices, check_metric, point_key, record_trial_key, resolve_trial_config, trial_key
 from sweeps.trainable import find_interrupted, find_running
 
 
@@ -220,8 +220,8 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
         with ray_session(options.address, options.num_cpus, options.verbose, out):
             outcomes += run_tuner(spec, todo, options, storage, out, evaluated if todo is None else None,
                                   stored_keys=set(index), configs=todo_configs)
-    order = {repr(sorted(p.items())): i for i, p in enumerate(points or [])}
-    outcomes.sort(key=lambda o: order.get(repr(sorted(o.point.items())), len(order)))
+    order = {point_key(p): i for i, p in enumerate(points or [])}
+    outcomes.sort(key=lambda o: order.get(point_key(o.point), len(order)))
     return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir, storage)
 
 

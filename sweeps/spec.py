@@ -157,7 +157,7 @@ class SweepSpec:
                     point = {d.name: v for d, v in zip(grid, combo)}
                     point.update(drawn)
                     point.update({d.name: v for d, v in zip(seeds, seed_combo)})
-                    key = repr(sorted(point.items()))
+                    key = point_key(point)
                     if key not in seen:
                         seen.add(key)
                         points.append(point)
@@ -459,6 +459,11 @@ def check_metric(spec: SweepSpec, where: str = "sweep spec") -> None:
             "(e.g. valid_ndcg@10). Selecting on test tunes on the test set: for diagnostics only, set "
             "allow_test_metric: true in the spec (or --allow-test-metric), and every record says so"
         )
+
+
+def point_key(point: dict) -> str:
+    """One trial's setting (its seed included) as a hashable key, whatever the order of its entries."""
+    return repr(sorted(point.items()))
 
 
 def load_spec(path: str | Path, budget: str | None = None) -> SweepSpec:

@@ -94,12 +94,14 @@ def build_sweep_table(records, spec, metrics=MAIN_METRICS, split: str = "test", 
 
 def _coverage_notes(spec, found: list[tuple[dict, dict]], datasets) -> list[str]:
     """How much of the spec's grid the table holds, per dataset: a partly run grid says so."""
+    from sweeps.spec import point_key
+
     if spec.search != "grid" or any(d.kind != "grid" for d in spec.dimensions):
         return []
-    planned = {repr(sorted(p.items())) for p in spec.grid_points()}
+    planned = {point_key(p) for p in spec.grid_points()}
     notes = []
     for dataset in datasets:
-        present = {repr(sorted(p.items())) for r, p in found if r.get("dataset") == dataset} & planned
+        present = {point_key(p) for r, p in found if r.get("dataset") == dataset} & planned
         if len(present) < len(planned):
             notes.append(f"{dataset_name(dataset)}: {len(present)} of the grid's {len(planned)} trials "
                          "(settings x seeds) are in the store; the rest have not run.")
