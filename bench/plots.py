@@ -27,6 +27,7 @@ from bench.tables import (
     dataset_name, is_generative, tokenizer_name, format_value, metric_header, records_frame,
     select_best_configs,
 )
+from bench.tables.frame import standard_protocol
 
 
 class PlotError(UserError, ValueError):
@@ -53,7 +54,7 @@ def _save(fig, output: str | Path) -> Path:
 def curve_frame(records, param: str, metrics: Iterable[str] = ("ndcg@10",), split: str = "test") -> pd.DataFrame:
     """Mean, std and number of seeds per (dataset, method, value of ``param``, metric)."""
     metrics = list(metrics)
-    frame = records_frame(list(records), split=split, params=[param])
+    frame, _ = standard_protocol(records_frame(list(records), split=split, params=[param]))
     column = f"param:{param}"
     if frame.empty or frame[column].isna().all():
         return pd.DataFrame(columns=["dataset", "method", "value", "metric", "mean", "std", "n"])

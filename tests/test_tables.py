@@ -161,6 +161,22 @@ def test_main_table_mean_std_and_config_selection():
     assert not any(n.startswith(("SASRec (CE) on Sports", "GRU4Rec")) for n in table.notes)
 
 
+def test_a_decoding_study_is_left_out_of_the_main_and_tokenizer_tables():
+    # the same model re-decoded for TIGER Table 3 (a 50-wide test beam, sampling): even with a better
+    # validation score it does not take the row, and the notes name it
+    study = run("TIGER[letter]", "tiger", "beauty", (0.9, 0.9, 0.9, 0.9), tokenizer="letter", valid=0.5,
+                decode__sample_temperatures=[1.0, 1.5], eval__max_k=50)
+    store = paper_store() + [study]
+    for table in (build_main_table(store), build_tokenizer_table(store)):
+        text = render(table, "md")
+        assert "0.9000" not in text
+        assert "0.0400" in text  # the standard run's N@10
+        assert any(study["run_id"] in note and "decoding study" in note for note in table.notes)
+    # without a study the same run competes (and wins on validation)
+    del study["config"]["decode"]
+    assert "0.9000" in render(build_main_table(store), "md")
+
+
 def ranks_with_hits(n_users, hits, rank=1):
     ranks = np.zeros(n_users, dtype=int)
     ranks[:hits] = rank

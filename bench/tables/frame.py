@@ -82,6 +82,7 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
         row["budget"] = record_budget(record)
         row["at_profile_budget"] = at_profile_budget(config, method_key, row["profile"], row["budget"])
         row["coldstart"] = bool((config.get("coldstart") or {}).get("enabled", False))
+        row["decoding_study"] = bool(_get(config, "decode.sample_temperatures"))
         row["max_history"], row["split_max_history"] = record_max_history(record)
         for name, value in metrics.get("valid", {}).items():
             row[f"valid:{name}"] = value
@@ -212,11 +213,23 @@ def select_best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELE
     return pd.concat(keep) if keep else frame.iloc[0:0]
 
 
-def standard_protocol(frame: pd.DataFrame) -> pd.DataFrame:
-    """Runs of the standard protocol only (cold-start runs have their own table)."""
-    if frame.empty or "coldstart" not in frame.columns:
-        return frame
-    return frame[~frame["coldstart"].astype(bool)]
+def standard_protocol(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Runs of the standard protocol only, and a note on what was left out: cold-start runs have
+    their own table, and so have decoding studies (TIGER Table 3: sampling at test, a 50-wide test
+    beam), whose main metrics are the same model decoded otherwise and must not compete with it."""
+    if frame.empty:
+        return frame, []
+    notes = []
+    keep = pd.Series(True, index=frame.index)
+    if "coldstart" in frame.columns:
+        keep &= ~frame["coldstart"].astype(bool)
+    if "decoding_study" in frame.columns:
+        study = frame["decoding_study"].astype(bool) & keep
+        if study.any():
+            notes.append(f"Left out: {int(study.sum())} run(s) of a decoding study (sampling at test, TIGER Table 3; "
+                         f"see the decoding-diversity table): {', '.join(sorted(frame.loc[study, 'run_id']))}.")
+        keep &= ~frame["decoding_study"].astype(bool)
+    return frame[keep], notes
 
 
 def choose_profiles(frame: pd.DataFrame, profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:

@@ -162,11 +162,11 @@ def _notes(table_rows: list[Row], alpha: float, test: str, split: str, significa
 def _prepare(records, split, params=(), profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
     """The runs a table may use: one profile per dataset, one code identity per configuration, the
     profile's current training budget where a method has runs at it."""
-    frame = standard_protocol(records_frame(list(records), split=split, params=params))
+    frame, protocol_notes = standard_protocol(records_frame(list(records), split=split, params=params))
     frame, profiles, notes = choose_profiles(frame, profile)
     frame, code_notes = latest_code(frame)
     frame, budget_notes = profile_budget(frame)
-    return frame, profiles, notes + code_notes + budget_notes
+    return frame, profiles, notes + code_notes + budget_notes + protocol_notes
 
 
 def _baseline_pool(frame: pd.DataFrame, metrics, datasets) -> list[Row]:
