@@ -38,9 +38,19 @@ def config_hash(config: dict, length: int = 10) -> str:
     return stable_hash(public_config(config), length)
 
 
+def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
+    """``config`` without ``drop`` and without where training resumed from (``train.resume_from``
+    set to None, which keeps the identities of every stored record): a resumed run takes the same
+    steps as an uninterrupted one (see recommenders.trainer), so it is the same setting."""
+    config = public_config(config, drop)
+    if isinstance(config.get("train"), dict) and config["train"].get("resume_from") is not None:
+        config["train"] = {**config["train"], "resume_from": None}
+    return config
+
+
 def config_identity(config: dict, drop: Iterable[str] = ("seed", *PATH_KEYS), length: int = 10) -> str:
     """Hash of what ran, seed and paths left out: runs sharing it are seeds of one configuration."""
-    return stable_hash(public_config(config, drop), length)
+    return stable_hash(what_ran(config, drop), length)
 
 
 def package_version(name: str) -> str | None:

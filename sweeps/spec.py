@@ -226,17 +226,12 @@ def trial_key(config: dict, components: dict | None = None) -> str:
     """A trial's identity: the resolved config (path keys and ``train.resume_from`` left out) and the versions of
     the code that runs it (``components``; by default what this code's method declares). A record
     made by another component version is a different trial: a sweep runs it again."""
-    from bench.identity import public_config, stable_hash
+    from bench.identity import stable_hash, what_ran
     from bench.methods import METHODS
 
     if components is None:
         components = METHODS.get(config["method"]).components(config)
-    config = public_config(config, PATH_KEYS)
-    if (config.get("train") or {}).get("resume_from") is not None:
-        # where training starts from, not what runs: a resumed trial is the same trial (it takes
-        # the same steps, see recommenders.trainer); None keeps the keys of every stored record
-        config["train"] = {**config["train"], "resume_from": None}
-    return stable_hash({"config": config, "components": components}, 10)
+    return stable_hash({"config": what_ran(config, PATH_KEYS), "components": components}, 10)
 
 
 def record_trial_key(record: dict) -> str | None:

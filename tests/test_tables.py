@@ -386,6 +386,25 @@ def test_sweep_table_compares_every_setting_with_the_default(tmp_path):
     assert "0.7" not in [r.labels[0] for r in build_sweep_table(store, spec).rows]
 
 
+def test_a_resumed_trial_is_its_sweeps_trial_and_a_seed_of_its_configuration():
+    # a trial cut off mid-training and resumed from its checkpoint (train.resume_from set) ran the
+    # same setting: it is in its sweep's table, and averaged with the other seeds of its configuration
+    from bench.tables.sweep import build_sweep_table
+    from sweeps.spec import load_spec, record_trial_key
+
+    spec = load_spec("tau", budget="cpu")
+    plain = sweep_trial(spec, {"train.tau": 1.2}, 100, seed=2025)
+    resumed = sweep_trial(spec, {"train.tau": 1.2}, 120, seed=2024)
+    resumed["config"]["train"]["resume_from"] = "results/work/some-run"
+    table = build_sweep_table([sweep_trial(spec, {"train.tau": 1.0}, 100), resumed], spec)
+    assert [r.labels for r in table.rows] == [["1 (default)"], ["1.2"]]
+    main = build_main_table([plain, resumed])
+    assert main.rows[0].cells[("beauty", "recall@10")].n == 2
+    twin = sweep_trial(spec, {"train.tau": 1.2}, 120, seed=2024)
+    twin["components"] = resumed["components"] = {"tiger": "1"}
+    assert record_trial_key(twin) == record_trial_key(resumed)
+
+
 def test_render_writes_a_table_per_sweep(tmp_path):
     from bench.commands.render import render_all
     from sweeps.spec import load_spec
