@@ -14,8 +14,15 @@ from bench.tables.names import is_generative, method_order, order_datasets
 def _study(record: dict, kind: str) -> dict:
     info = record.get("method_info") or {}
     if kind == "diversity":
-        study = info.get("diversity") or {}
-        return {setting: values for setting, values in study.items() if isinstance(values, dict)}
+        study = {setting: dict(values) for setting, values in (info.get("diversity") or {}).items()
+                 if isinstance(values, dict)}
+        if "beam" in study:  # the beam's recall is the run's test metric: the row it is compared with
+            test = (record.get("metrics") or {}).get("test") or {}
+            for metric in list(study["beam"]):
+                recall = "recall@" + metric.split("@")[1] if metric.startswith("entropy@") else None
+                if recall in test:
+                    study["beam"].setdefault(recall, test[recall])
+        return study
     rates = info.get("invalid_id_rate") or {}
     return {setting: values for setting, values in rates.items() if isinstance(values, dict)}
 
@@ -66,7 +73,8 @@ def build_decoding_table(records, kind: str = "diversity", profile: str | None =
     table.title = _profile_title(title, profiles)
     table.notes = [
         "Test users. Entropy (bits) of the top-K items' categories, averaged over users; samples ranked by the "
-        "model's log-probability, duplicates removed." if kind == "diversity" else
+        "model's log-probability, duplicates removed. R@K: the beam row's is the run's test recall, a sampled "
+        "row's that of its ranked samples." if kind == "diversity" else
         "Test users, beam search without the trie: share of the top-K generated semantic IDs that name no item."
     ] + notes + code_notes
     return table
