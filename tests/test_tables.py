@@ -470,6 +470,22 @@ def test_decoding_tables_from_the_records_studies():
     table = build_decoding_table(store + [deeper], "diversity")
     assert table.label_columns == ["Method", "Configuration", "Decoding"]
     assert {tuple(r.labels[:2]) for r in table.rows} == {("TIGER[rqvae]", "–"), ("TIGER[rqvae]", "model.encoder_layers=3")}
+    # the notes name the runs of each block, so a reader can open their records
+    runs = next(n for n in table.notes if n.startswith("Runs: "))
+    assert "TIGER[rqvae] (model.encoder_layers=3): deeper" in runs
+    assert f"TIGER[rqvae]: {', '.join(sorted(r['run_id'] for r in store[:2]))}" in runs
+
+
+def test_config_differences_name_what_shapes_the_model_before_how_it_is_decoded():
+    from bench.tables.frame import config_differences
+
+    default = dict(decode__beam_size=20, eval__max_k=20, eval__ks=[10], train__tau=1.0)
+    base = run("TIGER[letter]", "tiger", "beauty", (0.1, 0.1, 0.1, 0.1), tokenizer="letter", **default)
+    other = run("TIGER[letter]", "tiger", "beauty", (0.1, 0.1, 0.1, 0.1), tokenizer="letter",
+                decode__beam_size=50, eval__max_k=50, eval__ks=[10, 50], train__tau=0.8)
+    third = run("TIGER[letter]", "tiger", "beauty", (0.1, 0.1, 0.1, 0.1), tokenizer="letter", **default)
+    text = config_differences({"a": base, "b": other, "c": third})["b"]
+    assert text.startswith("train.tau=0.8, ") and text.endswith("(+1 more)")
 
 
 def test_config_differences_name_the_settings_that_set_a_configuration_apart():

@@ -55,10 +55,13 @@ def build_decoding_table(records, kind: str = "diversity", profile: str | None =
         differences.update({(dataset, label, key): text for key, text in config_differences(one_each).items()})
     if any(differences.values()):
         table.label_columns = ["Method", "Configuration", "Decoding"]
+    shown = []  # which runs each block of rows is: a researcher can open their records
     for (dataset, label, config_key), runs in groups:
         studies = [_study(by_id[run], kind) for run in runs["run_id"]]
+        apart = differences[(dataset, label, config_key)]
+        shown.append(f"{label}{f' ({apart})' if apart else ''}: {', '.join(sorted(runs['run_id']))}")
         for setting in dict.fromkeys(s for study in studies for s in study):
-            labels = [label, differences[(dataset, label, config_key)] or "–", setting]
+            labels = [label, apart or "–", setting]
             row = Row(labels=labels if len(table.label_columns) == 3 else [label, setting], group="generative")
             for metric in metrics:
                 values = [study[setting][metric] for study in studies if metric in study.get(setting, {})]
@@ -76,5 +79,5 @@ def build_decoding_table(records, kind: str = "diversity", profile: str | None =
         "model's log-probability, duplicates removed. R@K: the beam row's is the run's test recall, a sampled "
         "row's that of its ranked samples." if kind == "diversity" else
         "Test users, beam search without the trie: share of the top-K generated semantic IDs that name no item."
-    ] + notes + code_notes
+    ] + [f"Runs: {'; '.join(shown)}."] + notes + code_notes
     return table

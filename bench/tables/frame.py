@@ -150,6 +150,9 @@ def flat_config(config: dict) -> dict:
     return {key: _hashable(value) for key, value in flatten(config, _NOT_A_SETTING).items()}
 
 
+_AT_TEST = ("decode", "eval")  # config sections that change how a trained model is decoded and scored
+
+
 def config_differences(records: dict[str, dict], limit: int = 3) -> dict[str, str]:
     """``{config key: one record of it}`` -> what sets each configuration apart: the settings (that
     mean something for its method and that every configuration has) where it differs from the most
@@ -167,7 +170,9 @@ def config_differences(records: dict[str, dict], limit: int = 3) -> dict[str, st
     common = {p: Counter(repr(flat[p]) for flat in flats.values()).most_common(1)[0][0] for p in shared}
     out = {}
     for key, flat in flats.items():
-        parts = [f"{p}={format_value(flat[p])}" for p in sorted(shared) if repr(flat[p]) != common[p]]
+        # what shapes the model (tokenizer, model, training) first, how it is decoded and evaluated last
+        order = sorted(shared, key=lambda p: (p.split(".")[0] in _AT_TEST, p))
+        parts = [f"{p}={format_value(flat[p])}" for p in order if repr(flat[p]) != common[p]]
         more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
         out[key] = ", ".join(parts[:limit]) + more
     return out
