@@ -225,14 +225,23 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
     return SweepSummary(spec, spec.metric, spec.mode, outcomes, results_dir, storage)
 
 
+# test-time settings whose cost can match the training's: decoding studies and the beam's width
+_TEST_TIME_COST = ("decode.sample_temperatures", "decode.sample_count", "eval.max_k")
+
+
 def estimate_seconds(config: dict, records: list[dict], generation: str | None = None,
                      done_steps: int | None = None) -> tuple[float | None, str]:
     """Wall seconds a trial with ``config`` should take, and what they were timed on: the median total
     time of the completed ``records`` of the same method, dataset, profile and tokenizer, their training
     time scaled to the trial's optimizer steps where the trial has a step budget. Records of this
     machine's CPU ``generation`` are preferred: one generation trained TIGER 2.2x as fast as another
-    under the same model name. (None, "") without such records."""
+    under the same model name; so are records of the same test-time study (sampling 100 items per user
+    at three temperatures took as long as the training). A record resumed from another run's
+    checkpoint counts the training done there too. (None, "") without such records."""
     import statistics
+
+    def study(record_config: dict) -> tuple:
+        return tuple(repr(get_path(record_config, key)) for key in _TEST_TIME_COST)
 
     def same(record: dict) -> bool:
         other = record.get("config") or {}
@@ -242,9 +251,12 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
         return config["method"] != "tiger" or get_path(other, "tokenizer.name") == get_path(config, "tokenizer.name")
 
     def seconds_of(record: dict) -> float:
-        seconds = sum((record.get("timings_s") or {}).values())
+        timings = record.get("timings_s") or {}
+        seconds = sum(timings.values())
         budget = record.get("budget") or {}
         steps, train = budget.get("optimizer_steps"), budget.get("train_seconds")
+        if train and "fit" in timings:  # training seconds of all sessions, the fit only this one's
+            seconds += max(float(train) - float(timings["fit"]), 0.0)
         planned = get_path(config, "train.max_steps") if config["method"] == "tiger" else None
         if steps and planned and train:  # the training part scales with the steps, whatever stopped it
             left = max(float(planned) - float(done_steps or 0), 0.0)  # a resumed trial: the steps it has left
@@ -254,6 +266,8 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
     similar = list(filter(same, records))
     if not similar:
         return None, ""
+    alike = [r for r in similar if study(r.get("config") or {}) == study(config)]
+    similar = alike or similar
     local = [r for r in similar if generation and (r.get("hardware") or {}).get("cpu_generation") == generation]
     if local:
         return statistics.median(map(seconds_of, local)), f"timed on this CPU ({len(local)} run(s))"

@@ -667,3 +667,20 @@ def test_dry_run_estimate_of_a_resumed_trial_counts_the_steps_it_has_left():
               "train": {"max_steps": 4000}}
     assert estimate_seconds(config, [timed], "g")[0] == pytest.approx(4400.0)
     assert estimate_seconds(config, [timed], "g", done_steps=3000)[0] == pytest.approx(400.0 + 1000.0)
+
+
+def test_a_decoding_study_is_timed_by_runs_of_the_same_study_with_their_whole_training():
+    from sweeps.launcher import estimate_seconds
+
+    base = {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "letter"},
+            "train": {"max_steps": 4000}}
+    plain = {"config": base, "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 3000.0, "rank": 300.0},
+             "budget": {"optimizer_steps": 4000, "train_seconds": 2900.0}}
+    # decoded again from a finished checkpoint: 2 s of fit here, the 2900 s of training in the first run
+    sampled = dict(base, decode={"sample_temperatures": [1.0, 2.0]})
+    study = {"config": sampled, "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 2.0, "rank": 2500.0},
+             "budget": {"optimizer_steps": 4000, "train_seconds": 2900.0}}
+    assert estimate_seconds(sampled, [plain, study], "g")[0] == pytest.approx(2.0 + 2500.0 + 2898.0)
+    assert estimate_seconds(base, [plain, study], "g")[0] == pytest.approx(3300.0)
+    # no run of the study yet: the plain runs, as before
+    assert estimate_seconds(sampled, [plain], "g")[0] == pytest.approx(3300.0)
