@@ -80,9 +80,10 @@ def _numeric(values) -> bool:
 
 
 def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable[str] = ("recall@10", "ndcg@10"),
-                      split: str = "test", title: str | None = None, default=None) -> Path:
+                      split: str = "test", title: str | None = None, default=None, held: str | None = None) -> Path:
     """One panel per metric: the metric against ``param``, one line per (dataset, method); a dashed
-    vertical line marks the ``default`` value where one is given."""
+    vertical line marks the ``default`` value where one is given; ``held`` (e.g. ``beta = 0.0001``)
+    names what the runs hold fixed, in the title."""
     metrics = list(metrics)
     data = curve_frame(records, param, metrics, split)
     if data.empty:
@@ -126,7 +127,8 @@ def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable
         ax.set_ylabel(f"{metric_header(metric)} ({split})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(title or f"{', '.join(metric_header(m) for m in metrics)} vs {param}", fontsize="medium")
+    held_text = f" ({held}, the default)" if held else ""
+    fig.suptitle(title or f"{', '.join(metric_header(m) for m in metrics)} vs {param}{held_text}", fontsize="medium")
     return _save(fig, output)
 
 

@@ -546,3 +546,22 @@ def test_main_and_tokenizer_tables_compare_runs_at_the_profiles_current_budget()
     # no run at today's budget: the method keeps its runs (the budget column says what they got)
     table = build_main_table([clocked, older])
     assert list(table.rows[0].runs["beauty"]["run_id"]) == [older["run_id"]]
+
+
+def test_a_two_dimensional_sweeps_curve_holds_the_other_dimension_at_its_default():
+    # alpha x beta: the alpha curve draws the beta-default trials only, not the best beta per alpha
+    from bench.commands.render import curve_slice
+    from bench.tables.sweep import sweep_records
+    from sweeps.spec import load_spec
+
+    spec = load_spec("letter_alpha_beta", budget="cpu")
+    alpha, beta = "tokenizer.letter.alpha", "tokenizer.letter.beta"
+    store = [sweep_trial(spec, {alpha: 0.0, beta: 0.0}, 150, valid=0.05),  # the better beta at alpha 0
+             sweep_trial(spec, {alpha: 0.0, beta: 0.0001}, 80, valid=0.01),
+             sweep_trial(spec, {alpha: 0.02, beta: 0.0001}, 120, valid=0.03)]
+    found = sweep_records(store, spec)
+    kept, held = curve_slice(spec, alpha, found)
+    assert sorted(r["run_id"] for r in kept) == sorted(r["run_id"] for r in store[1:])
+    assert held == f"{beta} = 0.0001"
+    kept, held = curve_slice(load_spec("tau", budget="cpu"), "train.tau", [(r, {}) for r in store])
+    assert len(kept) == 3 and held is None  # one swept dimension: every trial

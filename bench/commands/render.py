@@ -63,6 +63,19 @@ def varied(records, param: str) -> bool:
     return bool((counts >= 2).any())
 
 
+def curve_slice(spec, name: str, found: list[tuple[dict, dict]]) -> tuple[list[dict], str | None]:
+    """The trials a sweep's curve of dimension ``name`` draws, and what it holds fixed: with other swept
+    dimensions (alpha x beta), only the trials that hold those at the spec's default, as the papers'
+    one-parameter curves do (otherwise each point would be the best over the others, chosen unsaid)."""
+    others = [d.name for d in spec.dimensions if d.name != name and d.keys != ["seed"]]
+    if not others or not all(o in spec.default for o in others):
+        return [record for record, _ in found], None
+    kept = [record for record, point in found if all(point.get(o) == spec.default[o] for o in others)]
+    held = ", ".join(f"{o} = {spec.default[o]:g}" if isinstance(spec.default[o], float) else f"{o} = {spec.default[o]}"
+                     for o in others)
+    return kept, held
+
+
 def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list[Path]:
     from bench.plots import PlotError, code_counts_from_store, plot_code_distribution, plot_param_curves
     from bench.atomic import atomic_write_text
@@ -116,15 +129,16 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list
         for suffix in ("png", "pdf"):
             written.append(plot_coldstart(records, out / "plots" / f"coldstart.{suffix}"))
     for stem, spec, _ in sweeps:  # a curve per swept key, the default marked
-        trials = [record for record, _ in sweep_records(records, spec)]
+        found = sweep_records(records, spec)
         for dim in spec.dimensions:
             # a dimension setting several keys to one value (layers: encoder = decoder) is drawn against the first
             if not dim.keys or dim.keys == ["seed"] or dim.cases:
                 continue
+            trials, held = curve_slice(spec, dim.name, found)
             for suffix in ("png", "pdf"):
                 try:
                     written.append(plot_param_curves(trials, dim.keys[0], out / "plots" / f"{stem}-{dim.keys[0]}.{suffix}",
-                                                     default=spec.default.get(dim.name)))
+                                                     default=spec.default.get(dim.name), held=held))
                 except PlotError:
                     break
     for param, shown in compared:  # the runs of its table: everything but the parameter held fixed
