@@ -112,8 +112,7 @@ def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable
                 s = np.nan_to_num(s, nan=0.0)
                 ax.fill_between(x, y - s, y + s, color=drawn.get_color(), alpha=0.2, linewidth=0)
         if default is not None and default in positions:
-            ax.axvline(positions[default], color="grey", linestyle="--", linewidth=1, label=f"default ({default:g})"
-                       if isinstance(default, float) else f"default ({default})")
+            ax.axvline(positions[default], color="grey", linestyle="--", linewidth=1, label=f"default ({format_value(default)})")
         if log_x:
             ax.set_xscale("log")
         if not numeric:

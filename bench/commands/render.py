@@ -71,9 +71,9 @@ def curve_slice(spec, name: str, found: list[tuple[dict, dict]]) -> tuple[list[d
     if not others or not all(o in spec.default for o in others):
         return [record for record, _ in found], None
     kept = [record for record, point in found if all(point.get(o) == spec.default[o] for o in others)]
-    held = ", ".join(f"{o} = {spec.default[o]:g}" if isinstance(spec.default[o], float) else f"{o} = {spec.default[o]}"
-                     for o in others)
-    return kept, held
+    from bench.tables.names import format_value
+
+    return kept, ", ".join(f"{o} = {format_value(spec.default[o])}" for o in others)
 
 
 def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list[Path]:

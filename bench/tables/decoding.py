@@ -18,8 +18,8 @@ def _study(record: dict, kind: str) -> dict:
                  if isinstance(values, dict)}
         if "beam" in study:  # the beam's recall is the run's test metric: the row it is compared with
             test = (record.get("metrics") or {}).get("test") or {}
-            for metric in list(study["beam"]):
-                recall = "recall@" + metric.split("@")[1] if metric.startswith("entropy@") else None
+            for metric in [m for m in study["beam"] if m.startswith("entropy@")]:
+                recall = "recall@" + metric.removeprefix("entropy@")
                 if recall in test:
                     study["beam"].setdefault(recall, test[recall])
         return study
