@@ -1,4 +1,5 @@
-"""The one evaluator: Recall@K, NDCG@K and coverage@K from ranked item lists, one target per user."""
+"""The one evaluator: Recall@K, NDCG@K and coverage@K from ranked item lists, one target per user;
+and the category entropy of top-K lists (TIGER Table 3)."""
 from __future__ import annotations
 
 import numpy as np
@@ -71,3 +72,25 @@ def evaluate_rankings(rankings, targets, ks=(5, 10, 20), n_items: int | None = N
             top = top[(top >= 0) & (top < n_items)]
             result[f"coverage@{k}"] = float(len(np.unique(top)) / n_items)
     return result
+
+
+ENTROPY_UNIT = "nats"  # category_entropy uses the natural logarithm; tables name the unit from here
+
+
+def category_entropy(rankings: np.ndarray, item_category: np.ndarray, k: int) -> float:
+    """Mean over users of the entropy (in ``ENTROPY_UNIT``) of the category distribution of their
+    top-k items (TIGER Table 3). Items outside the catalogue and items without a category are skipped."""
+    rankings = np.asarray(rankings)[:, :k]
+    item_category = np.asarray(item_category)
+    n_cat = int(item_category.max()) + 1 if len(item_category) else 0
+    valid = (rankings >= 0) & (rankings < len(item_category))
+    cats = np.where(valid, item_category[np.clip(rankings, 0, len(item_category) - 1)], -1)
+    valid &= cats >= 0
+    counts = np.zeros((len(rankings), max(n_cat, 1)))
+    rows = np.repeat(np.arange(len(rankings)), rankings.shape[1]).reshape(rankings.shape)
+    np.add.at(counts, (rows[valid], cats[valid]), 1)
+    totals = counts.sum(1, keepdims=True)
+    p = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    entropy = -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1)
+    has = totals[:, 0] > 0
+    return float(entropy[has].mean()) if has.any() else 0.0

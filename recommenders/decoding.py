@@ -1,6 +1,7 @@
 """Decoding semantic IDs into ranked items: trie-constrained beam search, unconstrained beam search
 (for the invalid-ID rate, TIGER Fig. 6), temperature sampling (diversity study, TIGER Table 3),
-exhaustive scoring (the reference beam search is checked against), category entropy.
+exhaustive scoring (the reference beam search is checked against), item categories for the
+diversity study (its entropy is a metric: ``bench.metrics.category_entropy``).
 
 Everything is batched over users and beams as tensor operations. The trie of valid semantic IDs is a
 dense lookup table per level: ``tables[l][node, code]`` is the id of the child prefix node at level
@@ -226,22 +227,3 @@ def item_categories(dataset, depth: int = 1) -> np.ndarray | None:
     known = sorted({n for n in names if n is not None})
     index = {n: i for i, n in enumerate(known)}
     return np.array([index[n] if n is not None else -1 for n in names], dtype=np.int64)
-
-
-def category_entropy(rankings: np.ndarray, item_category: np.ndarray, k: int) -> float:
-    """Mean over users of the entropy (nats) of the category distribution of their top-k items
-    (TIGER Table 3). Items outside the catalogue and items without a category are skipped."""
-    rankings = np.asarray(rankings)[:, :k]
-    item_category = np.asarray(item_category)
-    n_cat = int(item_category.max()) + 1 if len(item_category) else 0
-    valid = (rankings >= 0) & (rankings < len(item_category))
-    cats = np.where(valid, item_category[np.clip(rankings, 0, len(item_category) - 1)], -1)
-    valid &= cats >= 0
-    counts = np.zeros((len(rankings), max(n_cat, 1)))
-    rows = np.repeat(np.arange(len(rankings)), rankings.shape[1]).reshape(rankings.shape)
-    np.add.at(counts, (rows[valid], cats[valid]), 1)
-    totals = counts.sum(1, keepdims=True)
-    p = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    entropy = -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1)
-    has = totals[:, 0] > 0
-    return float(entropy[has].mean()) if has.any() else 0.0

@@ -17,12 +17,11 @@ from bench.config import flatten, get_path
 from bench.identity import PATH_KEYS
 from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
-from bench.metrics import evaluate_rankings
+from bench.metrics import category_entropy, evaluate_rankings
 from bench.split import HistoryBatch, LeaveOneOutSplit
 from recommenders.decoding import (
     SemanticIdTrie,
     beam_search,
-    category_entropy,
     distinct_top_k,
     invalid_rate,
     item_categories,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from bench.metrics import ENTROPY_UNIT, category_entropy
 from recommenders.decoding import (
     SemanticIdTrie,
     beam_search,
-    category_entropy,
     distinct_top_k,
     exhaustive_scores,
     invalid_rate,
@@ -180,6 +180,13 @@ def test_category_entropy_by_hand():
     # user 0: one category -> 0; user 1: three categories -> ln 3; user 2: nothing valid -> skipped
     assert value == pytest.approx(math.log(3) / 2)
     assert category_entropy(rankings, category, k=1) == 0.0
+
+
+def test_category_entropy_is_in_the_unit_tables_name():
+    """Four categories, one item each: log(4) in the unit the tables print (Table 3 once said bits of nats)."""
+    base = {"nats": math.e, "bits": 2.0}[ENTROPY_UNIT]
+    value = category_entropy(np.array([[0, 1, 2, 3]]), np.arange(4), k=4)
+    assert value == pytest.approx(math.log(4, base))
 
 
 def test_same_function_and_same_top_k_as_hugging_face_t5(setup):

@@ -462,6 +462,9 @@ def test_decoding_tables_from_the_records_studies():
     invalid = build_decoding_table(store, "invalid")
     assert invalid.rows[0].cells[("beauty", "invalid_id_rate@10")].mean == pytest.approx(0.03)
     assert "Decoding" in render(table, "md")
+    from bench.metrics import ENTROPY_UNIT
+
+    assert f"Entropy ({ENTROPY_UNIT})" in table.notes[0]
 
     # two configurations of one method: a column says what sets each apart from the common setting
     deeper = study(3, 3.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.metrics import ENTROPY_UNIT
 from bench.tables.budget import budget_text
 from bench.tables.frame import choose_profiles, config_differences, latest_code, records_frame
 from bench.tables.model import Cell, Row, Table, _profile_title
@@ -75,7 +76,7 @@ def build_decoding_table(records, kind: str = "diversity", profile: str | None =
     table.profiles = profiles
     table.title = _profile_title(title, profiles)
     table.notes = [
-        "Test users. Entropy (bits) of the top-K items' categories, averaged over users; samples ranked by the "
+        f"Test users. Entropy ({ENTROPY_UNIT}) of the top-K items' categories, averaged over users; samples ranked by the "
         "model's log-probability, duplicates removed. R@K: the beam row's is the run's test recall, a sampled "
         "row's that of its ranked samples." if kind == "diversity" else
         "Test users, beam search without the trie: share of the top-K generated semantic IDs that name no item."
