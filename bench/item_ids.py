@@ -1,4 +1,4 @@
-"""The item-ID stage: item text embeddings -> CF embeddings (only when the tokenizer needs them) ->
+"""The item-ID stage: item text embeddings (unless the tokenizer reads none) -> CF embeddings (only when the tokenizer needs them) ->
 the tokenizer fitted, or loaded from its cache. ``bench run`` (TIGER), ``bench tokenize`` and sweep
 trials all call :func:`fit_item_ids`, so a fit made by any of them is reused by the others."""
 from __future__ import annotations
@@ -32,12 +32,16 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
 
     dataset = split.dataset
     timings = {}
+    probe = tokenizers_zoo.build_tokenizer(config)
     start = time.perf_counter()
-    say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
-    item_emb = item_embeddings(dataset, config)
+    if probe.uses_text:
+        say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
+        item_emb = item_embeddings(dataset, config)
+    else:  # no features: the tokenizer reads the item count only (and its cache key holds it)
+        item_emb = np.zeros((dataset.n_items, 0), dtype=np.float32)
     timings["embed_s"] = round(time.perf_counter() - start, 2)
     cf_emb = cf_mask = None
-    if tokenizers_zoo.build_tokenizer(config).needs_cf:
+    if probe.needs_cf:
         try:
             from baselines.cf_embed import cf_item_embeddings
         except ImportError as err:
@@ -66,9 +70,10 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         "name": tokenizer.name,
         "dataset": dataset.name,
         "n_items": dataset.n_items,
-        "embedding_model": model_identity(section["model"]),
-        "embedding_template": resolve_template(dataset.name, section["template"]),
-        "embedding_dim": int(item_emb.shape[1]),
+        "text_embeddings": probe.uses_text,
+        "embedding_model": model_identity(section["model"]) if probe.uses_text else None,
+        "embedding_template": resolve_template(dataset.name, section["template"]) if probe.uses_text else None,
+        "embedding_dim": int(item_emb.shape[1]) if probe.uses_text else None,
         "cf_embeddings": cf_emb is not None,
         "cf_targets": int(cf_mask.sum()) if cf_mask is not None else None,
         "from_cache": tokenizer.source is not None,

@@ -108,7 +108,9 @@ class TigerRecommender(Recommender):
 
         tokenizer = tokenizers_zoo.build_tokenizer(config)
         versions = {**super().components(config), "tiger_checkpoint": CHECKPOINT_FORMAT,
-                    "embedder": EMBEDDER_VERSION, **type(tokenizer).component_versions()}
+                    **type(tokenizer).component_versions()}
+        if tokenizer.uses_text:
+            versions["embedder"] = EMBEDDER_VERSION
         if tokenizer.needs_cf:
             from baselines.cf_embed import component_versions as cf_versions
 

@@ -364,6 +364,21 @@ def test_tokenize_command_prints_statistics(cli, capsys):
     assert '"collision_rate"' in capsys.readouterr().out
 
 
+def test_random_ids_need_no_text_encoder(cli, capsys, monkeypatch):
+    """Random IDs read the item count only: fitting them loads no text encoder (none may be installed
+    or downloadable) and says so, while a text-based tokenizer does load it."""
+    import bench.embed as embed
+
+    def unavailable(name, device="cpu"):
+        raise AssertionError("the text encoder was loaded")
+
+    monkeypatch.setattr(embed, "load_model", unavailable)
+    assert cli("--tokenizer", "random_id") == 0
+    assert "no text embeddings" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="text encoder was loaded"):
+        cli("--tokenizer", "lsh")
+
+
 def test_tokenize_command_errors(cli, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "baselines.cf_embed", None)  # not importable
     assert cli("--tokenizer", "letter") == 2

@@ -58,9 +58,10 @@ def default_params(name: str) -> dict:
     return dict(section)
 
 
-def check_embeddings(array: Any, what: str, n_items: int | None = None) -> np.ndarray:
+def check_embeddings(array: Any, what: str, n_items: int | None = None, featureless: bool = False) -> np.ndarray:
+    """``array`` as float32 ``[n_items, dim]``; ``featureless`` admits ``dim == 0`` (only the item count is read)."""
     array = np.asarray(array)
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+    if array.ndim != 2 or array.shape[0] == 0 or (array.shape[1] == 0 and not featureless):
         raise TokenizerError(f"{what} must be a non-empty 2-D array [n_items, dim], got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number):
         raise TokenizerError(f"{what} must be numeric, got {array.dtype}")
@@ -81,6 +82,7 @@ class Tokenizer:
     # every subclass declares its own ``version`` too, see :meth:`component_versions`
     version = 1
     uses_cf = False  # True where fitting can use CF item embeddings (LETTER); see also needs_cf
+    uses_text = True  # False where fitting reads only how many items there are (random IDs): no text embeddings
 
     def __init__(
         self,
@@ -175,7 +177,7 @@ class Tokenizer:
     def fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cf_mask: np.ndarray | None = None) -> "Tokenizer":
         """Fit on ``item_emb`` (and ``cf_emb``); ``cf_mask`` marks the items whose CF row is a real
         target (they occur in a training part): the others carry no collaborative signal."""
-        item_emb = check_embeddings(item_emb, "item embeddings")
+        item_emb = check_embeddings(item_emb, "item embeddings", featureless=not self.uses_text)
         if cf_emb is not None:
             cf_emb = check_embeddings(cf_emb, "CF item embeddings", n_items=len(item_emb))
         self.cf_mask = None if cf_mask is None or cf_emb is None else np.asarray(cf_mask, dtype=bool)

@@ -9,6 +9,7 @@ from tokenizers_zoo.base import Tokenizer
 class RandomIDTokenizer(Tokenizer):
     name = "random_id"
     version = 1  # bump when a change makes fitted random_id codes differ
+    uses_text = False  # the codes depend on the seed and the item count only
 
     def validate_params(self) -> None:
         self._positive_int("levels")

@@ -55,11 +55,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"stats": stats, "facts": facts, "info": {k: v for k, v in tokenizer.info.items() if k != "history"}}, indent=2))
     else:
         origin = f"loaded from {facts['loaded_from']}" if facts["loaded_from"] else f"fitted in {tokenizer.info.get('fit_seconds', 0):.1f}s"
-        print(
-            f"{tokenizer.name} on {facts['dataset']} ({facts['n_items']} items; text embeddings "
-            f"{facts['embedding_model']}, d={facts['embedding_dim']}, template '{facts['embedding_template']}'; "
-            f"profile {args.profile}; seed {tokenizer.seed}): {origin}"
-        )
+        inputs = (f"text embeddings {facts['embedding_model']}, d={facts['embedding_dim']}, "
+                  f"template '{facts['embedding_template']}'" if facts["text_embeddings"] else "no text embeddings")
+        print(f"{tokenizer.name} on {facts['dataset']} ({facts['n_items']} items; {inputs}; "
+              f"profile {args.profile}; seed {tokenizer.seed}): {origin}")
         print(stats_table(stats))
         if facts["saved_to"] and not facts["loaded_from"]:
             print(f"saved to {facts['saved_to']} (bench run with the same config reuses it)")
