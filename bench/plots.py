@@ -15,6 +15,7 @@ changes the global backend; PNG, PDF and SVG follow from the output file's suffi
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -79,6 +80,47 @@ def _numeric(values) -> bool:
     return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
 
 
+@dataclass
+class CurveAxis:
+    """Where a curve's x values go: their positions, the axis scale and the ticks."""
+
+    positions: dict  # value -> x position
+    scale: str = "linear"  # "linear", "log", or "symlog" (a log-spaced grid with 0: linear up to linthresh)
+    linthresh: float | None = None
+    ticks: list | None = None  # values to tick (each labelled), or None for matplotlib's own
+
+    def apply(self, ax) -> None:
+        if self.scale == "symlog":  # [0, linthresh] as wide as a decade; a quarter of one as margin each side
+            ax.set_xscale("symlog", linthresh=self.linthresh, linscale=1.0)
+            ax.set_xlim(-0.25 * self.linthresh, max(self.positions.values()) * 10 ** 0.25)
+        elif self.scale == "log":
+            ax.set_xscale("log")
+        if self.ticks is not None:
+            ax.set_xticks([self.positions[v] for v in self.ticks], [format_value(v) for v in self.ticks])
+            ax.minorticks_off()
+
+
+def curve_axis(values: list) -> CurveAxis:
+    """The x axis of a sweep's values. A grid spanning two orders of magnitude is drawn on a log
+    scale, or, when it holds 0 (alpha, beta = 0, 1e-4, 1e-3), on a symmetric log scale linear below
+    its smallest positive value, so 0 and 1e-4 do not fall on one point; a grid of a few values
+    (layers, codebook sizes, one run so far) gets a tick at each; text values are evenly spaced."""
+    if not _numeric(values):
+        ordered = sorted(values, key=str)
+        return CurveAxis({v: float(i) for i, v in enumerate(ordered)}, ticks=ordered)
+    ordered = sorted(values, key=float)
+    positions = {v: float(v) for v in values}
+    positive = [float(v) for v in ordered if float(v) > 0]
+    spread = len(positive) >= 2 and positive[-1] / positive[0] >= 100
+    scale, linthresh = "linear", None
+    if spread and len(positive) == len(values):
+        scale = "log"
+    elif spread and float(ordered[0]) == 0:
+        scale, linthresh = "symlog", positive[0]
+    few = len(values) <= 10 and (scale != "linear" or len(values) == 1 or all(float(v).is_integer() for v in values))
+    return CurveAxis(positions, scale, linthresh, ordered if few else None)
+
+
 def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable[str] = ("recall@10", "ndcg@10"),
                       split: str = "test", title: str | None = None, default=None, held: str | None = None) -> Path:
     """One panel per metric: the metric against ``param``, one line per (dataset, method); a dashed
@@ -88,16 +130,8 @@ def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable
     data = curve_frame(records, param, metrics, split)
     if data.empty:
         raise PlotError(f"no completed runs whose config has {param!r} (for the methods it applies to)")
-    values = list(data["value"].unique())
-    numeric = _numeric(values)
-    if numeric:
-        positions = {v: float(v) for v in values}
-        positive = [float(v) for v in values if float(v) > 0]
-        log_x = len(positive) == len(values) and max(positive) / min(positive) >= 100
-    else:
-        ordered = sorted(values, key=str)
-        positions = {v: float(i) for i, v in enumerate(ordered)}
-        log_x = False
+    axis = curve_axis(list(data["value"].unique()))
+    positions = axis.positions
     several_datasets = data["dataset"].nunique() > 1
     fig = _figure(4.2 * len(metrics), 3.4)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
@@ -113,15 +147,7 @@ def plot_param_curves(records, param: str, output: str | Path, metrics: Iterable
                 ax.fill_between(x, y - s, y + s, color=drawn.get_color(), alpha=0.2, linewidth=0)
         if default is not None and default in positions:
             ax.axvline(positions[default], color="grey", linestyle="--", linewidth=1, label=f"default ({format_value(default)})")
-        if log_x:
-            ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(list(positions.values()), [format_value(v) for v in positions])
-        elif len(values) <= 10 and (log_x or all(float(v).is_integer() for v in values)):
-            # grid values (layers, codebook sizes, alpha/beta): a tick at each
-            ax.set_xticks(sorted(positions.values()), [f"{float(v):.4g}" for v in sorted(values, key=float)])
-            if log_x:
-                ax.minorticks_off()
+        axis.apply(ax)
         ax.set_xlabel(param)
         ax.set_ylabel(f"{metric_header(metric)} ({split})")
         ax.grid(True, alpha=0.3)

@@ -59,6 +59,36 @@ def test_param_curve_png_and_pdf(tmp_path):
         plot_param_curves(alpha_store(), "model.no_such_key", tmp_path / "none.png")
 
 
+def _display_x(axis):
+    """Display x of each ticked value, relative to the panel's left edge, and the panel's width,
+    once ``axis`` is applied to a fresh panel."""
+    from matplotlib.figure import Figure
+
+    ax = Figure(figsize=(4, 3), dpi=100).subplots()
+    ax.plot(list(axis.positions.values()), [0.0] * len(axis.positions), marker="o")
+    axis.apply(ax)
+    left, right = ax.transAxes.transform([(0, 0), (1, 0)])[:, 0]
+    return {v: ax.transData.transform((axis.positions[v], 0))[0] - left for v in axis.ticks}, right - left
+
+
+def test_curve_axis_keeps_zero_apart_from_a_log_spaced_grid():
+    """alpha in {0, 1e-3, 0.02, 0.1} on a linear axis put 0 and 1e-3 on one pixel; every grid value
+    now gets its own tick, in order, and a fair share of the panel."""
+    from bench.plots import curve_axis
+
+    axis = curve_axis([0.02, 0.0, 0.1, 0.001])
+    assert axis.scale == "symlog" and axis.ticks == [0.0, 0.001, 0.02, 0.1]
+    x, width = _display_x(axis)
+    gaps = np.diff([x[v] for v in axis.ticks])
+    assert (gaps > 0).all() and gaps.min() > 0.1 * width
+    assert 0 < x[0.0] and x[0.1] < width  # every point inside the panel, not on its edge
+    assert curve_axis([0.001, 0.01, 0.1]).scale == "log"
+    assert curve_axis([64, 128, 256]).scale == "linear" and curve_axis([64, 128, 256]).ticks == [64, 128, 256]
+    assert curve_axis([0.6, 0.8, 1.0, 1.2]).ticks is None  # matplotlib's own ticks for a linear float grid
+    assert curve_axis([0.0001]).ticks == [0.0001]  # one run so far: its value, not crowded default ticks
+    assert curve_axis(["b", "a"]).positions == {"a": 0.0, "b": 1.0}
+
+
 def test_code_distribution_from_records_and_arrays(tmp_path):
     rng = np.random.default_rng(0)
     skewed = np.bincount(rng.zipf(1.6, 2000) % 256, minlength=256)
