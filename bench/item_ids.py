@@ -1,5 +1,5 @@
-"""The item-ID stage: item text embeddings (unless the tokenizer reads none) -> CF embeddings (only when the tokenizer needs them) ->
-the tokenizer fitted, or loaded from its cache. ``bench run`` (TIGER), ``bench tokenize`` and sweep
+"""The item-ID stage: item text embeddings (unless the tokenizer reads none) -> CF embeddings (only
+when the tokenizer needs them) -> the tokenizer fitted, or loaded from its cache. ``bench run`` (TIGER), ``bench tokenize`` and sweep
 trials all call :func:`fit_item_ids`, so a fit made by any of them is reused by the others."""
 from __future__ import annotations
 
@@ -65,15 +65,18 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
     say(f"tokenizer {name}: " + (f"loaded from {tokenizer.source}" if tokenizer.source else
                                  f"fitted in {timings['tokenizer_s']} s" +
                                  (f", saved to {tokenizer.cache_folder}" if tokenizer.cache_folder else "")))
-    section = embed_config(config)
+    text = dict.fromkeys(("embedding_model", "embedding_template", "embedding_dim"))  # none read: all None
+    if probe.uses_text:
+        section = embed_config(config)
+        text = {"embedding_model": model_identity(section["model"]),
+                "embedding_template": resolve_template(dataset.name, section["template"]),
+                "embedding_dim": int(item_emb.shape[1])}
     facts = {
         "name": tokenizer.name,
         "dataset": dataset.name,
         "n_items": dataset.n_items,
         "text_embeddings": probe.uses_text,
-        "embedding_model": model_identity(section["model"]) if probe.uses_text else None,
-        "embedding_template": resolve_template(dataset.name, section["template"]) if probe.uses_text else None,
-        "embedding_dim": int(item_emb.shape[1]) if probe.uses_text else None,
+        **text,
         "cf_embeddings": cf_emb is not None,
         "cf_targets": int(cf_mask.sum()) if cf_mask is not None else None,
         "from_cache": tokenizer.source is not None,
