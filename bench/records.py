@@ -135,6 +135,18 @@ def record_budget(record: dict) -> dict:
     return budget if isinstance(budget, dict) else _legacy_budget(record)
 
 
+def record_machine(record: dict) -> str:
+    """Where a run computed, in a few words: the GPU's name for a CUDA run, else the CPU model and
+    generation; training times are comparable only between runs on one machine."""
+    hardware = record.get("hardware") or {}
+    if hardware.get("gpu") and str(record_budget(record).get("device") or "").startswith("cuda"):
+        return str(hardware["gpu"])
+    model, generation = hardware.get("cpu_model"), hardware.get("cpu_generation")
+    if not model:
+        return "unrecorded CPU"
+    return f"{model} ({generation or 'generation not recorded'})"
+
+
 def record_max_history(record: dict) -> tuple[int | None, int | None]:
     """(history items the method saw, the split's max_history) of a record; None where unknown."""
     protocol = record.get("protocol") or {}

@@ -405,6 +405,32 @@ def test_a_resumed_trial_is_its_sweeps_trial_and_a_seed_of_its_configuration():
     assert record_trial_key(twin) == record_trial_key(resumed)
 
 
+def test_a_table_whose_runs_trained_on_different_machines_names_the_rows_of_each():
+    # training times in the Budget column compare only within one machine: a sweep finished on
+    # another CPU says which rows ran where, and a table of one machine says nothing
+    from bench.tables.sweep import build_sweep_table
+    from sweeps.spec import load_spec
+
+    spec = load_spec("tau", budget="cpu")
+    store = [sweep_trial(spec, {"train.tau": t}, 100) for t in (0.6, 0.8, 1.0)]
+    for record in store:
+        record["hardware"] = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 1", "device": "cpu"}
+    assert not any("more than one machine" in n for n in build_sweep_table(store, spec).notes)
+    store[1]["hardware"] = {"cpu_model": "Intel Xeon", "cpu_generation": "family 6, model 143", "device": "cpu"}
+    store.append(sweep_trial(spec, {"train.tau": 1.2}, 100))  # an old record without hardware facts
+    notes = [n for n in build_sweep_table(store, spec).notes if "more than one machine" in n]
+    assert notes == ["Runs on more than one machine (training times compare only within one): "
+                     "AMD EPYC (family 25, model 1): 0.6 / 1 (default); Intel Xeon (family 6, model 143): 0.8; "
+                     "unrecorded CPU: 1.2."]
+    gpu = run("TIGER[rqvae]", "tiger", "beauty", (0.03, 0.02, 0.04, 0.02))
+    gpu["hardware"] = {"cpu_model": "AMD EPYC", "gpu": "NVIDIA H200", "cuda": True}
+    gpu["budget"] = {"device": "cuda", "optimizer_steps": 10}
+    cpu = run("SASRec (CE)", "sasrec", "beauty", (0.02, 0.01, 0.03, 0.01))
+    cpu["hardware"] = {"cpu_model": "AMD EPYC", "device": "cpu"}
+    assert any("AMD EPYC (generation not recorded): SASRec (CE); NVIDIA H200: TIGER[rqvae]." in n
+               for n in build_main_table([gpu, cpu]).notes)
+
+
 def test_render_writes_a_table_per_sweep(tmp_path):
     from bench.commands.render import render_all
     from sweeps.spec import load_spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from bench.tables.names import NO_TRAINING
+from bench.tables.names import NO_TRAINING, dataset_name
 
 
 def _count(value: float) -> str:
@@ -59,3 +59,20 @@ def budget_text(budgets: Iterable[dict]) -> str:
     if reasons:
         parts.append("/".join(reasons))
     return " · ".join(parts)
+
+
+def machines_note(rows, datasets) -> list[str]:
+    """Where a table's runs computed on more than one machine, a note naming the rows of each: the
+    Budget's training times compare only within one machine."""
+    by_machine: dict[str, list[str]] = {}
+    for row in rows:
+        for dataset, runs in row.runs.items():
+            if "machine" not in runs.columns:
+                continue
+            label = ", ".join(row.labels) + (f" on {dataset_name(dataset)}" if len(datasets) > 1 else "")
+            for machine in sorted(set(runs["machine"].dropna())):
+                by_machine.setdefault(machine, []).append(label)
+    if len(by_machine) < 2:
+        return []
+    parts = "; ".join(f"{machine}: {' / '.join(labels)}" for machine, labels in sorted(by_machine.items()))
+    return [f"Runs on more than one machine (training times compare only within one): {parts}."]

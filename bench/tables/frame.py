@@ -12,7 +12,7 @@ import pandas as pd
 from bench.config import flatten, profile_value
 from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
-from bench.records import record_budget, record_max_history
+from bench.records import record_budget, record_machine, record_max_history
 from bench.tables.names import (
     SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners, tokenizer_name,
 )
@@ -58,7 +58,7 @@ def param_applies(record: dict, param: str) -> bool:
 
 def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> pd.DataFrame:
     """One row per completed run: dataset, label (column ``method``), seed and the ``split`` metrics,
-    plus ``method_key``, ``tokenizer``, ``fingerprint``, ``config_key``, validation metrics
+    plus ``method_key``, ``tokenizer``, ``fingerprint``, ``config_key``, ``machine``, validation metrics
     (``valid:<metric>``, for model selection), ``ranks`` (per-user test ranks) and ``param:<key>``."""
     params = list(params)
     rows = []
@@ -80,6 +80,7 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
         row["commit"] = git.get("commit")
         row["dirty"] = git.get("dirty")
         row["budget"] = record_budget(record)
+        row["machine"] = record_machine(record)
         row["at_profile_budget"] = at_profile_budget(config, method_key, row["profile"], row["budget"])
         row["coldstart"] = bool((config.get("coldstart") or {}).get("enabled", False))
         row["decoding_study"] = bool(_get(config, "decode.sample_temperatures"))

@@ -2,6 +2,7 @@
 default setting by a paired per-user test, with the setting chosen on validation named."""
 from __future__ import annotations
 
+from bench.tables.budget import machines_note
 from bench.tables.frame import choose_profiles, config_identity, latest_code, records_frame
 from bench.tables.model import Row, Table, _make_rows, _mark_best, _profile_title
 from bench.tables.names import (
@@ -136,7 +137,7 @@ def _sweep_notes(spec, rows, reference, datasets, alpha, test, split) -> list[st
             notes.append(f"Best setting by validation {SELECT_METRIC.upper()} on {dataset_name(dataset)}: "
                          f"{', '.join(best.labels)}.")
     notes.append("Budget: optimizer steps · epochs · training time · device×threads · why training stopped.")
-    return notes
+    return notes + machines_note(rows, datasets)
 
 
 def sweep_tables(records, specs) -> list[tuple[str, object, Table]]:
