@@ -101,21 +101,22 @@ class CurveAxis:
 
 
 def curve_axis(values: list) -> CurveAxis:
-    """The x axis of a sweep's values. A grid spanning two orders of magnitude is drawn on a log
-    scale, or, when it holds 0 (alpha, beta = 0, 1e-4, 1e-3), on a symmetric log scale linear below
-    its smallest positive value, so 0 and 1e-4 do not fall on one point; a grid of a few values
-    (layers, codebook sizes, one run so far) gets a tick at each; text values are evenly spaced."""
+    """The x axis of a sweep's values. A grid of positive values spanning two orders of magnitude is
+    drawn on a log scale; a grid of 0 and positive values spanning one (beta = 0, 1e-4, 1e-3) on a
+    symmetric log scale linear below its smallest positive value, so 0 and 1e-4 do not crowd at one
+    end; a grid of a few values (layers, codebook sizes, one run so far) gets a tick at each; text
+    values are evenly spaced."""
     if not _numeric(values):
         ordered = sorted(values, key=str)
         return CurveAxis({v: float(i) for i, v in enumerate(ordered)}, ticks=ordered)
     ordered = sorted(values, key=float)
     positions = {v: float(v) for v in values}
     positive = [float(v) for v in ordered if float(v) > 0]
-    spread = len(positive) >= 2 and positive[-1] / positive[0] >= 100
+    ratio = positive[-1] / positive[0] if len(positive) >= 2 else 1.0
     scale, linthresh = "linear", None
-    if spread and len(positive) == len(values):
+    if ratio >= 100 and len(positive) == len(values):
         scale = "log"
-    elif spread and float(ordered[0]) == 0:
+    elif ratio >= 10 and float(ordered[0]) == 0 and len(positive) == len(values) - 1:
         scale, linthresh = "symlog", positive[0]
     few = len(values) <= 10 and (scale != "linear" or len(values) == 1 or all(float(v).is_integer() for v in values))
     return CurveAxis(positions, scale, linthresh, ordered if few else None)

@@ -83,6 +83,10 @@ def test_curve_axis_keeps_zero_apart_from_a_log_spaced_grid():
     assert (gaps > 0).all() and gaps.min() > 0.1 * width
     assert 0 < x[0.0] and x[0.1] < width  # every point inside the panel, not on its edge
     assert curve_axis([0.001, 0.01, 0.1]).scale == "log"
+    beta = curve_axis([0.0, 0.0001, 0.001])  # one decade beside 0: linear put 0 and 1e-4 at one end
+    x, width = _display_x(beta)
+    assert beta.scale == "symlog" and np.diff([x[v] for v in beta.ticks]).min() > 0.3 * width
+    assert curve_axis([0.0, 0.1, 0.2, 0.3]).scale == "linear"  # 0 beside an evenly spaced grid
     assert curve_axis([64, 128, 256]).scale == "linear" and curve_axis([64, 128, 256]).ticks == [64, 128, 256]
     assert curve_axis([0.6, 0.8, 1.0, 1.2]).ticks is None  # matplotlib's own ticks for a linear float grid
     assert curve_axis([0.0001]).ticks == [0.0001]  # one run so far: its value, not crowded default ticks
