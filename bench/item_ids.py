@@ -1,6 +1,7 @@
 """The item-ID stage: item text embeddings (unless the tokenizer reads none) -> CF embeddings (only
-when the tokenizer needs them) -> the tokenizer fitted, or loaded from its cache. ``bench run`` (TIGER), ``bench tokenize`` and sweep
-trials all call :func:`fit_item_ids`, so a fit made by any of them is reused by the others."""
+when the tokenizer needs them) -> the tokenizer fitted, or loaded from its cache. ``bench run``
+(TIGER), ``bench tokenize`` and sweep trials all call :func:`fit_item_ids`, so a fit made by any of
+them is reused by the others."""
 from __future__ import annotations
 
 import time

@@ -138,8 +138,8 @@ def record_budget(record: dict) -> dict:
 def record_machine(record: dict) -> str:
     """Where a run computed, in a few words: the GPU's name for a CUDA run, else the CPU model and
     generation; training times are comparable only between runs on one machine."""
-    hardware = record.get("hardware") or {}
-    if hardware.get("gpu") and str(record_budget(record).get("device") or "").startswith("cuda"):
+    hardware = record.get("hardware") or {}  # its "device" is the run's own (cuda only when it used the GPU)
+    if hardware.get("gpu") and str(hardware.get("device") or "").startswith("cuda"):
         return str(hardware["gpu"])
     model, generation = hardware.get("cpu_model"), hardware.get("cpu_generation")
     if not model:

@@ -423,7 +423,7 @@ def test_a_table_whose_runs_trained_on_different_machines_names_the_rows_of_each
                      "AMD EPYC (family 25, model 1): 0.6 / 1 (default); Intel Xeon (family 6, model 143): 0.8; "
                      "unrecorded CPU: 1.2."]
     gpu = run("TIGER[rqvae]", "tiger", "beauty", (0.03, 0.02, 0.04, 0.02))
-    gpu["hardware"] = {"cpu_model": "AMD EPYC", "gpu": "NVIDIA H200", "cuda": True}
+    gpu["hardware"] = {"cpu_model": "AMD EPYC", "gpu": "NVIDIA H200", "cuda": True, "device": "cuda"}
     gpu["budget"] = {"device": "cuda", "optimizer_steps": 10}
     cpu = run("SASRec (CE)", "sasrec", "beauty", (0.02, 0.01, 0.03, 0.01))
     cpu["hardware"] = {"cpu_model": "AMD EPYC", "device": "cpu"}

@@ -61,15 +61,14 @@ def budget_text(budgets: Iterable[dict]) -> str:
     return " · ".join(parts)
 
 
-def machines_note(rows, datasets) -> list[str]:
+def machines_note(rows) -> list[str]:
     """Where a table's runs computed on more than one machine, a note naming the rows of each: the
     Budget's training times compare only within one machine."""
+    several_datasets = len({dataset for row in rows for dataset in row.runs}) > 1
     by_machine: dict[str, list[str]] = {}
     for row in rows:
         for dataset, runs in row.runs.items():
-            if "machine" not in runs.columns:
-                continue
-            label = ", ".join(row.labels) + (f" on {dataset_name(dataset)}" if len(datasets) > 1 else "")
+            label = ", ".join(row.labels) + (f" on {dataset_name(dataset)}" if several_datasets else "")
             for machine in sorted(set(runs["machine"].dropna())):
                 by_machine.setdefault(machine, []).append(label)
     if len(by_machine) < 2:

@@ -152,7 +152,7 @@ def _notes(table_rows: list[Row], alpha: float, test: str, split: str, significa
                      "values, same dataset fingerprint).")
     notes.append("Where a row has several configurations, the one with the best mean validation "
                  "NDCG@10 is shown.")
-    notes.extend(machines_note(table_rows, datasets or sorted({d for r in table_rows for d in r.runs})))
+    notes.extend(machines_note(table_rows))
     dirty = [" ".join(r.labels) + (f" on {dataset_name(d)}" if len(datasets or []) > 1 else "")
              for r in table_rows for d, code in r.code.items() if "+dirty" in code]
     if dirty:

@@ -137,7 +137,7 @@ def _sweep_notes(spec, rows, reference, datasets, alpha, test, split) -> list[st
             notes.append(f"Best setting by validation {SELECT_METRIC.upper()} on {dataset_name(dataset)}: "
                          f"{', '.join(best.labels)}.")
     notes.append("Budget: optimizer steps · epochs · training time · device×threads · why training stopped.")
-    return notes + machines_note(rows, datasets)
+    return notes + machines_note(rows)
 
 
 def sweep_tables(records, specs) -> list[tuple[str, object, Table]]:
