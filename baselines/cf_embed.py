@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -75,8 +76,12 @@ def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
                           work_dir: str | os.PathLike | None, force: bool) -> tuple[np.ndarray, Path, dict]:
     path = folder / EMBEDDINGS_FILE
     if path.is_file() and not force:
-        info = json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}
-        return np.load(path), path, {**info, "cache_hit": True}
+        try:
+            info = json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}
+            return np.load(path, allow_pickle=False), path, {**info, "cache_hit": True}
+        except (OSError, ValueError) as err:  # ValueError: a truncated file, or one holding pickled objects
+            print(f"warning: ignoring unreadable cached CF embeddings {path} ({str(err).splitlines()[0][:120]}); "
+                  "computing them again", file=sys.stderr)
 
     settings = cf_settings(config)
     spec = SPECS["sasrec"]
@@ -120,5 +125,5 @@ def cf_item_embeddings(split: LeaveOneOutSplit, config: dict, work_dir: str | os
 
 
 def _atomic_save(folder: Path, embeddings: np.ndarray, info: dict) -> None:
-    atomic_write(folder / EMBEDDINGS_FILE, lambda h: np.save(h, embeddings))
+    atomic_write(folder / EMBEDDINGS_FILE, lambda h: np.save(h, embeddings, allow_pickle=False))
     atomic_write(folder / INFO_FILE, json.dumps(info, indent=1, default=str))

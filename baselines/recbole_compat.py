@@ -9,11 +9,13 @@ What it patches and why (see DESIGN.md, "RecBole on current Python"):
 - NumPy 2 removed ``np.float_``, ``np.complex_``, ``np.unicode_`` (and long ago ``np.float``,
   ``np.int``, ...). RecBole's ``Config.compatibility_settings`` reads the former and its evaluator
   uses the latter (``np.float`` in NDCG/MAP, ``np.bool``, ``np.long``): restore them as aliases.
-- torch >= 2.6 ``torch.load`` defaults to ``weights_only=True``, which cannot read RecBole's
-  checkpoints (they pickle its ``Config``). RecBole's trainer module gets a ``torch`` whose ``load``
-  defaults to ``weights_only=False``; every other ``torch.load`` in the process is left alone.
-  (The adapter keeps the best weights in memory and never reloads a checkpoint; this is for
-  anyone who uses RecBole's own ``evaluate(load_best_model=True)`` / ``resume_checkpoint``.)
+- RecBole's checkpoints pickle its ``Config``, so reading one needs an unpickler that runs code
+  (DESIGN.md, "Files that can carry code"). The harness never reads one: the adapter keeps the best
+  weights in memory (its trainer's ``_save_checkpoint`` writes no file, ``evaluate`` is called with
+  ``load_best_model=False``, ``resume_checkpoint`` is never called). In case something does call
+  RecBole's ``evaluate(load_best_model=True)`` / ``resume_checkpoint``, RecBole's trainer module
+  gets a ``torch`` whose ``load`` always passes ``weights_only=True`` (also over an explicit False
+  and over ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), and a file that needs more is a ``UserError``.
 - RecBole's ``Trainer`` opens a TensorBoard ``SummaryWriter`` under ``./log_tensorboard`` in the
   current working directory: the trainer module gets a writer that records nothing.
 - Importing RecBole's sequential models runs ``torch.autograd.set_detect_anomaly(True)`` (in
@@ -28,12 +30,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle  # for pickle.UnpicklingError only: nothing here unpickles
 import sys
 import types
 import warnings
 from typing import Any
 
 import numpy as np
+
+from bench.errors import UserError
 
 # name -> replacement; only set where NumPy no longer has the name (NumPy 1.x keeps its own)
 _NUMPY_ALIASES = {
@@ -71,7 +76,7 @@ def _null_tensorboard(logger=None) -> _NullSummaryWriter:
 
 
 class _TorchForRecBole(types.ModuleType):
-    """``torch`` as RecBole's trainer module sees it: ``load`` defaults to ``weights_only=False``."""
+    """``torch`` as RecBole's trainer module sees it: ``load`` reads tensors and plain data only."""
 
     def __init__(self, torch_module):
         super().__init__("torch")
@@ -80,9 +85,16 @@ class _TorchForRecBole(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         return getattr(self._torch, name)
 
-    def load(self, *args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return self._torch.load(*args, **kwargs)
+    def load(self, f, *args, **kwargs):
+        kwargs["weights_only"] = True
+        try:
+            return self._torch.load(f, *args, **kwargs)
+        except pickle.UnpicklingError as err:
+            raise UserError(
+                f"{f}: not loaded, it holds more than tensors and plain data (RecBole's checkpoints pickle "
+                f"its Config, and unpickling such a file could run code); the harness keeps RecBole's best "
+                f"weights in memory and never reads a RecBole checkpoint"
+            ) from err
 
 
 _applied = False

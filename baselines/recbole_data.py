@@ -1,4 +1,4 @@
-"""The harness's sequences as a RecBole dataset: export, prepare once, cache, map ids back.
+"""The harness's sequences as a RecBole dataset: export, prepare, map ids back.
 
 RecBole reads atomic files (``<name>.inter`` with ``user_id, item_id, timestamp``; the timestamp is
 each interaction's position in its user's sequence, see ``bench.atomic_export``) plus a
@@ -7,18 +7,21 @@ whole catalogue (also items that occur in no exported interaction) and every har
 RecBole id. Tokens are the harness's internal indices, so ids map straight back.
 
 RecBole's prepared data (``SequentialDataset`` after data augmentation and the leave-one-out split)
-is pickled under ``bench.data.locate.cache_root() / "recbole"``, keyed by a hash of the exported
-sequences (the split fingerprint), the leave-one-out mode, the maximum sequence length,
-``RECBOLE_DATA_VERSION`` and the RecBole/torch/NumPy/pandas versions, so a second run skips the
-export and the preprocessing; an entry that fails to load is reported and rebuilt.
+is built afresh by every call and never read back from a file. Its objects can only be stored as a
+pickle, which runs whatever a crafted file says (DESIGN.md, "Files that can carry code"), and a cache
+saves too little for a safe rebuild format: with one thread, preparing takes ~2 s on ml-100k and
+~3 s on Amazon Beauty against 0.4-0.6 s to load the pickle (126 / 227 MB per entry), and a Beauty
+run trains for 800-3700 s. The exported atomic files go to a folder named by a key (a hash of the
+exported sequences, the leave-one-out mode, the maximum sequence length, ``RECBOLE_DATA_VERSION``
+and the RecBole/torch/NumPy/pandas versions), written as a whole on every call: RecBole reads only
+those text files, and anything else in the folder (an old ``prepared.pkl``) is never opened and
+goes when the folder is replaced.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-import pickle
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -34,10 +37,9 @@ from bench.data.locate import cache_root
 from bench.identity import artifact_key, package_versions_of
 from bench.split import LeaveOneOutSplit
 
-RECBOLE_DATA_VERSION = 1  # bump when what is cached (or how it is built) changes
+RECBOLE_DATA_VERSION = 1  # bump when what is exported (or how RecBole's data is built from it) changes
 # packages whose versions shape RecBole's prepared data and models (part of every RecBole cache key)
 PACKAGES = ("recbole", "torch", "numpy", "pandas")
-PREPARED_FILE = "prepared.pkl"
 USER_FIELD, ITEM_FIELD, TIME_FIELD = "user_id", "item_id", "timestamp"
 
 
@@ -89,8 +91,8 @@ class PreparedData:
     parts: tuple  # built (train, valid, test) datasets
     name: str
     folder: Path  # where the atomic files are
-    cache_hit: bool
     key: str
+    cache_hit: bool = False  # always False: prepared data is rebuilt by every call, never loaded
     user_to_harness: np.ndarray = field(init=False)  # RecBole user id -> harness user (-1 for padding)
     item_to_harness: np.ndarray = field(init=False)  # RecBole item id -> harness item (-1 for padding)
     harness_to_item: np.ndarray = field(init=False)  # harness item -> RecBole item id
@@ -103,7 +105,7 @@ class PreparedData:
         self.harness_to_item[self.item_to_harness[known]] = np.flatnonzero(known)
 
     def set_config(self, rb_config) -> None:
-        """Use this run's RecBole config (the cached objects carry the one they were built with)."""
+        """Use this run's RecBole config (the prepared objects carry the one they were built with)."""
         self.dataset.config = rb_config
         for part in self.parts:
             part.config = rb_config
@@ -168,10 +170,12 @@ def prepare(
     use_cache: bool = True,
     scratch_dir: Path | None = None,
 ) -> PreparedData:
-    """RecBole's prepared data for ``sequences`` (per user, harness item indices, oldest first).
+    """RecBole's prepared data for ``sequences`` (per user, harness item indices, oldest first),
+    exported and built from scratch on every call (nothing prepared is read back, see above).
 
-    With ``split``, ``sequences`` must be the split's full sequences. Cached under the cache root
-    unless ``use_cache`` is false; then everything is written under ``scratch_dir``.
+    With ``split``, ``sequences`` must be the split's full sequences. The atomic files are kept in
+    the keyed folder under the cache root (where a run record can point at what RecBole read),
+    or under ``scratch_dir`` when ``use_cache`` is false.
     """
     recbole_compat.apply()
     settings = dataset_settings(max_seq_len, leave_one_mode)
@@ -188,24 +192,11 @@ def prepare(
     name = f"gb_{key}"  # unique, and never a name RecBole would try to download
     root = recbole_cache_dir() if use_cache else Path(scratch_dir or tempfile.mkdtemp(prefix="recbole-"))
     folder = root / name
-    pickled = folder / PREPARED_FILE
-    if use_cache and pickled.is_file():
-        try:
-            with pickled.open("rb") as handle:
-                dataset, parts = pickle.load(handle)
-            return PreparedData(dataset, parts, name, folder, cache_hit=True, key=key)
-        except Exception as err:  # noqa: BLE001 - a truncated or stale pickle: say so, rebuild below
-            print(f"warning: cached RecBole dataset {pickled} cannot be loaded "
-                  f"({type(err).__name__}: {err}); preparing it again", file=sys.stderr)
-
-    # written as a whole (a concurrent run that finished first is replaced); RecBole reads the staging
-    # copy, whose folder already has the dataset's name
+    # written as a whole (what was there, a concurrent run's export or an old file, is replaced);
+    # RecBole reads the staging copy, whose folder already has the dataset's name
     with atomic_folder(folder) as staging:
         write_inter_file(staging / f"{name}.inter", split.dataset.sequences if split is not None else sequences)
         write_item_file(staging, name, n_items)
         (staging / "key.json").write_text(json.dumps(key_material, indent=1, sort_keys=True))
         dataset, parts = _build(name, staging.parent, settings)
-        if use_cache:
-            with (staging / PREPARED_FILE).open("wb") as handle:
-                pickle.dump((dataset, parts), handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return PreparedData(dataset, parts, name, folder, cache_hit=False, key=key)
+    return PreparedData(dataset, parts, name, folder, key=key)

@@ -62,13 +62,24 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: what is wrong and where (PyYAML's own text draws a caret)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{problem}{where}" + (f" ({context})" if context else "")
+
+
 def _load_yaml(path: Path) -> dict:
     try:
-        data = load_yaml_text(path.read_text())
+        data = load_yaml_text(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8 text)") from None
     except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -235,8 +246,16 @@ def resolve_config(
     config["profile"] = profile
     config["_layers"] = layers
     derive_protocol(config)
+    derive_paths(config)
     check_config(config)
     return config
+
+
+def derive_paths(config: dict) -> None:
+    """Work folders live beside the results store they belong to (``<results_dir>/../work``) unless
+    ``work_dir`` is set: a run with ``--results-dir elsewhere`` does not write into ./results."""
+    if config.get("work_dir") is None and isinstance(config.get("results_dir"), str):
+        config["work_dir"] = str(Path(config["results_dir"]).parent / "work")
 
 
 def check_config(config: dict) -> None:

@@ -22,6 +22,9 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 DropoutRate = Annotated[float, Field(ge=0, lt=1)]
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+# one range for every seed: what numpy's and torch's seeding both accept (numpy: 0 .. 2**32 - 1)
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class Section(BaseModel):
@@ -36,7 +39,7 @@ class SyntheticData(Section):
     max_length: Annotated[int, Field(ge=3)]
     p_next: Probability
     p_stay: Probability
-    seed: int
+    seed: Seed
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -62,7 +65,7 @@ class Eval(Section):
 class ColdStartSection(Section):
     enabled: bool
     fraction: Annotated[float, Field(gt=0, lt=1)]
-    seed: Optional[int]
+    seed: Optional[Seed]
     epsilon: Probability
     epsilon_curve: list[Probability]
 
@@ -115,7 +118,7 @@ class Train(Section):
     resume_from: Optional[str]
     progress: bool
     num_threads: Optional[Union[PositiveInt, Literal["auto"]]]  # null = torch's default; auto = this process's cores
-    seed: Optional[int]  # null = the run's seed
+    seed: Optional[Seed]  # null = the run's seed
 
     @model_validator(mode="after")
     def _a_budget(self):
@@ -137,11 +140,12 @@ class Decode(Section):
 class TokenizerSection(Section):
     model_config = ConfigDict(extra="allow", strict=True)  # tokenizer.<name>: each tokenizer checks its own
     name: str
-    seed: Optional[int]
+    seed: Optional[Seed]
     device: Optional[Device]
     cache: bool
     cache_dir: Optional[str]
     collapse_threshold: Probability
+    allow_collapse: bool
     progress: bool
 
 
@@ -213,11 +217,11 @@ class RunConfig(Section):
     method: str
     dataset: str
     data_dir: Optional[str]
-    seed: int
+    seed: Seed
     profile: Optional[str]
     device: Device
     results_dir: str
-    work_dir: str
+    work_dir: Optional[str]  # null = work/ beside results_dir (resolved before validation)
     data: Data
     split: Split
     eval: Eval

@@ -45,7 +45,16 @@ def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
     config = public_config(config, drop)
     if isinstance(config.get("train"), dict) and config["train"].get("resume_from") is not None:
         config["train"] = {**config["train"], "resume_from": None}
+    for (section, key), default in ADDED_LATER.items():  # absent in older records: the same setting
+        part = config.get(section)
+        if isinstance(part, dict) and key in part and part[key] == default:
+            config[section] = {k: v for k, v in part.items() if k != key}
     return config
+
+
+# config keys added after records were stored, with the default that behaves as before: left out of
+# every identity at that value, so the records made before the key existed keep their identities
+ADDED_LATER = {("tokenizer", "allow_collapse"): False}
 
 
 def config_identity(config: dict, drop: Iterable[str] = ("seed", *PATH_KEYS), length: int = 10) -> str:

@@ -56,6 +56,11 @@ class Recommender(abc.ABC):
         """ConfigError for values of this method's own section that are out of range (called when a
         config is resolved, before any work)."""
 
+    @classmethod
+    def preflight(cls, config: dict) -> None:
+        """UserError for what can be checked before any data is loaded (a checkpoint to resume from
+        that does not fit ``config``): a run stopped here has written nothing."""
+
     def budget(self) -> dict:
         """What training cost, in the record's ``budget`` keys (``optimizer_steps``, ``epochs``,
         ``examples_seen``, ``stop_reason``, optionally ``train_seconds``); the runner fills in the

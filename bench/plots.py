@@ -45,9 +45,23 @@ def _figure(width: float, height: float):
 _METADATA = {"pdf": {"CreationDate": None}}
 
 
+# formats matplotlib writes without external tools (pgf needs LaTeX; raw/rgba are not image files)
+PLOT_FORMATS = ("png", "pdf", "svg", "eps", "ps", "jpg", "jpeg", "tif", "tiff")
+
+
+def plot_format(output: str | Path, option: str = "--output") -> str:
+    """The image format of ``output``, from its suffix (none: PNG); a UserError naming the supported
+    formats for any other suffix."""
+    suffix = Path(output).suffix.lstrip(".").lower()
+    if suffix and suffix not in PLOT_FORMATS:
+        raise UserError(f"{option} {output}: unknown image format {suffix!r} (supported: "
+                        f"{', '.join('.' + f for f in PLOT_FORMATS)})")
+    return suffix or "png"
+
+
 def _save(fig, output: str | Path) -> Path:
     output = Path(output)
-    fmt = output.suffix.lstrip(".") or "png"
+    fmt = plot_format(output)
     return atomic_write(output, lambda handle: fig.savefig(handle, format=fmt, metadata=_METADATA.get(fmt)))
 
 

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from bench.atomic import atomic_write
+from bench.errors import UserError
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "run_record.schema.json"
@@ -26,8 +28,22 @@ SCRATCH_STORE = "results/runs"
 PUBLISHED_STORE = "results/published"
 
 
+def refuse_curated_store(results_dir: str | os.PathLike) -> None:
+    """UserError when a run would write straight into the curated store: records get there only
+    through ``bench publish``, which checks them."""
+    path = Path(results_dir).expanduser().resolve()
+    curated = Path(PUBLISHED_STORE).resolve()
+    if path == curated or (path.name == curated.name and path.parent.name == curated.parent.name):
+        raise UserError(f"--results-dir {results_dir} is the curated store: runs write to a scratch store "
+                          f"(default {SCRATCH_STORE}) and `bench publish RUN_ID` copies a checked record there")
+
+
 class RecordExistsError(FileExistsError):
     """A record with this run id is already in the store."""
+
+
+class RecordError(UserError, ValueError):
+    """A file that is not a readable run record (cut short, not JSON, not an object with a run_id)."""
 
 
 def _jsonable(value):
@@ -58,21 +74,72 @@ def write_record(record: dict, results_dir: str | os.PathLike) -> Path:
 
 
 def read_record(path: str | os.PathLike) -> dict:
-    """One record file; ValueError naming the file when it is not a JSON object."""
+    """One record file; :class:`RecordError` (a ValueError and a user error) naming the file when it
+    is not a JSON object with a run_id."""
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as handle:
             record = json.load(handle)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable JSON record ({err})") from None
-    if not isinstance(record, dict) or "run_id" not in record:
-        raise ValueError(f"{path}: not a run record (a JSON object with a run_id)")
+        reason = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else (
+            f"JSON cut short or malformed: {err}" if isinstance(err, json.JSONDecodeError) else
+            (err.strerror or str(err)))
+        raise RecordError(f"{path}: not a readable JSON record ({reason})") from None
+    except RecursionError:
+        raise RecordError(f"{path}: not a readable JSON record (nested too deeply)") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{path}: not a run record (a JSON object with a run_id; the file holds a "
+                          f"JSON {type(record).__name__})")
+    if "run_id" not in record:
+        raise RecordError(f"{path}: not a run record (a JSON object with a run_id; this object has no run_id)")
     return record
 
 
-def iter_records(results_dir: str | os.PathLike) -> Iterator[dict]:
+# top-level fields tables and plots read, and the JSON type each must have where present (not null)
+_FIELD_TYPES = {
+    **dict.fromkeys(("config", "git", "budget", "hardware", "protocol", "dataset_fingerprint", "method_info",
+                     "components", "timings_s", "coldstart", "sweep", "versions"), (dict, "an object")),
+    **dict.fromkeys(("method", "profile"), (str, "a string")),
+    "per_user_test_rank": (list, "a list"),
+}
+
+
+def record_problem(record: dict) -> str | None:
+    """Why a completed record cannot be shown in a table or a plot (None when it can): the fields the
+    tables read (``dataset``, ``label``, ``metrics``: split -> metric -> number) and the JSON type of
+    the others they look into. A failed run has no metrics by design and is not a problem here. Cheap
+    checks only: the full schema (``schema_errors``) takes seconds on a store of real records."""
+    status = record.get("status", "completed")
+    if status not in ("completed", "failed"):
+        return f"status {status!r} (not 'completed' or 'failed')"
+    if status != "completed":
+        return None
+    for key in ("dataset", "label"):
+        if not isinstance(record.get(key), str) or not record.get(key):
+            return f"no {key}"
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        return "no metrics"
+    for split, values in metrics.items():
+        if not isinstance(values, dict):
+            return f"metrics.{split} is not an object of metric values"
+        for name, value in values.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return f"metrics.{split}.{name} is not a number"
+    for key, (kind, what) in _FIELD_TYPES.items():
+        if record.get(key) is not None and not isinstance(record[key], kind):
+            return f"{key} is not {what}"
+    if not isinstance(record.get("seed"), (int, type(None))) or isinstance(record.get("seed"), bool):
+        return "seed is not an integer"
+    ranks = record.get("per_user_test_rank")
+    if ranks and not all(isinstance(rank, int) and not isinstance(rank, bool) for rank in ranks):
+        return "per_user_test_rank holds something other than integers"
+    return None
+
+
+def iter_records(results_dir: str | os.PathLike, skipped: list | None = None) -> Iterator[dict]:
     """Every record in the store, oldest first; hidden temp files are skipped, an unreadable file
-    is named in a warning and skipped."""
+    is named in a warning and skipped (and ``(path, why)`` appended to ``skipped`` when given)."""
     folder = Path(results_dir)
     if not folder.is_dir():
         return
@@ -83,9 +150,74 @@ def iter_records(results_dir: str | os.PathLike) -> Iterator[dict]:
             record = read_record(path)
         except ValueError as err:
             print(f"warning: skipping {err}", file=sys.stderr)
+            if skipped is not None:
+                skipped.append((str(path), str(err).removeprefix(f"{path}: ")))
             continue
         record.setdefault("_path", str(path))
         yield record
+
+
+@dataclass
+class Store:
+    """The records of a results store that tables and plots can use, and what was left out.
+
+    ``records``: every readable record whose fields the tables need (failed runs included: tables
+    leave them out and say so); ``skipped``: ``(file or run id, why)`` for each record file left out;
+    ``files``: how many record files were read."""
+
+    folder: Path
+    records: list[dict] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def completed(self) -> list[dict]:
+        return [r for r in self.records if r.get("status", "completed") == "completed"]
+
+    def summary(self, used: int | None = None, extra: list[tuple[str, int]] = ()) -> str:
+        """``N record files read in DIR: U used, S skipped (why: count [files], ...)``; ``used``
+        defaults to the completed runs, ``extra`` adds (why, count) for records a command left out."""
+        completed = self.completed
+        used = len(completed) if used is None else used
+        reasons: dict[str, list[str]] = {}
+        for name, why in self.skipped:
+            reasons.setdefault(why.split(" (")[0], []).append(Path(name).name)
+        parts = [f"{why}: {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                 for why, names in reasons.items()]
+        failed = len(self.records) - len(completed)
+        parts += [f"{why}: {count}" for why, count in [("failed runs", failed), *extra] if count]
+        left = self.files - used
+        return (f"{self.files} record file{'' if self.files == 1 else 's'} read in {self.folder}: "
+                f"{used} used, {left} skipped"
+                + (f" ({'; '.join(parts)})" if parts else ""))
+
+
+def _problem_kind(problem: str) -> str:
+    return "completed without metrics" if problem == "no metrics" else "malformed record"
+
+
+def load_store(results_dir: str | os.PathLike, option: str = "--results-dir") -> Store:
+    """The usable records of a results store, for tables, plots and renders. A folder that does not
+    exist is a user error naming ``option``; a file that is not a run record, and a completed record
+    without the fields a table needs (``metrics``, ``dataset``, ``label``), is named in a warning on
+    stderr and left out (:attr:`Store.skipped` says why)."""
+    folder = Path(results_dir)
+    if not folder.exists():
+        raise UserError(f"{option} {folder}: no such folder")
+    if not folder.is_dir():
+        raise UserError(f"{option} {folder}: not a folder (a results store is a folder of JSON run records)")
+    store = Store(folder)
+    for record in iter_records(folder, store.skipped):
+        problem = record_problem(record)
+        if problem:
+            name = record.get("_path", record.get("run_id"))
+            print(f"warning: skipping {name}: run {record.get('run_id')!r}: {problem}; a table cannot show it",
+                  file=sys.stderr)
+            store.skipped.append((str(name), f"{_problem_kind(problem)} ({problem})"))
+            continue
+        store.records.append(record)
+    store.files = len(store.records) + len(store.skipped)
+    return store
 
 
 def sweep_stores(results_dir: str | os.PathLike) -> list[Path]:

@@ -24,7 +24,7 @@ from bench.identity import config_hash
 from bench.methods import METHODS, RunContext
 from bench.metrics import evaluate_rankings, target_ranks
 from bench.provenance import git_commit, hardware, package_versions
-from bench.records import SCHEMA_VERSION, write_json_atomic, write_record
+from bench.records import SCHEMA_VERSION, refuse_curated_store, write_json_atomic, write_record
 from bench.split import LeaveOneOutSplit
 
 STAGES = ("valid", "test")
@@ -108,8 +108,13 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
     # the code that runs is the code at the start: a commit made while a long run trains is not it
     head = base_record(config, run_id, label, started, components) | dict(annotations or {}) | {"git": git_commit()}
     # an unusable results folder stops the run before anything else: nowhere to put a record
+    generative = METHODS.info(config["method"]).generative
     if write:
+        refuse_curated_store(config["results_dir"])
         ensure_writable_dir(config["results_dir"], "results folder (results_dir / --results-dir)")
+    if generative:
+        ensure_writable_dir(config["work_dir"], "work folder (work_dir / --set work_dir=...)")
+    method_cls.preflight(config)
     work_dir = Path(config["work_dir"]) / run_id
     started_work = False
     try:
@@ -124,9 +129,9 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
                                        int(config["seed"] if seed is None else seed))
                 dataset = cold.dataset
             split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
-        say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')}); work folder {work_dir}")
+        say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')})"
+            + (f"; work folder {work_dir}" if generative else ""))
         started_work = True
-        generative = METHODS.info(config["method"]).generative
         if generative:  # what runs here, so an interrupted trial can be resumed (sweeps.trainable)
             write_json_atomic(work_dir / WORK_RUN_FILE, {"run_id": run_id, "started_at": started,
                                                          "config": config, "components": components})
@@ -134,9 +139,10 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
         with run_lock(work_dir) if generative else nullcontext(), torch_state():
             return _run(config, method_cls, head, timer, report, write, split, work_dir, cold)
     except KeyboardInterrupt:
-        resume = f"; resume with --resume {work_dir}" if started_work and METHODS.info(config["method"]).generative else ""
-        say(f"run {run_id} interrupted: no record written{resume}")
+        say(f"run {run_id} interrupted: no record written; {resume_hint(work_dir)}")
         raise
+    except RecordNotWritten:
+        raise  # the run completed: its metrics are shown, no failed record
     except Exception as err:
         # a user error before the work starts (a missing dataset) leaves no record: nothing ran
         if started_work or not isinstance(err, UserError):
@@ -150,8 +156,29 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
             }
             err.run_record = failed  # a sweep trial sends it home to the driver
             if write:
-                write_record(failed, config["results_dir"])
+                try:
+                    write_record(failed, config["results_dir"])
+                except OSError as write_err:  # a full disk: the run's own error is the one to show
+                    say(f"could not write the failed record of {run_id} either ({write_err.strerror or write_err})")
         raise
+
+
+class RecordNotWritten(UserError):
+    """A run finished but its record could not be written (a full disk): the record travels with the
+    error, so the metrics are still shown, and the message says how to recover it."""
+
+    def __init__(self, record: dict, err: OSError, results_dir, work_dir: Path):
+        self.record = record
+        super().__init__(f"run {record['run_id']} finished but its record could not be written to {results_dir} "
+                         f"({err.strerror or err}); the metrics above are the finished run's; once there is room, "
+                         f"{resume_hint(work_dir, again=True)}")
+
+
+def resume_hint(work_dir: Path, again: bool = False) -> str:
+    """How to get a stopped run back: ``--resume`` where its work folder holds a checkpoint."""
+    if any(Path(work_dir).glob("*.pt")):
+        return f"the same command with --resume {work_dir} recovers it from its checkpoint"
+    return "run it again" if again else "nothing to resume from (no checkpoint was written)"
 
 
 def _threads() -> int | None:
@@ -250,5 +277,8 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
         "git": code_at_end(head["git"]),
     }
     if write:
-        record["_path"] = str(write_record(record, config["results_dir"]))
+        try:
+            record["_path"] = str(write_record(record, config["results_dir"]))
+        except OSError as err:
+            raise RecordNotWritten(record, err, config["results_dir"], work_dir) from None
     return record

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import torch
 
+from bench.atomic import is_running
 from bench.config import flatten, get_path
 from bench.identity import PATH_KEYS
 from bench.device import resolve_threads
@@ -28,7 +29,10 @@ from recommenders.decoding import (
     sample_decode,
 )
 from recommenders.model import TigerModel, TigerModelConfig
-from recommenders.trainer import CHECKPOINT_FORMAT, Trainer, TrainExamples
+from recommenders.trainer import (
+    CHECKPOINT_FORMAT, ResumeError, Trainer, TrainExamples, check_format, check_training_config, differences,
+    read_checkpoint, resolve_checkpoint,
+)
 from recommenders.vocab import SemanticIdVocab
 
 
@@ -69,6 +73,7 @@ RESUME_MAY_CHANGE = (
     # where and how the inputs are computed (the semantic IDs themselves are checked by their hash)
     "embed.batch_size", "embed.device", "embed.cache", "embed.cache_dir", "embed.progress",
     "tokenizer.device", "tokenizer.cache", "tokenizer.cache_dir", "tokenizer.progress", "tokenizer.collapse_threshold",
+    "tokenizer.allow_collapse",
 )
 
 
@@ -117,6 +122,28 @@ class TigerRecommender(Recommender):
             versions.update(cf_versions())
         return versions
 
+    @classmethod
+    def preflight(cls, config: dict) -> None:
+        """A resume's checkpoint is read and matched against ``config`` first (format, training
+        settings, code versions), so a wrong ``--resume`` fails in a second with the differing keys,
+        not after the data, embeddings and tokenizer have loaded; one a live run holds is refused."""
+        resume = get_path(config, "train.resume_from")
+        if not resume:
+            return
+        path = resolve_checkpoint(resume)
+        if is_running(path.parent):
+            raise ResumeError(f"{path.parent} belongs to a run that is still going (its process holds the lock); "
+                              "wait for it to end or stop it before resuming from its checkpoint")
+        ckpt = read_checkpoint(path)
+        check_format(ckpt, path)
+        saved = ckpt.get("fingerprint") if isinstance(ckpt.get("fingerprint"), dict) else {}
+        if "training_config" in saved:
+            check_training_config(saved["training_config"], training_config(config), path)
+        components = cls.components(config)
+        if saved.get("components") is not None and saved["components"] != components:
+            raise ResumeError(f"{path} was made by other code ({differences(saved['components'], components)}); "
+                              "start a new run instead of resuming")
+
     def budget(self) -> dict:
         training = self.context.extras.get("training", {})
         return {
@@ -137,7 +164,7 @@ class TigerRecommender(Recommender):
         """Semantic IDs ``[n_items, L+1]``, codebook sizes, and tokenizer facts for the run record."""
         from bench.item_ids import fit_item_ids
 
-        stage = fit_item_ids(self.config, split, work_dir=self.context.work_dir)
+        stage = fit_item_ids(self.config, split, work_dir=self.context.work_dir, unseen=self.context.unseen_items)
         tokenizer = stage.tokenizer
         facts = stage.facts
         info = {
@@ -307,10 +334,13 @@ class TigerRecommender(Recommender):
             raise RuntimeError("fit() first")
         batch = split.eval_batch(stage)
         constrained = bool(self.decode_cfg.get("constrained", True))
+        beam = max(int(self.decode_cfg["beam_size"]), k)
         items, valid, scores = self.decode_batch(batch, k, constrained, with_scores=True,
-                                                 desc=f"rank {stage}: beam {max(int(self.decode_cfg['beam_size']), k)}"
-                                                 + ("" if constrained else " unconstrained"))
+                                                 desc=f"rank {stage}: beam {beam}" + ("" if constrained else " unconstrained"))
         extras = self.context.extras
+        # what decoding used: the beam widens to the longest ranked list (eval.max_k / eval.ks)
+        extras.setdefault("decoding", {"valid_beam_in_training": max(int(self.decode_cfg["beam_size"]), 10)})[
+            f"{stage}_beam"] = beam
         unseen = self.context.unseen_items
         if stage == "test" and constrained and unseen is not None and len(unseen):
             epsilon = float(get_path(self.config, "coldstart.epsilon", 0.0))

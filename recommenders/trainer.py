@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -162,11 +164,28 @@ def set_random_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """A checkpoint's contents, read with ``weights_only=True``: tensors and plain data only, so a
+    crafted file cannot run code (work folders may sit on storage others can write)."""
+    path = resolve_checkpoint(path)
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ResumeError(f"refused to read checkpoint {path}: it holds objects other than tensors and plain "
+                          f"data, and loading them could run code ({str(err).splitlines()[0][:200]})") from None
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same error to the user
+        raise ResumeError(f"cannot read checkpoint {path}: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}") from None
+    if not isinstance(ckpt, dict):
+        raise ResumeError(f"{path} is not a checkpoint of this harness (it holds a {type(ckpt).__name__})")
+    return ckpt
+
+
 def checkpoint_step(path: str | os.PathLike) -> int | None:
     """The optimizer step a checkpoint (or the folder holding it) was saved at; None if unreadable."""
     try:
-        ckpt = torch.load(resolve_checkpoint(path), map_location="cpu", weights_only=False)
-        return int(ckpt["state"]["step"])
+        return int(read_checkpoint(path)["state"]["step"])
     except Exception:  # noqa: BLE001 - an estimate only: the resume itself reports a bad checkpoint
         return None
 
@@ -178,6 +197,29 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise ResumeError(f"train.resume_from: no checkpoint at {path} (give a {CHECKPOINT} or the folder holding it)")
     return path
+
+
+def differences(saved, current, limit: int = 6) -> str:
+    """What differs between two flat dicts, as ``key: old -> new`` (at most ``limit`` keys shown)."""
+    saved, current = saved if isinstance(saved, dict) else {}, current if isinstance(current, dict) else {}
+    keys = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    shown = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_format(ckpt: dict, path) -> None:
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ResumeError(f"{path} has checkpoint format {ckpt.get('format')!r}; this code reads format "
+                          f"{CHECKPOINT_FORMAT} only (start a new run instead of resuming)")
+
+
+def check_training_config(saved: dict, current: dict, path) -> None:
+    """A resume must be trained by the settings its checkpoint was: name the ones that differ."""
+    if saved != current:
+        raise ResumeError(
+            f"{path} was trained with other settings ({differences(saved, current)}); a resume may change only "
+            "the budget, process and test-decoding settings (recommenders.tiger.RESUME_MAY_CHANGE)"
+        )
 
 
 # bump when the checkpoint layout or what resuming restores changes: an older checkpoint is refused
@@ -259,35 +301,21 @@ class Trainer:
 
     def load(self, path: str | os.PathLike) -> None:
         path = resolve_checkpoint(path)
-        try:
-            ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the same error to the user
-            raise ResumeError(f"cannot read checkpoint {path}: {err}") from err
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            found = ckpt.get("format") if isinstance(ckpt, dict) else None
-            raise ResumeError(
-                f"{path} has checkpoint format {found!r}; this code reads format {CHECKPOINT_FORMAT} only "
-                "(start a new run instead of resuming)"
-            )
+        ckpt = read_checkpoint(path, map_location=self.device)
+        check_format(ckpt, path)
         if ckpt.get("model_config") != self.model.cfg.to_dict():
-            raise ResumeError(f"{path} was made for another model shape: {ckpt.get('model_config')}")
+            raise ResumeError(f"{path} was made for another model shape ({differences(ckpt.get('model_config'), self.model.cfg.to_dict())})")
         saved = ckpt.get("fingerprint", {})
         self.training_config_checked = "training_config" in saved or "training_config" not in self.fingerprint
         if not self.training_config_checked:  # checkpoints written before they carried it
             print(f"warning: {path} does not say which settings trained it; resuming without checking them "
                   "(the record says so: method_info.training.training_config_checked = false)", file=sys.stderr)
         for key, value in self.fingerprint.items():
-            if key == "training_config" and key in saved and saved[key] != value:
-                differ = sorted(k for k in set(value) | set(saved[key]) if value.get(k) != saved[key].get(k))
-                shown = ", ".join(f"{k}: {saved[key].get(k)!r} -> {value.get(k)!r}" for k in differ[:6])
-                raise ResumeError(
-                    f"{path} was trained with other settings ({shown}{', ...' if len(differ) > 6 else ''}); "
-                    "a resume may change only the budget, process and test-decoding settings "
-                    "(recommenders.tiger.RESUME_MAY_CHANGE)"
-                )
+            if key == "training_config" and key in saved:
+                check_training_config(saved[key], value, path)
             if key != "training_config" and saved.get(key) != value:
                 raise ResumeError(
-                    f"{path} was made for different {key} ({ckpt.get('fingerprint', {}).get(key)!r} != {value!r}); "
+                    f"{path} was made for different {key} ({saved.get(key)!r} != {value!r}); "
                     "resume needs the same dataset, semantic IDs and model"
                 )
         self.model.load_state_dict(ckpt["model"])

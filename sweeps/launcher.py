@@ -29,7 +29,8 @@ from tabulate import tabulate
 
 from bench.config import deep_merge, get_path
 from bench.provenance import cpu_generation
-from sweeps.ray_runner import TrialOutcome, _fmt, _format_point, ray_session, run_tuner
+from bench.records import iter_sweep_records, refuse_curated_store
+from sweeps.ray_runner import DEFAULT_CONNECT_TIMEOUT_S, TrialOutcome, _fmt, _format_point, ray_session, run_tuner
 from sweeps.spec import SweepSpec, check_choices, check_metric, point_key, record_trial_key, resolve_trial_config, trial_key
 from sweeps.trainable import find_interrupted, find_running
 
@@ -45,10 +46,11 @@ class SweepOptions:
     results_dir: str | None = None
     data_dir: str | None = None
     address: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S  # seconds joining the cluster at `address` may take
     storage_path: str | None = None
     num_cpus: int | None = None
     cpus_per_trial: float | None = None
-    gpus_per_trial: float | None = None
+    gpus_per_trial: float | str | None = None  # None: the spec's resources.gpu (default "auto")
     max_concurrent: int | None = None
     assignments: list[str] = field(default_factory=list)
     profile: str | None = None
@@ -85,7 +87,7 @@ class SweepSummary:
 # ---------------------------------------------------------------------- preparing
 def apply_options(spec: SweepSpec, options: SweepOptions) -> SweepSpec:
     """The spec with the command line's choices layered on (CLI wins)."""
-    from bench.config import parse_assignment
+    from bench.config import _check_known_keys, default_layer, parse_assignment
     from sweeps.spec import Dimension
 
     if options.profile:
@@ -101,10 +103,12 @@ def apply_options(spec: SweepSpec, options: SweepOptions) -> SweepSpec:
             setattr(spec, name, value)
     if options.cpus_per_trial is not None:
         spec.resources["cpu"] = options.cpus_per_trial
-    if options.gpus_per_trial is not None:
+    if options.gpus_per_trial is not None:  # a number, or "auto"
         spec.resources["gpu"] = options.gpus_per_trial
     for text in options.assignments:
-        spec.fixed = deep_merge(spec.fixed, parse_assignment(text))
+        layer = parse_assignment(text)
+        _check_known_keys(default_layer(), layer, "", f"--set {text}")
+        spec.fixed = deep_merge(spec.fixed, layer)
     if options.results_dir:
         spec.fixed["results_dir"] = options.results_dir
     if options.data_dir:
@@ -141,8 +145,6 @@ def validate(spec: SweepSpec, points: list[dict] | None) -> list[dict] | None:
 def completed_index(results_dir: str) -> dict[str, dict]:
     """trial key -> newest completed record in the store (``results_dir`` and the published store
     next to it, see ``bench.records.sweep_stores``)."""
-    from bench.records import iter_sweep_records
-
     index = {}
     for record in iter_sweep_records(results_dir):
         if record.get("status") == "completed" and isinstance(record.get("config"), dict):
@@ -192,6 +194,8 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
         out(f"sweep {spec.name} (optuna/TPE): {spec.num_samples or 10} new trials over "
             f"{', '.join(d.describe() for d in spec.dimensions)}; {len(evaluated)} already in the store")
     out(f"records: {results_dir}")
+    if not options.dry_run:  # a listing may read the curated store; trials write only to a scratch one
+        refuse_curated_store(results_dir)
 
     if options.dry_run:
         planned = todo_configs if todo is not None else todo_configs * int(spec.num_samples or 10)
@@ -217,7 +221,7 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
         where = f"cluster at {options.address}" if options.address else \
             f"local Ray ({options.num_cpus or os.cpu_count()} CPUs)"
         out(f"Ray: {where}; Ray's own files: {storage}")
-        with ray_session(options.address, options.num_cpus, options.verbose, out):
+        with ray_session(options.address, options.num_cpus, options.verbose, out, options.connect_timeout):
             outcomes += run_tuner(spec, todo, options, storage, out, evaluated if todo is None else None,
                                   stored_keys=set(index), configs=todo_configs)
     order = {point_key(p): i for i, p in enumerate(points or [])}

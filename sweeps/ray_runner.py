@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from bench.config import ConfigError
 from sweeps.spec import SweepSpec
@@ -31,9 +32,160 @@ class TrialOutcome:
     error: str = ""
 
 
+DEFAULT_CONNECT_TIMEOUT_S = 30.0  # --connect-timeout: how long joining a cluster (--address) may take
+
+
+class ClusterUnreachableError(SweepError):
+    """The Ray cluster at --address did not answer, or did not finish connecting, within the
+    deadline. ``init_stuck``: ``ray.init`` itself is still waiting in a background thread (it cannot
+    be interrupted), so the process should not wait for it at exit."""
+
+    def __init__(self, message: str, init_stuck: bool = False):
+        super().__init__(message)
+        self.init_stuck = init_stuck
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT``, ``[IPv6]:PORT`` or ``ray://HOST:PORT``; None for ``auto``
+    (Ray looks the address up itself). SweepError for anything else."""
+    text = str(address).strip()
+    _, sep, rest = text.partition("://")
+    rest = rest if sep else text
+    if rest == "auto":
+        return None
+    host, colon, port = rest.rpartition(":")
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not colon or not host or not 0 < number < 65536:
+        raise SweepError(f"--address {address!r}: expected HOST:PORT, e.g. 10.0.0.5:6379 (the address "
+                         "`ray start --head` prints on the head machine)")
+    return host, number
+
+
+def probe_tcp(host: str, port: int, timeout: float) -> str | None:
+    """None when ``host:port`` accepts a TCP connection within ``timeout`` seconds, else why not."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=max(float(timeout), 0.01)):
+            return None
+    except ConnectionRefusedError:
+        return f"connection refused: nothing listens on {host}:{port}"
+    except socket.timeout:
+        return f"no answer from {host}:{port} within {timeout:g} s"
+    except socket.gaierror as err:
+        return f"cannot resolve host {host!r} ({err.strerror or err})"
+    except OSError as err:
+        return f"cannot connect to {host}:{port} ({err.strerror or err})"
+
+
+def _ray_hosts(host: str) -> list[str]:
+    """The host as given, and the one Ray dials for it (Ray turns 127.0.0.1/localhost into this
+    node's IP address)."""
+    hosts = [host]
+    try:
+        from ray._private.services import resolve_ip_for_localhost
+
+        resolved = resolve_ip_for_localhost(host)
+        if resolved and resolved not in hosts:
+            hosts.append(resolved)
+    except Exception:  # noqa: BLE001 - an internal helper of Ray: only a second candidate
+        pass
+    return hosts
+
+
+def cluster_hint(address: str) -> str:
+    """What to check when the cluster at ``address`` cannot be joined."""
+    where = ("on the cluster this machine last started or joined (address auto)" if str(address).strip() == "auto"
+             else f"at {address}")
+    return (f"Check that a Ray head is running {where} (`ray start --head` on that machine prints the "
+            "address to pass) and that this machine can reach that host and port; a head started without "
+            "RAY_AUTH_MODE=disabled needs RAY_AUTH_MODE=token here with its token in ~/.ray/auth_token")
+
+
+def join_cluster(address: str, timeout: float, init: Callable[[], None], probe: Callable = probe_tcp) -> None:
+    """Run ``init`` (``ray.init(address=...)``) with a deadline of ``timeout`` seconds for the whole
+    connection: first a TCP check that the address's port accepts connections (a refused port fails at
+    once), then ``init`` in a daemon thread (Ray retries an unreachable GCS for many minutes and cannot
+    be interrupted). ClusterUnreachableError when the deadline passes or the port does not answer; an
+    ``init`` that finishes after the deadline disconnects again."""
+    timeout = float(timeout)
+    if not timeout > 0:
+        raise SweepError(f"--connect-timeout must be a positive number of seconds, got {timeout:g}")
+    target = split_address(address)
+    lock = threading.Lock()
+    finished = threading.Event()
+    state: dict = {"phase": "probe", "error": None, "abandoned": False, "connected": False}
+
+    def work() -> None:
+        try:
+            if target is not None:
+                host, port = target
+                problems = []
+                for candidate in _ray_hosts(host):
+                    problem = probe(candidate, port, timeout)
+                    if problem is None:
+                        break
+                    problems.append(problem)
+                else:
+                    raise _Unreachable(problems[0])
+            state["phase"] = "init"
+            init()
+            with lock:
+                state["connected"] = True
+                abandoned = state["abandoned"]
+            if abandoned:  # connected after the caller gave up: leave the cluster again
+                import ray
+
+                ray.shutdown()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            state["error"] = err
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=work, name="bench-ray-connect", daemon=True)
+    worker.start()
+    finished.wait(timeout)
+    with lock:
+        if not finished.is_set() and not state["connected"]:
+            state["abandoned"] = True
+            if state["phase"] == "probe":
+                reason = f"no answer within {timeout:g} s"
+            else:
+                reason = (f"its port accepts connections but Ray did not finish connecting within {timeout:g} s "
+                          "(not a Ray head's port, a head that is still starting, or an auth-token mismatch?)")
+            raise ClusterUnreachableError(
+                f"cannot join the Ray cluster at {address}: {reason}. {cluster_hint(address)} "
+                f"(--connect-timeout SECONDS waits longer)", init_stuck=state["phase"] == "init")
+    error = state["error"]
+    if isinstance(error, _Unreachable):
+        raise ClusterUnreachableError(f"cannot join the Ray cluster at {address}: {_one_line(error)}. "
+                                      f"{cluster_hint(address)}")
+    if isinstance(error, (ConnectionError, RuntimeError, ValueError, OSError)):
+        raise SweepError(f"cannot join the Ray cluster at {address}: {_one_line(error)}. {cluster_hint(address)}") from error
+    if error is not None:
+        raise error
+
+
+class _Unreachable(Exception):
+    """The TCP check failed (its message says how)."""
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300].rstrip(".")
+
+
 @contextmanager
-def ray_session(address: str | None, num_cpus: int | None, verbose: bool, out: Callable):
-    """A local Ray sized to this machine, or the cluster at ``address``; reuses a connected session."""
+def ray_session(address: str | None, num_cpus: int | None, verbose: bool, out: Callable,
+                connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S):
+    """A local Ray sized to this machine, or the cluster at ``address`` (joined within
+    ``connect_timeout`` seconds, see :func:`join_cluster`); reuses a connected session."""
     import ray
 
     if ray.is_initialized():
@@ -41,21 +193,37 @@ def ray_session(address: str | None, num_cpus: int | None, verbose: bool, out: C
         yield
         return
     kwargs = dict(logging_level=logging.INFO if verbose else logging.ERROR, log_to_driver=verbose)
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
+    if address:
+        with _quiet_thread_warning():
+            join_cluster(address, connect_timeout, lambda: ray.init(address=address, **kwargs))
+    else:
+        try:
             # "local": always a fresh instance, never a cluster left running on this machine
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        hint = (" (is `ray start --head` running there? A head started without RAY_AUTH_MODE=disabled "
-                "needs RAY_AUTH_MODE=token and its token here)") if address else ""
-        raise SweepError(f"cannot start or join {where}: {err}{hint}") from err
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise SweepError(f"cannot start a local Ray instance: {err}") from err
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _quiet_thread_warning():
+    """``ray.init`` off the main thread logs that it set no SIGTERM handler (it would have set one
+    that exits): the process keeps its own (``bench.cli.dispatch``'s), so drop that line."""
+
+    class Drop(logging.Filter):
+        def filter(self, record):
+            return "SIGTERM handler is not set" not in record.getMessage()
+
+    worker_logger = logging.getLogger("ray._private.worker")
+    quiet = Drop()
+    worker_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        worker_logger.removeFilter(quiet)
 
 
 def _short_error(error) -> str:
@@ -175,14 +343,38 @@ def ship_datasets(configs: list[dict], out: Callable) -> dict:
     return shipped
 
 
-def gpu_request(requested: float, out: Callable) -> float:
-    """GPUs per trial: as asked where the cluster has GPUs; none (trials on CPU) where it has none."""
+AUTO = "auto"
+
+
+def gpus_per_trial(requested: float | str | None, cluster_gpus: float, devices: Iterable[str | None]) -> float:
+    """GPUs each trial reserves. ``requested``: ``"auto"`` (or None): 1 when the cluster has a GPU
+    (``cluster_gpus`` >= 1) and some trial's config may use it (its ``device`` is not ``cpu``), else
+    0; a number (--gpus-per-trial, the spec's ``resources.gpu``) is taken as it is, except on a cluster
+    without any GPU, where a trial asking for one would wait for ever: there it is 0."""
+    if requested is None or requested == AUTO:
+        devices = list(devices)
+        wants_gpu = not devices or any(str(device).lower() != "cpu" for device in devices)
+        return 1.0 if float(cluster_gpus) >= 1 and wants_gpu else 0.0
+    requested = float(requested)
+    return requested if float(cluster_gpus) > 0 else 0.0
+
+
+def gpu_request(requested: float | str | None, configs: list[dict], out: Callable) -> float:
+    """:func:`gpus_per_trial` on the connected cluster and the trials' ``configs``, said when it is not
+    what was asked."""
     import ray
 
-    if requested and not ray.cluster_resources().get("GPU", 0):
-        out(f"note: --gpus-per-trial {requested:g} but the cluster has no GPU: trials run on CPU")
-        return 0.0
-    return requested
+    cluster = float(ray.cluster_resources().get("GPU", 0) or 0)
+    gpus = gpus_per_trial(requested, cluster, [config.get("device") for config in configs])
+    if requested is None or requested == AUTO:
+        if gpus:
+            out(f"GPUs per trial: {gpus:g} (auto: the cluster has {cluster:g} GPU(s); --gpus-per-trial 0 keeps "
+                "trials on CPU)")
+        elif cluster >= 1:
+            out("GPUs per trial: 0 (auto: the trials' configs set device: cpu)")
+    elif float(requested) and not gpus:
+        out(f"note: --gpus-per-trial {float(requested):g} but the cluster has no GPU: trials run on CPU")
+    return gpus
 
 
 def sweep_facts(spec: SweepSpec) -> dict:
@@ -257,7 +449,7 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
     from sweeps.trainable import run_trial
 
     resources = {"cpu": float(spec.resources.get("cpu", 1)),
-                 "gpu": gpu_request(float(spec.resources.get("gpu", 0)), out),
+                 "gpu": gpu_request(spec.resources.get("gpu", AUTO), list(configs), out),
                  # any other key is a custom Ray resource (e.g. trial_node: 1 keeps trials on the
                  # nodes started with --resources '{"trial_node": N}')
                  **{k: float(v) for k, v in spec.resources.items() if k not in ("cpu", "gpu")}}

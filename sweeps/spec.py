@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config import ConfigError, deep_merge, load_yaml_text, resolve_config
+import yaml
+
+from bench.config import ConfigError, deep_merge, load_yaml_text, resolve_config, yaml_problem
 # PATH_KEYS: where files go, not what runs; left out of a trial's identity, so a trial done under
 # another results folder or data path still counts as done
 from bench.identity import PATH_KEYS
@@ -123,7 +125,8 @@ class SweepSpec:
     minutes_per_trial: float | None = None  # a stated estimate, used by --dry-run without timed runs
     scheduler: str = "none"
     asha: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    # per trial; gpu "auto": 1 where the cluster has a GPU and the trial's device is not cpu (ray_runner)
+    resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": "auto"})
     max_failures: int = 0
     search_seed: int = 0
     description: str = ""
@@ -390,13 +393,51 @@ def parse_spec(data: Any, path: Path | None = None, name: str | None = None, bud
         mode=str(data.get("mode", "max")),
         scheduler=str(data.get("scheduler", "none")),
         asha=dict(data.get("asha") or {}),
-        resources={"cpu": 1, "gpu": 0, **(data.get("resources") or {})},
+        resources=_resources(data.get("resources"), where),
         max_failures=int(data.get("max_failures", 0)),
         search_seed=int(data.get("search_seed", 0)),
         description=str(data.get("description", "")),
     )
     check_choices(spec, where)
+    check_config_keys(spec, where)
     return spec
+
+
+def _resources(raw: Any, where: str) -> dict:
+    """Per-trial Ray resources: ``cpu`` (default 1), ``gpu`` (a number, or ``auto``: the default) and
+    custom Ray resources (numbers)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: `resources` must map resource names to amounts, e.g. {{cpu: 1, gpu: auto}}")
+    resources = {"cpu": 1, "gpu": "auto", **raw}
+    for name, amount in resources.items():
+        if name == "gpu" and amount == "auto":
+            continue
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0 or not math.isfinite(amount):
+            allowed = "a number >= 0 or auto" if name == "gpu" else "a number >= 0"
+            raise ConfigError(f"{where}: resources.{name} must be {allowed}, got {amount!r}")
+    return resources
+
+
+def check_config_keys(spec: SweepSpec, where: str) -> None:
+    """ConfigError naming ``where`` (the spec file) for a key of the spec's ``set``, ``space`` or cases
+    that no config declares, before the trials are resolved (where it would read as the command line's)."""
+    from bench.config import _check_known_keys, default_layer
+
+    defaults = default_layer()
+    _check_known_keys(defaults, spec.fixed, "", f"{where}: set")
+    for dim in spec.dimensions:
+        if dim.cases:
+            for case, values in dim.cases.items():
+                for key, value in values.items():
+                    _check_known_keys(defaults, nest(str(key), value), "",
+                                      f"{where}: space {dim.name!r}, case {case!r}")
+            continue
+        source = f"{where}: space" if dim.keys == [dim.name] else f"{where}: space {dim.name!r}"
+        for value in (dim.values if dim.kind in ("grid", "choice") else dim.bounds[:1]):
+            for key in dim.keys:
+                _check_known_keys(defaults, nest(key, value), "", source)
 
 
 def _initial_points(raw: Any, dimensions: list[Dimension], where: str) -> list[dict]:
@@ -473,9 +514,11 @@ def load_spec(path: str | Path, budget: str | None = None) -> SweepSpec:
             known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.yaml")))
             raise ConfigError(f"sweep spec {str(path)!r} not found (shipped specs: {known})")
     try:
-        data = load_yaml_text(candidate.read_text())
-    except Exception as err:  # yaml.YAMLError
-        raise ConfigError(f"{candidate}: not valid YAML: {err}") from err
+        data = load_yaml_text(candidate.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{candidate}: not valid YAML: {yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{candidate}: not a YAML text file (not UTF-8 text)") from None
     return parse_spec(data, candidate.resolve(), budget=budget)
 
 

@@ -44,3 +44,58 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class _LongTestWatch:
+    """Names every test still running after ``after`` seconds (then every ``every``), so a quiet
+    suite shows what it is doing; with pytest-xdist the controller sees each worker's start."""
+
+    def __init__(self, after: float = 60.0, every: float = 120.0):
+        import threading
+
+        self.after, self.every = after, every
+        self.running: dict[str, float] = {}
+        self.told: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self._watch, daemon=True, name="long-test-watch").start()
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        import time
+
+        with self.lock:
+            self.running[nodeid] = time.monotonic()
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        with self.lock:
+            self.running.pop(nodeid, None)
+            self.told.pop(nodeid, None)
+
+    def pytest_sessionfinish(self):
+        self.stop.set()
+
+    def _watch(self):
+        import sys
+        import time
+
+        while not self.stop.wait(5.0):
+            now = time.monotonic()
+            with self.lock:
+                due = [(n, now - t) for n, t in self.running.items()
+                       if now - t >= self.after and now - self.told.get(n, 0.0) >= self.every]
+                for name, _ in due:
+                    self.told[name] = now
+            for name, seconds in due:
+                sys.stderr.write(f"\n[still running after {seconds:.0f} s] {name}\n")
+                sys.stderr.flush()
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        config.pluginmanager.register(_LongTestWatch(), "long-test-watch")
+        return
+    # an xdist worker: share the cores with the other workers instead of each taking them all
+    import torch
+
+    workers = int(config.workerinput.get("workercount", 1))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

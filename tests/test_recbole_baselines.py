@@ -25,6 +25,7 @@ from baselines.recbole_data import prepare  # noqa: E402
 from bench.config import ConfigError, resolve_config  # noqa: E402
 from bench.data import load_dataset  # noqa: E402
 from bench.data.types import SequenceDataset  # noqa: E402
+from bench.errors import UserError  # noqa: E402
 from bench.methods import METHODS  # noqa: E402
 from bench.runner import run  # noqa: E402
 from bench.split import LeaveOneOutSplit  # noqa: E402
@@ -59,7 +60,8 @@ def synthetic_split(**options) -> LeaveOneOutSplit:
 
 
 class Marker:
-    """A plain Python object: torch.load(weights_only=True) refuses to unpickle it."""
+    """A plain Python object: torch.load(weights_only=True) refuses to unpickle it (RecBole's
+    checkpoints hold its Config, such an object)."""
 
     def __init__(self, value):
         self.value = value
@@ -81,7 +83,7 @@ def test_compat_numpy_aliases_and_anomaly_mode():
     assert not torch.is_anomaly_enabled(), "importing RecBole left autograd anomaly mode on"
 
 
-def test_compat_torch_load_and_tensorboard(tmp_path, empty_cwd):
+def test_compat_torch_load_and_tensorboard(tmp_path, empty_cwd, monkeypatch):
     import recbole.trainer.trainer as trainer_module
 
     recbole_compat.apply()
@@ -89,8 +91,14 @@ def test_compat_torch_load_and_tensorboard(tmp_path, empty_cwd):
     torch.save({"config": Marker(3), "state_dict": {"w": torch.ones(2)}}, path)
     with pytest.raises(Exception):
         torch.load(path)  # torch's own default stays weights_only=True
-    loaded = trainer_module.torch.load(path, map_location="cpu")  # what RecBole's trainer calls
-    assert loaded["config"].value == 3
+    # what RecBole's trainer calls: weights only, also over an explicit False or the environment's default
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    for kwargs in ({}, {"weights_only": False}):
+        with pytest.raises(UserError, match="could run code"):
+            trainer_module.torch.load(path, map_location="cpu", **kwargs)
+    weights = tmp_path / "weights.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, weights)
+    assert trainer_module.torch.load(weights, map_location="cpu")["epoch"] == 1
     writer = trainer_module.get_tensorboard(None)
     writer.add_scalar("x", 1.0, 0)
     writer.add_hparams({}, {})
@@ -141,14 +149,19 @@ def test_recbole_targets_equal_harness_for_every_user(name):
             np.testing.assert_array_equal(history, split.dataset.sequences[user][:-cut][-max_len:])
 
 
-def test_prepared_dataset_is_cached():
+def test_prepared_dataset_is_rebuilt_in_its_keyed_folder():
+    """Nothing prepared is read back (a pickle could run code): every call exports and builds again,
+    into the same keyed folder, with the same result."""
     split = synthetic_split(n_users=60)
     first = prepare(split.dataset.sequences, split.n_items, max_seq_len=20, split=split)
     second = prepare(split.dataset.sequences, split.n_items, max_seq_len=20, split=split)
     other = prepare(split.dataset.sequences, split.n_items, max_seq_len=10, split=split)
-    assert not first.cache_hit and second.cache_hit and not other.cache_hit
-    assert first.key == second.key != other.key
+    assert not first.cache_hit and not second.cache_hit and not other.cache_hit
+    assert first.key == second.key != other.key and first.folder == second.folder != other.folder
+    assert sorted(p.name for p in second.folder.iterdir()) == sorted([f"{second.name}.inter", f"{second.name}.item", "key.json"])
     np.testing.assert_array_equal(first.targets(2)[1], second.targets(2)[1])
+    np.testing.assert_array_equal(first.parts[0].inter_feat["item_id_list"].numpy(),
+                                  second.parts[0].inter_feat["item_id_list"].numpy())
 
 
 # --- runs ---------------------------------------------------------------------------------------
@@ -176,9 +189,11 @@ def test_smoke_sasrec_on_ml100k_matches_recbole(tmp_path, empty_cwd):
     # RecBole's checkpoint folder is inside the run's own work dir, and nothing was saved there
     work = tmp_path / "work" / record["run_id"]
     assert all(p.is_dir() for p in work.rglob("*")), "best weights should stay in memory"
-    # second run: the prepared dataset comes from the cache
+    # second run: the prepared dataset is built again (never loaded from a file), the same numbers
     again = run(config, write=False)
-    assert again["method_info"]["dataset_cache"]["hit"]
+    assert not again["method_info"]["dataset_cache"]["hit"]
+    assert again["method_info"]["dataset_cache"]["key"] == info["dataset_cache"]["key"]
+    assert again["metrics"]["test"] == record["metrics"]["test"]
 
 
 @pytest.mark.parametrize(

@@ -254,7 +254,7 @@ def test_checkpoints_and_resume(synthetic_split, trained, tmp_path):
 
     from recommenders.trainer import CHECKPOINT_FORMAT
 
-    ckpt = torch.load(work / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(work / "checkpoint.pt", weights_only=True)
     assert ckpt["format"] == CHECKPOINT_FORMAT
     (tmp_path / "old").mkdir()
     torch.save({**ckpt, "format": CHECKPOINT_FORMAT - 1}, tmp_path / "old" / "checkpoint.pt")
@@ -291,7 +291,7 @@ def test_a_resumed_training_ends_where_an_uninterrupted_one_does(synthetic_split
                                RunContext(work_dir=tmp_path / "resumed", device="cpu"))
     resumed.fit_semantic_ids(synthetic_split, sids, sizes)
     # the weights after step 40 (the model itself holds the best weights, maybe step 20's)
-    last = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=False) for run in ("whole", "resumed")]
+    last = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "resumed")]
     assert last[0]["state"]["step"] == last[1]["state"]["step"] == 40
     for name, value in last[0]["model"].items():
         assert torch.equal(value, last[1]["model"][name]), name

@@ -17,7 +17,8 @@ import numpy as np
 from bench.atomic import cache_lock
 from bench.identity import artifact_key
 from bench.registry import Registry
-from tokenizers_zoo.base import Tokenizer, TokenizerError, TrainingDivergedError, default_params
+from tokenizers_zoo.base import (CodebookCollapseError, Tokenizer, TokenizerError, TrainingDivergedError,
+                                 default_params)
 from tokenizers_zoo.collision import collision_suffix, semantic_ids
 from tokenizers_zoo.stats import code_stats, report_collapse, stats_table
 
@@ -59,6 +60,7 @@ def build_tokenizer(config: dict) -> Tokenizer:
         device=device,
         collapse_threshold=section.get("collapse_threshold", 0.1),
         progress=section.get("progress", False),
+        allow_collapse=section.get("allow_collapse", False),
     )
 
 
@@ -111,7 +113,8 @@ def fit_tokenizer(
     ``tokenizer.source`` is the cache folder it was loaded from, else None (freshly fitted; then it
     is saved there when caching is on); ``tokenizer.cache_folder`` is that folder when caching is on.
     ``refit`` fits again and replaces the cached entry; ``cache=False`` (or ``tokenizer.cache: false``)
-    neither reads nor writes the cache.
+    neither reads nor writes the cache. A learned codebook that collapsed raises CodebookCollapseError
+    unless ``tokenizer.allow_collapse`` (after caching the fit, so allowing it needs no new fit).
     """
     tokenizer = build_tokenizer(config)
     if not tokenizer.uses_cf:
@@ -120,9 +123,12 @@ def fit_tokenizer(
     path = cache_path(config, item_emb, cf_emb, cf_mask, tokenizer)
     if not use_cache:
         tokenizer.fit(item_emb, cf_emb, cf_mask)
+        tokenizer.check_collapse()
         return tokenizer
     with cache_lock(path, f"the {tokenizer.name} tokenizer fit"):
-        return _cached_fit(tokenizer, path, item_emb, cf_emb, cf_mask, refit)
+        fitted = _cached_fit(tokenizer, path, item_emb, cf_emb, cf_mask, refit)
+    fitted.check_collapse(str(path))
+    return fitted
 
 
 def _cached_fit(tokenizer: Tokenizer, path: Path, item_emb: np.ndarray, cf_emb: np.ndarray | None,
@@ -137,6 +143,7 @@ def _cached_fit(tokenizer: Tokenizer, path: Path, item_emb: np.ndarray, cf_emb: 
                 loaded.device = tokenizer.device
                 loaded.progress = tokenizer.progress
                 loaded.collapse_threshold = tokenizer.collapse_threshold  # not part of the key
+                loaded.allow_collapse = tokenizer.allow_collapse  # nor this
                 report_collapse(loaded.name, loaded.stats()["collapse_warning"])
                 loaded.cache_folder = path
                 return loaded
@@ -148,6 +155,7 @@ def _cached_fit(tokenizer: Tokenizer, path: Path, item_emb: np.ndarray, cf_emb: 
 
 __all__ = [
     "TOKENIZERS",
+    "CodebookCollapseError",
     "Tokenizer",
     "TokenizerError",
     "TrainingDivergedError",

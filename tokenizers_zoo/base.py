@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import sys
 import time
 from functools import lru_cache
@@ -25,7 +26,7 @@ import yaml
 from bench.atomic import atomic_folder
 from bench.errors import UserError
 from tokenizers_zoo.collision import max_group_size, semantic_ids
-from tokenizers_zoo.stats import code_stats, collapse_warnings, report_collapse
+from tokenizers_zoo.stats import code_stats, collapse_warnings, collapsed_levels, report_collapse
 
 SAVE_FORMAT = 1
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "bench" / "configs" / "defaults" / "tokenizer.yaml"
@@ -37,6 +38,11 @@ class TokenizerError(UserError, ValueError):
 
 class TrainingDivergedError(UserError, RuntimeError):
     """A learned tokenizer's loss became NaN or infinite."""
+
+
+class CodebookCollapseError(TokenizerError):
+    """A learned codebook uses fewer codes than ``tokenizer.collapse_threshold`` allows (and
+    ``tokenizer.allow_collapse`` is false): its semantic IDs would mostly be the collision level."""
 
 
 @lru_cache(maxsize=1)
@@ -83,6 +89,9 @@ class Tokenizer:
     version = 1
     uses_cf = False  # True where fitting can use CF item embeddings (LETTER); see also needs_cf
     uses_text = True  # False where fitting reads only how many items there are (random IDs): no text embeddings
+    # True where a collapsed codebook means the fit failed (learned codebooks: RQ-VAE, LETTER), an error
+    # unless allow_collapse; elsewhere (random IDs, LSH: a function of the embeddings) only a warning
+    collapse_is_error = False
 
     def __init__(
         self,
@@ -91,6 +100,7 @@ class Tokenizer:
         device: str | None = "cpu",
         collapse_threshold: float = 0.1,
         progress: bool = False,
+        allow_collapse: bool = False,
     ):
         defaults = default_params(self.name)
         params = dict(params or {})
@@ -103,6 +113,7 @@ class Tokenizer:
         self.seed = int(seed)
         self.device = device
         self.collapse_threshold = float(collapse_threshold)
+        self.allow_collapse = bool(allow_collapse)
         self.progress = bool(progress)
         self._codes: np.ndarray | None = None
         self.extra_stats: dict = {}  # statistics that need the training data (reconstruction, CF alignment)
@@ -197,6 +208,46 @@ class Tokenizer:
         report_collapse(self.name, collapse_warnings(codes, self.level_sizes, self.collapse_threshold))
         return self
 
+    def extend(self, item_emb: np.ndarray, fitted: np.ndarray) -> "Tokenizer":
+        """Codes for every row of ``item_emb``: the rows ``fitted`` (in order) are the items this
+        tokenizer was fitted on and keep their codes; the others are encoded by the frozen fit
+        (cold start: a new item gets its ID from a tokenizer that never saw it)."""
+        codes = self._require_fitted()
+        fitted = np.asarray(fitted, dtype=np.int64)
+        if len(fitted) != len(codes):
+            raise TokenizerError(f"{len(fitted)} fitted rows given, the {self.name} tokenizer has codes for {len(codes)}")
+        new = np.setdiff1d(np.arange(len(item_emb)), fitted)
+        full = np.empty((len(item_emb), self.levels), dtype=np.int64)
+        full[fitted] = codes
+        if len(new):
+            encoded = np.asarray(self.encode(np.asarray(item_emb)[new]), dtype=np.int64)
+            if encoded.shape != (len(new), self.levels):
+                raise RuntimeError(f"{self.name}.encode gave shape {encoded.shape}, expected {(len(new), self.levels)}")
+            full[new] = encoded
+        self._codes = full
+        self.info["encoded_new_items"] = int(len(new))
+        return self
+
+    def check_collapse(self, where: str = "") -> None:
+        """CodebookCollapseError when a learned codebook collapsed (see ``collapse_is_error``) and
+        ``allow_collapse`` is off; ``where``: where the fitted tokenizer is (cached), for the message."""
+        if not self.collapse_is_error or self.allow_collapse:
+            return
+        collapsed = collapsed_levels(self._require_fitted(), self.level_sizes, self.collapse_threshold)
+        if not collapsed:
+            return
+        first = collapsed[0]
+        others = (f" (and level(s) {', '.join(str(c['level']) for c in collapsed[1:])})" if len(collapsed) > 1 else "")
+        kept = f"; the fitted tokenizer is cached in {where}, so a re-run with it allowed does not fit again" if where else ""
+        raise CodebookCollapseError(
+            f"{self.name} codebook collapsed at level {first['level']}{others}: utilisation "
+            f"{first['utilisation']:.1%} ({first['used']} of {first['size']} codes used), below "
+            f"tokenizer.collapse_threshold {self.collapse_threshold:g} x the {first['reachable']} reachable codes; "
+            f"semantic IDs from it would mostly be the collision level. Change the tokenizer's training "
+            f"(e.g. tokenizer.{self.name}.dead_code_reset=true, another lr), or allow it with "
+            f"--set tokenizer.allow_collapse=true (or lower tokenizer.collapse_threshold){kept}"
+        )
+
     def _require_fitted(self) -> np.ndarray:
         if self._codes is None:
             raise TokenizerError(f"the {self.name} tokenizer is not fitted yet: call fit() or load()")
@@ -269,8 +320,9 @@ class Tokenizer:
             meta = json.loads((path / "tokenizer.json").read_text())
             codes = np.load(path / "codes.npy", allow_pickle=False)
             state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-        except (OSError, ValueError, json.JSONDecodeError, RuntimeError) as err:
-            raise TokenizerError(f"cannot load a tokenizer from {path}: {err}") from err
+        except (OSError, ValueError, json.JSONDecodeError, RuntimeError, pickle.UnpicklingError) as err:
+            # UnpicklingError: state.pt holds more than tensors and plain data (refused: it could run code)
+            raise TokenizerError(f"cannot load a tokenizer from {path}: {str(err).splitlines()[0][:200]}") from None
         if meta.get("format") != SAVE_FORMAT:
             raise TokenizerError(f"{path}: tokenizer format {meta.get('format')!r}, expected {SAVE_FORMAT}")
         klass = TOKENIZERS.get(meta["name"])

@@ -141,6 +141,7 @@ class RQVAETokenizer(Tokenizer):
 
     name = "rqvae"
     version = 1  # bump when a change makes fitted rqvae codes differ
+    collapse_is_error = True  # a learned codebook: collapse means a failed fit (tokenizer.allow_collapse)
 
     def validate_params(self) -> None:
         self._positive_int("levels")

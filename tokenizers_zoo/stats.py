@@ -12,7 +12,9 @@ All statistics are about the codes *before* the collision level is appended:
 - ``first_level_counts``: items per first-level code (K integers), for LETTER's code-assignment
   figure (``bench plot codes``, ``bench render``); not printed by :func:`stats_table`.
 - ``collapse_warning``: one message per level whose used codes are fewer than
-  ``collapse_threshold`` × min(K, n_items).
+  ``collapse_threshold`` × min(K, n_items). For learned codebooks (RQ-VAE, LETTER) a collapse is an
+  error when fitting from a run config (``tokenizer.allow_collapse: false``, the default; see
+  ``Tokenizer.check_collapse``).
 """
 from __future__ import annotations
 
@@ -43,19 +45,27 @@ def gini(counts: np.ndarray) -> float:
     return float((2.0 * (ranks * x).sum()) / (n * x.sum()) - (n + 1.0) / n)
 
 
-def collapse_warnings(codes: np.ndarray, level_sizes: list[int], threshold: float) -> list[str]:
+def collapsed_levels(codes: np.ndarray, level_sizes: list[int], threshold: float) -> list[dict]:
+    """The levels whose used codes are fewer than ``threshold`` x min(K, n_items), each as
+    ``{"level": 1-based, "used", "size": K, "reachable": min(K, n_items), "utilisation": used / K}``."""
     codes = np.asarray(codes)
     n_items = len(codes)
-    messages = []
+    found = []
     for level, size in enumerate(level_sizes):
         used = len(np.unique(codes[:, level])) if n_items else 0
         reachable = min(int(size), n_items)
         if reachable > 1 and used < threshold * reachable:
-            messages.append(
-                f"codebook collapse at level {level + 1}: {used} of {size} codes used "
-                f"({used / size:.1%}; below {threshold:.0%} of the {reachable} reachable)"
-            )
-    return messages
+            found.append({"level": level + 1, "used": int(used), "size": int(size), "reachable": reachable,
+                          "utilisation": used / size})
+    return found
+
+
+def collapse_warnings(codes: np.ndarray, level_sizes: list[int], threshold: float) -> list[str]:
+    return [
+        f"codebook collapse at level {c['level']}: {c['used']} of {c['size']} codes used "
+        f"({c['utilisation']:.1%}; below {threshold:.0%} of the {c['reachable']} reachable)"
+        for c in collapsed_levels(codes, level_sizes, threshold)
+    ]
 
 
 def code_stats(codes: np.ndarray, level_sizes: list[int], collapse_threshold: float = 0.1) -> dict:

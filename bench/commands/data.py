@@ -52,6 +52,6 @@ def download_main(args: argparse.Namespace) -> int:
 
     spec = DATASETS.get(args.name)
     root = Path(args.data_dir) if args.data_dir else cache_root() / "data"
-    for path in download_dataset(spec, root / args.name):
+    for path in download_dataset(spec, root / args.name, args.name):
         print(f"have {path}")
     return 0

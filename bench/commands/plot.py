@@ -4,10 +4,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.table import parse_where
+from bench.commands.common import check_output, writing
+from bench.commands.table import check_metrics, open_store, parse_where, scratch_hint
 from bench.config import ConfigError
-from bench.records import iter_records
+from bench.errors import UserError
+from bench.records import SCRATCH_STORE, read_record
 from bench.tables import filter_records
+
+
+def check_plot_output(output: str) -> None:
+    """--output: a known image format, in a folder that can be written; checked before any work."""
+    from bench.plots import plot_format
+
+    plot_format(output, "--output")
+    check_output(output, "--output")
 
 
 def add_parser(subparsers) -> None:
@@ -67,17 +77,20 @@ def _add_coldstart(kinds) -> None:
 def main_coldstart(args: argparse.Namespace) -> int:
     from bench.plots import PlotError, plot_coldstart
 
-    records = filter_records(iter_records(args.results_dir), args.dataset, parse_where(args.where))
+    check_plot_output(args.output)
+    store = open_store(args.results_dir)
+    records = filter_records(store.records, args.dataset, parse_where(args.where))
     try:
-        path = plot_coldstart(records, args.output, title=args.title)
+        with writing("--output", args.output):
+            path = plot_coldstart(records, args.output, title=args.title)
     except PlotError as err:
-        raise ConfigError(f"{err} in {args.results_dir}") from err
+        raise ConfigError(f"{err} in {args.results_dir}{scratch_hint(args.results_dir, store)}") from err
     print(f"wrote {path}")
     return 0
 
 
 def _store_options(parser) -> None:
-    parser.add_argument("--results-dir", default="results/runs", help="folder of the results store")
+    parser.add_argument("--results-dir", default=SCRATCH_STORE, help=f"folder of the results store [default: {SCRATCH_STORE}]")
     parser.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="only runs whose config has this value (repeatable)")
@@ -86,47 +99,74 @@ def _store_options(parser) -> None:
 def main_curve(args: argparse.Namespace) -> int:
     from bench.plots import PlotError, plot_param_curves
 
-    records = filter_records(iter_records(args.results_dir), args.dataset, parse_where(args.where))
+    check_plot_output(args.output)
+    store = open_store(args.results_dir)
+    records = filter_records(store.records, args.dataset, parse_where(args.where))
+    metrics = args.metric or ("recall@10", "ndcg@10")
+    check_metrics(records, metrics, args.split, option="--metric")
     try:
-        path = plot_param_curves(records, args.param, args.output, metrics=args.metric or ("recall@10", "ndcg@10"),
-                                 split=args.split, title=args.title)
+        with writing("--output", args.output):
+            path = plot_param_curves(records, args.param, args.output, metrics=metrics, split=args.split,
+                                     title=args.title)
     except PlotError as err:
-        raise ConfigError(f"{err} in {args.results_dir}") from err
+        raise ConfigError(f"{err} in {args.results_dir}{scratch_hint(args.results_dir, store)}") from err
     print(f"wrote {path}")
     return 0
 
 
-def main_codes(args: argparse.Namespace) -> int:
-    import json
+def _codes_from(source: str, compute):
+    """``compute()``, a damaged code file or record becoming one line naming ``source``."""
+    try:
+        return compute()
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        raise UserError(f"{source}: cannot read code counts ({type(err).__name__}: {err})") from None
 
+
+def main_codes(args: argparse.Namespace) -> int:
     from bench.plots import (
         PlotError, code_counts_from_store, code_series_label, counts_from_codes, load_codes, plot_code_distribution,
         record_code_counts,
     )
 
+    check_plot_output(args.output)
+    if args.level < 0:
+        raise UserError(f"--level {args.level}: a code level counts from 0 (the first level)")
+    if args.codebook_size is not None and args.codebook_size <= 0:
+        raise UserError(f"--codebook-size {args.codebook_size}: must be a positive number of codes")
     series = {}
     for item in args.codes:
         path, _, label = item.partition("=")
-        series[label or Path(path).stem] = counts_from_codes(load_codes(path), args.level, args.codebook_size)
+        codes = _codes_from(f"--codes {path}", lambda: load_codes(path))
+        if codes.ndim == 2 and args.level >= codes.shape[1] or codes.ndim == 1 and args.level > 0:
+            levels = codes.shape[1] if codes.ndim == 2 else 1
+            raise UserError(f"--level {args.level}: {path} has {levels} code level(s) (levels 0 to {levels - 1})")
+        if codes.size and codes.min() < 0:
+            raise UserError(f"--codes {path}: holds negative codes; expected codes 0, 1, 2, ...")
+        series[label or Path(path).stem] = counts_from_codes(codes, args.level, args.codebook_size)
     if args.run:
-        records = {r.get("run_id"): r for r in iter_records(args.results_dir)}
+        store = open_store(args.results_dir)
+        records = {r.get("run_id"): r for r in store.records}
         for run in args.run:
             if Path(run).is_file():
-                record = json.loads(Path(run).read_text())
+                record = read_record(run)
             elif run in records:
                 record = records[run]
             else:
                 raise ConfigError(f"no run {run!r} in {args.results_dir}")
-            counts = record_code_counts(record, args.level)
+            counts = _codes_from(f"--run {run}", lambda: record_code_counts(record, args.level))
             if counts is None:
                 raise ConfigError(f"run {run} has no code counts in its record (method_info.first_level_counts "
                                   "or method_info.codes_path); pass --codes FILE.npy instead")
-            series[code_series_label(record)] = counts
+            series[_codes_from(f"--run {run}", lambda: code_series_label(record))] = counts
     elif not args.codes:
-        records = filter_records(iter_records(args.results_dir), args.dataset, parse_where(args.where))
-        series = code_counts_from_store(records, level=args.level)
+        store = open_store(args.results_dir)
+        records = filter_records(store.records, args.dataset, parse_where(args.where))
+        series = _codes_from(f"--results-dir {args.results_dir}", lambda: code_counts_from_store(records, level=args.level))
     try:
-        path = plot_code_distribution(series, args.output, level=args.level, title=args.title)
+        with writing("--output", args.output):
+            path = plot_code_distribution(series, args.output, level=args.level, title=args.title)
     except PlotError as err:
         raise ConfigError(f"{err}: no run in {args.results_dir} carries code counts; pass --codes FILE.npy") from err
     print(f"wrote {path}")

@@ -5,10 +5,11 @@ import argparse
 import json
 from pathlib import Path
 
+from bench.commands.common import check_output, writing
 from bench.config import ConfigError
 from bench.records import (
-    PUBLISHED_STORE, SCRATCH_STORE, RecordExistsError, read_record, schema_errors, upgrade_record,
-    write_json_atomic,
+    PUBLISHED_STORE, SCHEMA_VERSION, SCRATCH_STORE, RecordExistsError, read_record, schema_errors,
+    upgrade_record, write_json_atomic,
 )
 
 
@@ -36,16 +37,38 @@ def _locate(run: str, source: str) -> Path:
     path = Path(run)
     if path.suffix == ".json" and path.is_file():
         return path
+    if path.suffix == ".json" and path.exists():
+        raise ConfigError(f"{run}: not a record file (a folder?)")
     candidate = Path(source) / f"{run}.json"
     if candidate.is_file():
         return candidate
+    if not Path(source).is_dir():
+        raise ConfigError(f"no record {run!r}: not a record file, and --from {source} is not a folder")
     raise ConfigError(f"no record {run!r}: neither a record file nor a run id in {source}")
 
 
-def publishable(record: dict, allow_smoke: bool = False) -> dict:
-    """The schema-1 record to publish; ConfigError saying why when it cannot be."""
-    record = upgrade_record(record)
+def _upgraded(record: dict, where: str) -> dict:
+    """``upgrade_record``, a record that is neither schema 1 nor a well-formed schema-0 record
+    becoming a ConfigError naming it."""
+    version = record.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        raise ConfigError(f"{where}: unknown schema_version {version!r} (this harness writes and reads "
+                          f"schema {SCHEMA_VERSION})")
+    try:
+        return upgrade_record(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"{where}: not a run record of schema 0 or {SCHEMA_VERSION} (cannot upgrade it: "
+                          f"{type(err).__name__} {err})") from None
+
+
+def publishable(record: dict, allow_smoke: bool = False, where: str | None = None) -> dict:
+    """The schema-1 record to publish; ConfigError saying why when it cannot be (``where``: the file
+    it came from, for the message)."""
+    where = where or str(record.get("run_id"))
+    record = _upgraded(record, where)
     run_id = record.get("run_id")
+    if not isinstance(run_id, str) or not run_id or run_id != Path(run_id).name or run_id.startswith("."):
+        raise ConfigError(f"{where}: run_id {run_id!r} is not a plain file name")
     if record.get("status") != "completed":
         raise ConfigError(f"{run_id}: status {record.get('status')!r}; only completed runs are published")
     if record.get("profile") == "smoke" and not allow_smoke:
@@ -58,8 +81,10 @@ def publishable(record: dict, allow_smoke: bool = False) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    records = [(run, read_record(_locate(run, args.source))) for run in args.runs]
-    ready = [(run, publishable(record, args.allow_smoke)) for run, record in records]  # all checked first
+    check_output(args.target, "--to", folder=True)
+    paths = [_locate(run, args.source) for run in args.runs]
+    records = [(path, read_record(path)) for path in paths]
+    ready = [(path, publishable(record, args.allow_smoke, str(path))) for path, record in records]  # all checked first
     for _, record in ready:
         target = Path(args.target) / f"{record['run_id']}.json"
         notes = []
@@ -70,10 +95,12 @@ def main(args: argparse.Namespace) -> int:
         if not record["git"].get("commit"):
             notes.append("warning: no git commit")
         try:
-            write_json_atomic(target, record)
+            with writing("--to", args.target):
+                write_json_atomic(target, record)
         except RecordExistsError:
             existing = read_record(target)
-            same = json.dumps(upgrade_record(existing), sort_keys=True) == json.dumps(record, sort_keys=True, default=str)
+            same = json.dumps(_upgraded(existing, str(target)), sort_keys=True, default=str) == json.dumps(
+                record, sort_keys=True, default=str)
             print(f"already published: {target}" + ("" if same else " (a different record with this run id: left as is)"))
             continue
         print(f"published {target}" + (f" ({'; '.join(notes)})" if notes else ""))

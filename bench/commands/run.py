@@ -5,7 +5,7 @@ import argparse
 
 from tabulate import tabulate
 
-from bench.commands.common import add_config_options, config_from_args
+from bench.commands.common import add_config_options, config_from_args, seed_list
 from bench.config import ConfigError
 from bench.methods import METHODS
 from bench.tables import budget_text, metric_header
@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="generative runs: resume training from a checkpoint.pt (or the run work folder "
                         "holding it), e.g. results/work/<run_id>/ after a crash")
+    parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...",
+                        help="run once per seed (one record each), e.g. 2024,2025,2026: a claim that one setting "
+                        "beats another needs >= 3 seeds per row (tables test across runs)")
     parser.add_argument("--no-record", action="store_true", help="print metrics but write no record")
     parser.set_defaults(func=main)
 
@@ -53,13 +56,48 @@ def format_metrics(metrics: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.runner import run
+    from bench.runner import RecordNotWritten, run
 
-    config = config_from_args(args, method_overrides(args))
-    if args.resume and not METHODS.info(config["method"]).generative:
-        raise ConfigError(f"--resume continues a generative (TIGER) training; {config['method']} has no "
+    overrides = method_overrides(args)
+    if args.seeds and (args.resume or any(a.split("=", 1)[0].strip() == "seed" for a in args.assignments)):
+        raise ConfigError("--seeds runs one record per seed: it cannot be combined with --resume (a checkpoint is "
+                          "one seed's) or with --set seed=...")
+    # every seed's config is resolved (and checked) before the first run starts
+    configs = [config_from_args(args, {**overrides, "seed": seed}) for seed in args.seeds] if args.seeds \
+        else [config_from_args(args, overrides)]
+    if args.resume and not METHODS.info(configs[0]["method"]).generative:
+        raise ConfigError(f"--resume continues a generative (TIGER) training; {configs[0]['method']} has no "
                           "checkpoints to resume from")
-    record = run(config, write=not args.no_record)
+    records = []
+    for config in configs:
+        try:
+            record = run(config, write=not args.no_record)
+        except RecordNotWritten as err:  # a full disk at the end: show what the run found, then the error
+            show(err.record, config)
+            raise
+        show(record, config)
+        records.append(record)
+    if len(records) > 1:
+        print(seed_summary(records))
+    return 0
+
+
+def seed_summary(records: list[dict]) -> str:
+    """Mean ± sample std over the seeds' test metrics, with n: the number a table shows for them."""
+    names = [n for n in records[0]["metrics"]["test"] if all(n in r["metrics"]["test"] for r in records)]
+    cells = []
+    for name in names:
+        values = [float(r["metrics"]["test"][name]) for r in records]
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        cells.append(f"{mean:.4f} ± {std:.4f}")
+    seeds = ", ".join(str(r["seed"]) for r in records)
+    table = tabulate([[f"test (n={len(records)})"] + cells], ["seeds " + seeds] + [metric_header(n) for n in names],
+                     tablefmt="github")
+    return f"{records[0]['label']} over {len(records)} seeds (mean ± sample std):\n{table}"
+
+
+def show(record: dict, config: dict) -> None:
     print(f"{record['label']} on {record['dataset']} (profile {config['profile']}, seed {record['seed']})")
     print(format_metrics(record["metrics"]))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in record["timings_s"].items())
@@ -69,4 +107,3 @@ def main(args: argparse.Namespace) -> int:
           f"{'none (ignores histories)' if seen is None else seen} (split.max_history {record['protocol']['split_max_history']})")
     if "_path" in record:
         print(f"record: {record['_path']} (publish it with: bench publish {record['run_id']})")
-    return 0

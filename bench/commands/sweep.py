@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from bench.config import profile_names
+from sweeps.ray_runner import DEFAULT_CONNECT_TIMEOUT_S
 from sweeps.spec import SCHEDULERS, SEARCHES
 
 
@@ -12,6 +13,28 @@ def _int_list(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _gpus(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected auto or a number >= 0, got {text!r}")
+    return value
 
 
 def add_parser(subparsers) -> None:
@@ -31,6 +54,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("spec", help="sweep spec YAML file, or the name of a shipped one (smoke, layers, ...)")
     parser.add_argument("--address", help="join the Ray cluster at HOST:PORT (see `ray start --head`) "
                         "instead of starting a local instance")
+    parser.add_argument("--connect-timeout", type=_seconds, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
+                        help="with --address: give up joining the cluster after this long, with an error "
+                        f"[default: {DEFAULT_CONNECT_TIMEOUT_S:g}]")
     parser.add_argument("--search", choices=SEARCHES, help="grid (every combination) or optuna (TPE) "
                         "[default: the spec's, else grid]")
     parser.add_argument("--num-samples", type=int, metavar="N", help="optuna: number of trials; grid: draws "
@@ -50,7 +76,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--storage-path", help="Ray Tune's own experiment folder [default: <work_dir>/ray]")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance [default: all of this machine's]")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs each trial reserves [default: the spec's, else 1]")
-    parser.add_argument("--gpus-per-trial", type=float, help="GPUs each trial reserves [default: the spec's, else 0]")
+    parser.add_argument("--gpus-per-trial", type=_gpus, metavar="N|auto",
+                        help="GPUs each trial reserves; auto: 1 when the Ray cluster has a GPU and the trials' "
+                        "device is not cpu, else 0 [default: the spec's resources.gpu, else auto]")
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     parser.add_argument("--dry-run", action="store_true", help="check the spec and list the trials; run nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress output and trial logs")
@@ -65,20 +93,46 @@ def add_parser(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from sweeps.launcher import SweepOptions, format_summary, launch, print_flush
+    from sweeps.ray_runner import ClusterUnreachableError
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec, budget=args.budget)
     options = SweepOptions(
         search=args.search, num_samples=args.num_samples, scheduler=args.scheduler,
         max_failures=args.max_failures, metric=args.metric, mode=args.mode, results_dir=args.results_dir,
-        data_dir=args.data_dir, address=args.address, storage_path=args.storage_path, num_cpus=args.num_cpus,
+        data_dir=args.data_dir, address=args.address, connect_timeout=args.connect_timeout,
+        storage_path=args.storage_path, num_cpus=args.num_cpus,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, assignments=args.assignments, profile=args.profile,
         seeds=args.seeds, dry_run=args.dry_run,
         verbose=args.verbose, allow_test_metric=args.allow_test_metric,
     )
-    summary = launch(spec, options, out=print_flush)
+    try:
+        summary = launch(spec, options, out=print_flush)
+    except ClusterUnreachableError as err:
+        if err.init_stuck:
+            exit_without_waiting_for_ray(2)
+        raise
     if args.dry_run:
         return 0
     print_flush(format_summary(summary))
     return 0 if summary.ok else 1
+
+
+def exit_without_waiting_for_ray(status: int) -> None:
+    """After a cluster join given up mid-``ray.init`` (its thread still waits inside Ray and cannot
+    be stopped): when this process exits, end it at once with ``status``, skipping Ray's exit
+    handlers, which could wait on that half-made connection. The error is printed before then."""
+    import atexit
+    import os
+    import sys
+
+    def leave() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+
+    atexit.register(leave)  # registered after Ray's: runs first

@@ -45,6 +45,8 @@ def _records(path: Path, desc: str):
                     yield number, _parse_record(path, number, line)
     except (OSError, EOFError) as err:
         raise DataError(f"{path}: cannot read gzip file ({err})") from err
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text inside the gzip file") from None
     if empty:
         raise DataError(f"{path}: file is empty")
 

@@ -38,10 +38,10 @@ def download(url: str, target: Path) -> Path:
     return atomic_write(target, copy)
 
 
-def download_dataset(spec, folder: Path) -> list[Path]:
+def download_dataset(spec, folder: Path, name: str | None = None) -> list[Path]:
     """Download every raw file of a dataset spec (one with ``urls()``) into ``folder``."""
     if not hasattr(spec, "urls"):
-        raise DataError(f"dataset {spec!r} needs no download")
+        raise DataError(f"dataset {name or folder.name!r} needs no download (it ships with a package or is generated)")
     return [download(url, folder / url.rsplit("/", 1)[-1]) for url in spec.urls()]
 
 

@@ -19,13 +19,16 @@ def has_folder_format(folder: Path) -> bool:
 
 def _nonempty_lines(path: Path):
     """(line number, stripped text) for every non-blank line; an empty file is an error."""
-    seen = False
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if text:
-                seen = True
-                yield number, text
+    seen, number = False, 0
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                text = line.strip()
+                if text:
+                    seen = True
+                    yield number, text
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:{number + 1}: not UTF-8 text (is this the right file?)") from None
     if not seen:
         raise DataError(f"{path}: file is empty")
 
