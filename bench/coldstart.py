@@ -20,7 +20,9 @@ import numpy as np
 
 from bench.data.types import SequenceDataset
 
-COLDSTART_VERSION = 2  # part of every cold-start run's components
+# part of every cold-start run's components; 3: generative tokenizers are fitted on the seen items only
+# and encode the unseen ones frozen (2: the fit saw every item's text, the unseen ones included)
+COLDSTART_VERSION = 3
 MIN_LENGTH = 4  # two training items (RecBole's first training prefix needs them), validation, test
 
 

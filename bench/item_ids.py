@@ -26,8 +26,12 @@ class ItemIds:
 
 
 def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | None = None,
-                 cache: bool = True, refit: bool = False) -> ItemIds:
-    """The config's tokenizer fitted on ``split``'s items (from the caches where possible)."""
+                 cache: bool = True, refit: bool = False, unseen: np.ndarray | None = None) -> ItemIds:
+    """The config's tokenizer fitted on ``split``'s items (from the caches where possible).
+
+    ``unseen`` (the cold-start protocol's unseen items): the tokenizer is fitted on the other items
+    only and the unseen ones are encoded by the frozen fit (RQ-VAE/LETTER: encoder + codebooks; LSH:
+    its hyperplanes; random IDs: fresh codes), as a new item would be in practice."""
     import tokenizers_zoo
     from bench.embed import embed_config, item_embeddings, model_identity, resolve_template
 
@@ -60,8 +64,14 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     name = config["tokenizer"]["name"]
-    say(f"tokenizer {name}: " + ("fitting" if refit else "its cached fit, else fitting"))
-    tokenizer = tokenizers_zoo.fit_tokenizer(config, item_emb, cf_emb, cache=cache, refit=refit, cf_mask=cf_mask)
+    fitted = np.arange(dataset.n_items) if unseen is None else np.setdiff1d(np.arange(dataset.n_items), unseen)
+    say(f"tokenizer {name}: " + ("fitting" if refit else "its cached fit, else fitting")
+        + ("" if len(fitted) == dataset.n_items else f" on the {len(fitted)} seen items"))
+    tokenizer = tokenizers_zoo.fit_tokenizer(
+        config, item_emb[fitted], None if cf_emb is None else cf_emb[fitted], cache=cache, refit=refit,
+        cf_mask=None if cf_mask is None else cf_mask[fitted])
+    if len(fitted) < dataset.n_items:
+        tokenizer.extend(item_emb, fitted)
     timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
     say(f"tokenizer {name}: " + (f"loaded from {tokenizer.source}" if tokenizer.source else
                                  f"fitted in {timings['tokenizer_s']} s" +
@@ -80,6 +90,8 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         **text,
         "cf_embeddings": cf_emb is not None,
         "cf_targets": int(cf_mask.sum()) if cf_mask is not None else None,
+        "fitted_on_items": int(len(fitted)),
+        "encoded_unseen_items": int(dataset.n_items - len(fitted)),
         "from_cache": tokenizer.source is not None,
         "loaded_from": tokenizer.source,
         "saved_to": str(tokenizer.cache_folder) if tokenizer.cache_folder is not None else None,

@@ -126,6 +126,7 @@ def test_a_broken_file_in_the_store_is_named_and_skipped(tmp_path, capsys):
     assert "| Pop" in captured.out
     for name in ("truncated.json", "empty.json", "list.json"):
         assert f"skipping {store / name}" in captured.err
+    assert main(["select", "--results-dir", str(store), "--out", str(tmp_path / "out")]) == 0
     assert main(["render", "--results-dir", str(store), "--out", str(tmp_path / "out")]) == 0
     assert main(["plot", "curve", "--param", "data.synthetic.p_next", "--results-dir", str(store),
                  "--output", str(tmp_path / "curve.png")]) == 0

@@ -49,7 +49,7 @@ def test_users_left_too_short_for_recboles_split_are_dropped_for_every_method(tm
                  str(store), "--set", "coldstart.enabled=true", "coldstart.fraction=0.3", "coldstart.seed=3"]) == 0
     record = json.loads(sorted(store.glob("*.json"))[-1].read_text())
     assert record["status"] == "completed" and record["coldstart"]["dropped_users"] >= 1
-    assert record["components"]["protocol/coldstart"] == 2
+    assert record["components"]["protocol/coldstart"] == 3
 
 
 def test_drop_unseen_keeps_order_and_pads():
@@ -131,3 +131,36 @@ def test_cold_start_tiger_records_its_epsilon_curve_and_the_table_and_plots_rend
     assert "99999" not in notes and f"({knn['coldstart']['cold_users']} users)" in notes
     written = {p.name for p in render_all([tiger, knn], tmp_path / "out")}
     assert {"coldstart.md", "coldstart.png"} <= written
+
+
+def test_a_cold_start_tokenizer_never_sees_the_unseen_items(monkeypatch):
+    """Protocol version 3: the tokenizer is fitted on the seen items only and the unseen ones are
+    encoded by the frozen fit. Changing the unseen items' text changes no seen item's code (the fit
+    never read it), and each unseen item gets exactly what the frozen tokenizer encodes for it."""
+    import bench.embed
+    from bench.config import resolve_config
+    from bench.item_ids import fit_item_ids
+
+    dataset = load_dataset("synthetic")
+    cold = apply_coldstart(dataset, fraction=0.2, seed=3)
+    split = LeaveOneOutSplit(cold.dataset)
+    unseen = cold.unseen
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((dataset.n_items, 16)).astype(np.float32)
+    moved = base.copy()
+    moved[unseen] += 5.0 * rng.standard_normal((len(unseen), 16)).astype(np.float32)
+    for name in ("lsh", "random_id", "rqvae"):
+        config = resolve_config("smoke", overrides={"method": "tiger", "dataset": "synthetic",
+                                                    "tokenizer": {"name": name, "cache": False}})
+        codes = {}
+        for label, embeddings in (("base", base), ("moved", moved)):
+            monkeypatch.setattr(bench.embed, "item_embeddings", lambda *a, e=embeddings, **k: e)
+            stage = fit_item_ids(config, split, unseen=unseen)
+            assert stage.facts["fitted_on_items"] == dataset.n_items - len(unseen)
+            assert stage.facts["encoded_unseen_items"] == len(unseen)
+            codes[label] = stage.tokenizer.codes().copy()
+            assert (codes[label][unseen] == stage.tokenizer.encode(embeddings[unseen])).all(), name
+        seen = np.setdiff1d(np.arange(dataset.n_items), unseen)
+        assert (codes["base"][seen] == codes["moved"][seen]).all(), name
+        if name == "lsh":  # hashed from the text: moved text, other codes
+            assert (codes["base"][unseen] != codes["moved"][unseen]).any()

@@ -80,17 +80,16 @@ def test_embedding_and_cf_keys_carry_their_versions(monkeypatch):
     assert cf_embed.cache_key(split, config) != cf_key
 
 
-def test_recbole_cache_bumped_version_misses_and_broken_entry_is_reported(monkeypatch, capsys):
+def test_recbole_export_key_carries_its_version_and_stale_files_are_never_read(monkeypatch):
     import baselines.recbole_data as recbole_data
     from bench.data import load_dataset
     from bench.split import LeaveOneOutSplit
 
     split = LeaveOneOutSplit(load_dataset("synthetic", None, {"n_users": 60, "n_items": 40}))
     first = recbole_data.prepare(split.dataset.sequences, split.n_items, max_seq_len=20, split=split)
-    assert recbole_data.prepare(split.dataset.sequences, split.n_items, max_seq_len=20, split=split).cache_hit
-    (first.folder / recbole_data.PREPARED_FILE).write_bytes(b"not a pickle")
+    (first.folder / "prepared.pkl").write_bytes(b"not a pickle")  # what the old cache kept there
     rebuilt = recbole_data.prepare(split.dataset.sequences, split.n_items, max_seq_len=20, split=split)
-    assert not rebuilt.cache_hit and "cannot be loaded" in capsys.readouterr().err
+    assert not rebuilt.cache_hit and rebuilt.key == first.key and not (rebuilt.folder / "prepared.pkl").exists()
     monkeypatch.setattr(recbole_data, "RECBOLE_DATA_VERSION", recbole_data.RECBOLE_DATA_VERSION + 1)
     bumped = recbole_data.prepare(split.dataset.sequences, split.n_items, max_seq_len=20, split=split)
     assert not bumped.cache_hit and bumped.key != first.key
@@ -290,15 +289,35 @@ def test_runs_write_to_the_scratch_store_and_render_reads_the_curated_one():
     assert ignored.returncode == 0, "the scratch store must be git-ignored"
     args = build_parser().parse_args(["render"])
     assert args.results_dir == PUBLISHED_STORE
+    assert build_parser().parse_args(["select"]).results_dir == PUBLISHED_STORE  # it chooses the runs render shows
+    tracked = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "results/selection.json"])
+    assert tracked.returncode == 1, "the selection file is committed with the tables it makes"
 
 
 def test_render_reproduces_the_committed_tables_byte_for_byte(tmp_path):
+    # the committed tables are what `bench render` builds from the curated store and the committed
+    # selection file (results/selection.json, written by `bench select`), and nothing else
     from bench.commands.render import render_all
+    from bench.tables.selection import read_selection
 
     records = [r for r in iter_records(REPO / PUBLISHED_STORE) if r.get("status") == "completed"]
-    written = render_all(records, tmp_path, plots=False)
+    selection = read_selection(REPO / "results" / "selection.json")
+    written = render_all(records, tmp_path, plots=False, selection=selection)
     tables = [p for p in written if p.parent.name == "tables"]
     assert tables
     for path in tables:
         committed = REPO / "results" / "tables" / path.name
         assert committed.read_bytes() == path.read_bytes(), f"{committed} is not what bench render makes"
+    committed = {p.name for p in (REPO / "results" / "tables").iterdir()}
+    assert committed == {p.name for p in tables}, "a committed table that the selection file does not name"
+
+
+def test_the_committed_selection_names_every_published_run_once_per_table():
+    # every published run is either in a table's rows or left out of it with a reason
+    from bench.tables.selection import read_selection
+
+    published = {r["run_id"] for r in iter_records(REPO / PUBLISHED_STORE) if r.get("status") == "completed"}
+    for name, selection in read_selection(REPO / "results" / "selection.json").items():
+        assert selection.run_ids | set(selection.left_out) == published, name
+        assert not selection.run_ids & set(selection.left_out), name
+        assert all(why for why in selection.left_out.values()), name

@@ -129,6 +129,7 @@ def test_render_writes_tables_and_plots(tmp_path, capsys):
     store = tmp_path / "runs"
     for record in alpha_store() + [run("beauty", "rqvae", 3, 0.041, counts=[50, 30, 0, 20])]:
         write_record(record, store)
+    assert main(["select", "--results-dir", str(store), "--out", str(tmp_path / "results")]) == 0
     assert main(["render", "--results-dir", str(store), "--out", str(tmp_path / "results")]) == 0
     tables = tmp_path / "results" / "tables"
     plots = tmp_path / "results" / "plots"
@@ -151,6 +152,7 @@ def test_render_lists_files_it_did_not_write_and_prune_deletes_them(tmp_path, ca
     stale = results / "tables" / "sweep-gone.md"
     stale.parent.mkdir(parents=True)
     stale.write_text("| a table whose runs left the store |")
+    assert main(["select", "--results-dir", str(store), "--out", str(results)]) == 0
     assert main(["render", "--results-dir", str(store), "--out", str(results)]) == 0
     out = capsys.readouterr().out
     assert f"not written by this render (stale? --prune deletes it): {stale}" in out and stale.exists()

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 from bench.metrics import metrics_from_ranks  # noqa: E402
 from bench.tables import (  # noqa: E402
-    IMPROVEMENT_ROW, build_ablation_table, build_main_table, build_tokenizer_table, paired_pvalue, render,
+    IMPROVEMENT_ROW, build_ablation_table, build_main_table, build_tokenizer_table, render,
 )
 
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -91,13 +91,25 @@ def paper_store():
     ]
 
 
+def md_columns(text):
+    """row label -> {column header: cell} of a Markdown table."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    headers = [c.strip() for c in lines[0].strip().strip("|").split("|")]
+    return {cells[0]: dict(zip(headers, cells)) for cells in
+            ([c.strip() for c in line.strip().strip("|").split("|")] for line in lines[1:])}
+
+
 def md_rows(text):
+    """row label -> the cells between the label and the n (seeds) column: the metric cells."""
     rows = {}
     for line in text.splitlines():
         if line.startswith("| ") and not line.startswith("| Method") and not line.startswith("|--"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             rows[cells[0]] = cells[1:]
-    return rows
+    header = next((line for line in text.splitlines() if line.startswith("| ")), "")
+    names = [c.strip() for c in header.strip().strip("|").split("|")]
+    end = names.index("n") - 1 if "n" in names else None
+    return {label: cells[:end] for label, cells in rows.items()}
 
 
 def test_main_table_layout_marks_and_improvement():
@@ -120,26 +132,27 @@ def test_main_table_layout_marks_and_improvement():
 def test_main_table_latex_booktabs_structure():
     text = render(build_main_table(paper_store()), "latex")
     lines = [line for line in text.splitlines() if not line.startswith("%")]
-    assert lines[0] == r"\begin{tabular}{lrrrrrrrr}" and lines[1] == r"\toprule" and lines[-2:] == [r"\bottomrule",
-                                                                                                    r"\end{tabular}"]
-    assert lines[2] == r" & \multicolumn{4}{c}{Sports} & \multicolumn{4}{c}{Beauty} \\"
+    # label, 2 datasets x 4 metrics, then n (seeds) and Configs
+    assert lines[0] == r"\begin{tabular}{lrrrrrrrrrr}" and lines[1] == r"\toprule" and lines[-2:] == [
+        r"\bottomrule", r"\end{tabular}"]
+    assert lines[2] == r" & \multicolumn{4}{c}{Sports} & \multicolumn{4}{c}{Beauty} &  &  \\"
     assert lines[3] == r"\cmidrule(lr){2-5} \cmidrule(lr){6-9}"
-    assert lines[4] == r"Method & R@5 & N@5 & R@10 & N@10 & R@5 & N@5 & R@10 & N@10 \\"
+    assert lines[4] == r"Method & R@5 & N@5 & R@10 & N@10 & R@5 & N@5 & R@10 & N@10 & n & Configs \\"
     body = [line for line in lines[5:-2]]
     assert body[0] == r"\midrule"
-    assert body[1] == r"GRU4Rec (CE) & 0.0200 & 0.0100 & 0.0300 & 0.0140 & 0.0200 & 0.0120 & 0.0300 & 0.0150 \\"
+    assert body[1] == r"GRU4Rec (CE) & 0.0200 & 0.0100 & 0.0300 & 0.0140 & 0.0200 & 0.0120 & 0.0300 & 0.0150 & 1 & 1 \\"
     assert body[2].startswith(r"SASRec (CE) & \textbf{0.0300} & \textbf{0.0200} & \textbf{0.0500} & \textbf{0.0260} & ")
     assert body[3] == r"\midrule"  # baselines | generative
     assert body[4] == (r"TIGER[rqvae] & 0.0260 & 0.0180 & 0.0400 & 0.0225 & \underline{0.0450} & "
-                       r"\underline{0.0320} & \underline{0.0650} & \underline{0.0384} \\")
+                       r"\underline{0.0320} & \underline{0.0650} & \underline{0.0384} & 1 & 1 \\")
     assert body[5] == (r"TIGER[letter] & \underline{0.0280} & \underline{0.0190} & \underline{0.0420} & "
-                       r"\underline{0.0230} & \textbf{0.0500} & \textbf{0.0350} & \textbf{0.0700} & \textbf{0.0400} \\")
+                       r"\underline{0.0230} & \textbf{0.0500} & \textbf{0.0350} & \textbf{0.0700} & \textbf{0.0400} & 1 & 1 \\")
     assert body[6] == r"\midrule"
     assert body[7] == (r"Improvement over best baseline & -6.7\% & -5.0\% & -16.0\% & -11.5\% & +25.0\% & +40.0\% & "
-                       r"+16.7\% & +25.0\% \\")
+                       r"+16.7\% & +25.0\% &  &  \\")
     for line in body:
         if line.endswith(r"\\"):
-            assert line.count("&") == 8  # 1 label + 2 datasets x 4 metrics
+            assert line.count("&") == 10  # 1 label + 2 datasets x 4 metrics + n + Configs
     assert text.count(r"\begin{tabular}") == 1 and text.count("{") == text.count("}")
 
 
@@ -150,15 +163,19 @@ def test_main_table_mean_std_and_config_selection():
         run("SASRec (CE)", "sasrec", "beauty", (0.090, 0.090, 0.090, 0.090), valid=-1.0, baseline__hidden_size=32),
     ]
     table = build_main_table(store)
-    rows = md_rows(render(table, "md"))
+    text = render(table, "md")
+    rows = md_rows(text)
     assert rows["SASRec (CE)"][4] == "0.0420 ± 0.0028"
     assert "0.0900" not in " ".join(rows["SASRec (CE)"])
-    # the notes name the runs behind the selected configuration, and only for rows that had a choice
-    shown = sorted(r["run_id"] for r in store if r["label"] == "SASRec (CE)" and r["dataset"] == "beauty"
-                   and r["metrics"]["valid"]["ndcg@10"] != -1.0)
-    choice = [n for n in table.notes if n.startswith("SASRec (CE) on Beauty:")]
-    assert choice == [f"SASRec (CE) on Beauty: best of 2 configurations by validation NDCG@10; shown: {', '.join(shown)}."]
-    assert not any(n.startswith(("SASRec (CE) on Sports", "GRU4Rec")) for n in table.notes)
+    # every row says how many configurations it was chosen among; the other one is left out, with why
+    assert md_columns(text)["SASRec (CE)"]["Configs"] == "Sports: 1; Beauty: 2"
+    assert md_columns(text)["SASRec (CE)"]["n"] == "Sports: 1; Beauty: 2"
+    assert md_columns(text)["GRU4Rec (CE)"]["Configs"] == "1"
+    from bench.tables import select_main
+
+    hidden = store[-1]["run_id"]
+    reason = select_main(store).left_out[hidden]
+    assert reason.startswith("not the best configuration on validation (NDCG@10 -1.0000 vs") and "best of 2" in reason
 
 
 def test_a_decoding_study_is_left_out_of_the_main_and_tokenizer_tables():
@@ -167,11 +184,14 @@ def test_a_decoding_study_is_left_out_of_the_main_and_tokenizer_tables():
     study = run("TIGER[letter]", "tiger", "beauty", (0.9, 0.9, 0.9, 0.9), tokenizer="letter", valid=0.5,
                 decode__sample_temperatures=[1.0, 1.5], eval__max_k=50)
     store = paper_store() + [study]
-    for table in (build_main_table(store), build_tokenizer_table(store)):
+    from bench.tables import select_main, select_tokenizers
+
+    for table, selection in ((build_main_table(store), select_main(store)),
+                             (build_tokenizer_table(store), select_tokenizers(store))):
         text = render(table, "md")
         assert "0.9000" not in text
         assert "0.0400" in text  # the standard run's N@10
-        assert any(study["run_id"] in note and "decoding study" in note for note in table.notes)
+        assert selection.left_out[study["run_id"]].startswith("decoding study")
     # without a study the same run competes (and wins on validation)
     del study["config"]["decode"]
     assert "0.9000" in render(build_main_table(store), "md")
@@ -183,37 +203,46 @@ def ranks_with_hits(n_users, hits, rank=1):
     return ranks
 
 
+def seeded(label, method, hits, seeds=(1, 2, 3), n=1000, **kwargs):
+    """One run per seed, ``hits[i]`` users with their target at rank 1 in seed i's run."""
+    return [run(label, method, "beauty", ranks=ranks_with_hits(n, h), seed=s, valid=h / n, **kwargs)
+            for s, h in zip(seeds, hits)]
+
+
 def test_significance_marker_where_the_answer_is_known():
-    n = 1000
-    store = [
-        run("SASRec (CE)", "sasrec", "beauty", ranks=ranks_with_hits(n, 100), valid=0.1),
-        run("TIGER[rqvae]", "tiger", "beauty", ranks=ranks_with_hits(n, 400), valid=0.4),  # 300 more hits: significant
-        run("TIGER[lsh]", "tiger", "beauty", ranks=ranks_with_hits(n, 102), tokenizer="lsh", valid=0.1),  # 2 more: not
-        # clearly better, but on another dataset version (fingerprint): never paired
-        run("TIGER[letter]", "tiger", "beauty", ranks=ranks_with_hits(n, 500), tokenizer="letter", fingerprint="other",
-            valid=0.5),
-    ]
-    assert paired_pvalue(ranks_with_hits(n, 400) > 0, ranks_with_hits(n, 100) > 0) < 1e-6
-    assert paired_pvalue(ranks_with_hits(n, 102) > 0, ranks_with_hits(n, 100) > 0) > 0.05
+    # Welch's t over seeds: 300 more hits in every seed is significant, 2 more (within the seed noise) is not;
+    # a row on another dataset version (fingerprint) is never compared
+    store = (seeded("SASRec (CE)", "sasrec", (100, 104, 96))
+             + seeded("TIGER[rqvae]", "tiger", (400, 410, 395))
+             + seeded("TIGER[lsh]", "tiger", (102, 95, 109), tokenizer="lsh")
+             + seeded("TIGER[letter]", "tiger", (500, 505, 510), tokenizer="letter", fingerprint="other"))
     table = build_main_table(store)
     rows = md_rows(render(table, "md"))
-    assert rows["TIGER[rqvae]"] == ["<u>0.4000</u>†"] * 2 + ["<u>0.4000</u>†"] * 2
+    assert all(cell.endswith("†") for cell in rows["TIGER[rqvae]"])
     assert all("†" not in cell for cell in rows["TIGER[lsh]"])
     assert all("†" not in cell for cell in rows["TIGER[letter]"])
     assert all("†" not in cell for cell in rows["SASRec (CE)"])
-    assert rows[f"*{IMPROVEMENT_ROW}*"][0] == "+400.0%"  # TIGER[letter] 0.5 vs 0.1 (marker: its own test)
+    assert rows[f"*{IMPROVEMENT_ROW}*"][0].startswith("+")  # TIGER[letter] (best on validation) vs SASRec
     latex = render(table, "latex")
-    assert r"\underline{0.4000}$^{\dagger}$" in latex
-    csv = render(table, "csv")
-    assert "p_value" in csv.splitlines()[0]
+    assert r"$^{\dagger}$" in latex
+    csv = pd.read_csv(__import__("io").StringIO(render(table, "csv")))
+    assert {"p_welch", "p_holm", "p_users_wilcoxon", "runs", "n_configs"} <= set(csv.columns)
+    rqvae = csv[(csv["method"] == "TIGER[rqvae]") & (csv["metric"] == "recall@10")].iloc[0]
+    assert rqvae["p_holm"] >= rqvae["p_welch"] and rqvae["p_holm"] < 0.05 and rqvae["significant"]
+    # 4 metrics x 2 rows tested (TIGER[letter]: other data; TIGER[lsh] not better on some): one Holm family
+    assert "Holm over the table's" in table.notes[1] and "rows with n < 3 are not tested" in table.notes[1]
 
 
 def test_significance_marker_on_seed_means():
     n = 400
-    store = [run("SASRec (CE)", "sasrec", "beauty", ranks=ranks_with_hits(n, 40), seed=s) for s in (1, 2)]
-    store += [run("TIGER[rqvae]", "tiger", "beauty", ranks=ranks_with_hits(n, 200, rank=3), seed=s) for s in (1, 2)]
+    store = [run("SASRec (CE)", "sasrec", "beauty", ranks=ranks_with_hits(n, h), seed=s) for s, h in ((1, 40), (2, 42), (3, 38))]
+    store += [run("TIGER[rqvae]", "tiger", "beauty", ranks=ranks_with_hits(n, h, rank=3), seed=s)
+              for s, h in ((1, 200), (2, 204), (3, 196))]
     rows = md_rows(render(build_main_table(store), "md"))
-    assert rows["TIGER[rqvae]"][0] == "**0.5000 ± 0.0000**†"
+    assert rows["TIGER[rqvae]"][0] == "**0.5000 ± 0.0100**†"
+    # two seeds per row: the same means and spread, but no test and no mark
+    rows = md_rows(render(build_main_table([r for r in store if r["seed"] != 3]), "md"))
+    assert not rows["TIGER[rqvae]"][0].endswith("†")
 
 
 def test_tokenizer_table_rows_in_paper_order():
@@ -226,7 +255,9 @@ def test_tokenizer_table_rows_in_paper_order():
     ]
     rows = md_rows(render(build_tokenizer_table(store), "md").replace("| Tokenizer", "| Method"))
     assert list(rows) == ["Random ID", "LSH", "RQ-VAE", "LETTER"]
-    assert rows["LETTER"][0] == "**0.0500**" and rows["RQ-VAE"][1] == "**0.0320**"
+    # none ran at the profile's default configuration: each tokenizer's one configuration, said so
+    assert all(cells[0] == "not the default" for cells in rows.values())
+    assert rows["LETTER"][1] == "**0.0500**" and rows["RQ-VAE"][2] == "**0.0320**"
 
 
 def test_ablation_table_one_row_per_value():
@@ -309,7 +340,9 @@ def test_one_profile_per_dataset_and_the_title_names_it():
     table = build_main_table(store)
     assert table.title == "Main results (profile cpu)"
     assert [r.labels[0] for r in table.rows] == ["SASRec (CE)", "TIGER[rqvae]"]
-    assert any("left out 1 of profile smoke" in note for note in table.notes)
+    from bench.tables import select_main
+
+    assert select_main(store).left_out[store[2]["run_id"]] == "other profile (smoke; the table shows cpu on Beauty)"
     smoke = build_main_table(store, profile="smoke")
     assert [r.labels[0] for r in smoke.rows] == ["TIGER[letter]"] and smoke.title.endswith("(profile smoke)")
 
@@ -321,11 +354,12 @@ def test_every_row_shows_its_budget():
         budgeted("TIGER[rqvae]", "tiger", (0.03, 0.02, 0.04, 0.02), 2300, 1250, seed=2),
     ]
     text = render(build_main_table(store), "md")
-    rows = md_rows(text)
-    assert rows["Pop"][-1] == "no training"
-    assert rows["TIGER[rqvae]"][-1] == "2.3k–2.5k steps · 4.6–5 ep · 20 min–21 min · cpu×1 · max steps"
+    rows = md_columns(text)
+    assert rows["Pop"]["Budget"] == "no training"
+    assert rows["TIGER[rqvae]"]["Budget"] == "2.3k–2.5k steps · 4.6–5 ep · 20 min–21 min · cpu×1 · max steps"
+    assert rows["TIGER[rqvae]"]["n"] == "2"
     latex = render(build_main_table(store), "latex")
-    assert r"2.3k--2.5k steps $\cdot$" in latex and latex.splitlines()[-3].count("&") == 5
+    assert r"2.3k--2.5k steps $\cdot$" in latex and latex.splitlines()[-3].count("&") == 7
     assert "budget" in render(build_main_table(store), "csv").splitlines()[0]
 
 
@@ -338,7 +372,9 @@ def test_seeds_of_one_configuration_are_averaged_only_within_one_code_identity()
     table = build_main_table([old] + new)
     cell = table.rows[0].cells[("beauty", "recall@5")]
     assert cell.n == 2 and cell.mean == pytest.approx(0.03)  # not 3 runs: the old commit is left out
-    assert any(old["run_id"] in note and "other code" in note for note in table.notes)
+    from bench.tables import select_main
+
+    assert select_main([old] + new).left_out[old["run_id"]].startswith("other code identity (commit aaaaaaa;")
     table = build_main_table(new + [bumped])
     assert table.rows[0].cells[("beauty", "recall@5")].n == 1  # a component version bump is other code too
     assert table.rows[0].code["beauty"] == "bbbbbbb"
@@ -361,29 +397,37 @@ def test_sweep_table_compares_every_setting_with_the_default(tmp_path):
     from bench.tables.sweep import build_sweep_table
     from sweeps.spec import load_spec
 
-    spec = load_spec("tau", budget="cpu")
-    assert spec.default == {"train.tau": 1.0} and [d.values for d in spec.dimensions][0] == [0.6, 0.8, 1.0, 1.2]
-    store = [
-        sweep_trial(spec, {"train.tau": 1.2}, 100, valid=0.01),
-        sweep_trial(spec, {"train.tau": 1.0}, 100, valid=0.02),
-        sweep_trial(spec, {"train.tau": 0.8}, 160, valid=0.05),  # 60 more hits of 400: significantly better
-        sweep_trial(spec, {"train.tau": 0.6}, 40, valid=0.03),  # 60 fewer: significantly worse
-        run("SASRec (CE)", "sasrec", "beauty", (0.9, 0.9, 0.9, 0.9)),  # not a trial of the sweep
-    ]
+    spec = load_spec("tau")
+    assert spec.default == {"train.tau": 1.0} and [d.values for d in spec.dimensions][0] == [0.6, 0.7, 0.8, 0.9, 1.0,
+                                                                                             1.1, 1.2]
+    seeds = (2024, 2025, 2026)
+
+    def trials(tau, hits, valid=0.0):
+        return [sweep_trial(spec, {"train.tau": tau}, h, valid=valid, seed=s) for s, h in zip(seeds, hits)]
+
+    store = (trials(1.2, (100, 104, 97), 0.01) + trials(1.0, (100, 96, 103), 0.02)
+             + trials(0.8, (160, 165, 158), 0.05)  # 60 more hits of 400 in every seed: significantly better
+             + trials(0.6, (40, 44, 37), 0.03)  # 60 fewer: significantly worse
+             + [run("SASRec (CE)", "sasrec", "beauty", (0.9, 0.9, 0.9, 0.9))])  # not a trial of the sweep
     table = build_sweep_table(store, spec)
     assert [r.labels for r in table.rows] == [["0.6"], ["0.8"], ["1 (default)"], ["1.2"]]
     rows = md_rows(render(table, "md").replace("| train.tau", "| Method"))
     assert rows["0.8"][2].endswith("†") and rows["0.6"][2].endswith("‡")
     assert not rows["1.2"][2].endswith(("†", "‡")) and not rows["1 (default)"][2].endswith(("†", "‡"))
-    assert any("Best setting by validation NDCG@10 on Beauty: 0.8" in n for n in table.notes)
+    assert "best on validation: 0.8" in table.notes[0]
+    assert "Holm over the table's 12 tests" in table.notes[1]  # 3 settings x 4 metrics against the default
     assert r"$^{\ddagger}$" in render(table, "latex")
+
+    # one seed per setting: the same means, no mark
+    single = build_sweep_table([r for r in store if r["seed"] == 2024 or r["label"] == "SASRec (CE)"], spec)
+    assert not any(c.significant for r in single.rows for c in r.cells.values())
 
     # the papers' grid (tau 0.6, 0.7, ..., 1.2) shows its own settings; the budget's table does not
     # show a setting off its reduced grid
-    store.append(sweep_trial(load_spec("tau"), {"train.tau": 0.7}, 100))
-    full = build_sweep_table(store, load_spec("tau"))
-    assert [r.labels[0] for r in full.rows] == ["0.6", "0.7", "0.8", "1 (default)", "1.2"]
-    assert "0.7" not in [r.labels[0] for r in build_sweep_table(store, spec).rows]
+    budget = load_spec("tau", budget="cpu")
+    store.append(sweep_trial(budget, {"train.tau": 0.7}, 100))
+    assert "0.7" not in [r.labels[0] for r in build_sweep_table(store, budget).rows]
+    assert [r.labels[0] for r in build_sweep_table(store, spec).rows] == ["0.6", "0.7", "0.8", "1 (default)", "1.2"]
 
 
 def test_a_resumed_trial_is_its_sweeps_trial_and_a_seed_of_its_configuration():
@@ -405,9 +449,9 @@ def test_a_resumed_trial_is_its_sweeps_trial_and_a_seed_of_its_configuration():
     assert record_trial_key(twin) == record_trial_key(resumed)
 
 
-def test_a_table_whose_runs_trained_on_different_machines_names_the_rows_of_each():
+def test_a_table_whose_runs_trained_on_different_machines_says_so_and_its_csv_names_each_rows_machine():
     # training times in the Budget column compare only within one machine: a sweep finished on
-    # another CPU says which rows ran where, and a table of one machine says nothing
+    # another CPU says so, the CSV names each row's machine, and a table of one machine says nothing
     from bench.tables.sweep import build_sweep_table
     from sweeps.spec import load_spec
 
@@ -415,20 +459,22 @@ def test_a_table_whose_runs_trained_on_different_machines_names_the_rows_of_each
     store = [sweep_trial(spec, {"train.tau": t}, 100) for t in (0.6, 0.8, 1.0)]
     for record in store:
         record["hardware"] = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 1", "device": "cpu"}
-    assert not any("more than one machine" in n for n in build_sweep_table(store, spec).notes)
+    assert not any("one machine" in n for n in build_sweep_table(store, spec).notes)
     store[1]["hardware"] = {"cpu_model": "Intel Xeon", "cpu_generation": "family 6, model 143", "device": "cpu"}
     store.append(sweep_trial(spec, {"train.tau": 1.2}, 100))  # an old record without hardware facts
-    notes = [n for n in build_sweep_table(store, spec).notes if "more than one machine" in n]
-    assert notes == ["Runs on more than one machine (training times compare only within one): "
-                     "AMD EPYC (family 25, model 1): 0.6 / 1 (default); Intel Xeon (family 6, model 143): 0.8; "
-                     "unrecorded CPU: 1.2."]
+    table = build_sweep_table(store, spec)
+    assert "times compare only within one machine (3 here)" in table.notes[-1]
+    csv = pd.read_csv(__import__("io").StringIO(render(table, "csv")))
+    machines = dict(zip(csv["train.tau"].astype(str), csv["machine"]))
+    assert machines == {"0.6": "AMD EPYC (family 25, model 1)", "0.8": "Intel Xeon (family 6, model 143)",
+                        "1 (default)": "AMD EPYC (family 25, model 1)", "1.2": "unrecorded CPU"}
     gpu = run("TIGER[rqvae]", "tiger", "beauty", (0.03, 0.02, 0.04, 0.02))
     gpu["hardware"] = {"cpu_model": "AMD EPYC", "gpu": "NVIDIA H200", "cuda": True, "device": "cuda"}
     gpu["budget"] = {"device": "cuda", "optimizer_steps": 10}
     cpu = run("SASRec (CE)", "sasrec", "beauty", (0.02, 0.01, 0.03, 0.01))
     cpu["hardware"] = {"cpu_model": "AMD EPYC", "device": "cpu"}
-    assert any("AMD EPYC (generation not recorded): SASRec (CE); NVIDIA H200: TIGER[rqvae]." in n
-               for n in build_main_table([gpu, cpu]).notes)
+    csv = render(build_main_table([gpu, cpu]), "csv")
+    assert "NVIDIA H200" in csv and "AMD EPYC (generation not recorded)" in csv
 
 
 def test_render_writes_a_table_per_sweep(tmp_path):
@@ -457,15 +503,14 @@ def test_a_sweep_table_says_how_much_of_its_grid_ran_and_is_not_repeated_for_the
     # nor again as the per-parameter ablation table, which would show them without the default's marks
     assert "ablation-tokenizer.letter.codebook_size.md" not in names
     notes = build_sweep_table(store, budget).notes
-    assert "Beauty: 2 of the grid's 3 trials (settings x seeds) are in the store; the rest have not run." in notes
+    assert "(Beauty: 2 of the grid's 3 trials ran)" in notes[0]
 
     store.append(sweep_trial(papers, {"tokenizer.letter.codebook_size": 512}, 120))  # off the budget's grid
     names = {p.name for p in render_all(store, tmp_path, plots=False)}
     assert {"sweep-codebook_size-cpu.md", "sweep-codebook_size.md"} <= names
-    assert "Beauty: 3 of the grid's 12 trials (settings x seeds) are in the store; the rest have not run." in \
-        build_sweep_table(store, papers).notes
+    assert "(Beauty: 3 of the grid's 12 trials ran)" in build_sweep_table(store, papers).notes[0]
     store.append(sweep_trial(budget, {"tokenizer.letter.codebook_size": 128}, 110))
-    assert not any("have not run" in n for n in build_sweep_table(store, budget).notes)
+    assert "trials ran" not in build_sweep_table(store, budget).notes[0]
 
 
 def test_decoding_tables_from_the_records_studies():
@@ -499,10 +544,11 @@ def test_decoding_tables_from_the_records_studies():
     table = build_decoding_table(store + [deeper], "diversity")
     assert table.label_columns == ["Method", "Configuration", "Decoding"]
     assert {tuple(r.labels[:2]) for r in table.rows} == {("TIGER[rqvae]", "–"), ("TIGER[rqvae]", "model.encoder_layers=3")}
-    # the notes name the runs of each block, so a reader can open their records
-    runs = next(n for n in table.notes if n.startswith("Runs: "))
-    assert "TIGER[rqvae] (model.encoder_layers=3): deeper" in runs
-    assert f"TIGER[rqvae]: {', '.join(sorted(r['run_id'] for r in store[:2]))}" in runs
+    # the CSV names the runs of each row, so a reader can open their records
+    csv = pd.read_csv(__import__("io").StringIO(render(table, "csv")))
+    runs = dict(zip(csv["configuration"], csv["runs"]))
+    assert runs["model.encoder_layers=3"] == "deeper"
+    assert runs["–"] == ";".join(sorted(r["run_id"] for r in store[:2]))
 
 
 def test_config_differences_name_what_shapes_the_model_before_how_it_is_decoded():
@@ -542,7 +588,10 @@ def test_an_ablation_compares_only_runs_that_differ_in_its_parameter_alone():
     ]
     table = build_ablation_table(store, "model.encoder_layers")
     assert [row.labels for row in table.rows] == [["TIGER[rqvae]", "3"], ["TIGER[rqvae]", "4"]]
-    assert any("differ in model.encoder_layers alone" in note for note in table.notes)
+    from bench.tables import select_ablation
+
+    reason = select_ablation(store, "model.encoder_layers").left_out[store[2]["run_id"]]
+    assert reason == "differs from the compared TIGER[rqvae] runs in more than model.encoder_layers"
 
 
 def test_main_and_tokenizer_tables_compare_runs_at_the_profiles_current_budget():
@@ -566,12 +615,15 @@ def test_main_and_tokenizer_tables_compare_runs_at_the_profiles_current_budget()
                 profile="cpu", **dict(budget, train__max_steps=steps // 3))
     older["profile"] = "cpu"
     older["budget"] = {"optimizer_steps": steps // 3, "stop_reason": "max steps", "time_limit_hit": False}
-    for build in (build_main_table, build_tokenizer_table):
+    from bench.tables import select_main, select_tokenizers
+
+    for build, select in ((build_main_table, select_main), (build_tokenizer_table, select_tokenizers)):
         table = build([current, clocked, older])
         assert len(table.rows) == 1
         assert list(table.rows[0].runs["beauty"]["run_id"]) == [current["run_id"]]
-        note = next(n for n in table.notes if "another training budget" in n)
-        assert clocked["run_id"] in note and older["run_id"] in note and f"train.max_steps={steps}" in note
+        left_out = select([current, clocked, older]).left_out
+        assert left_out[clocked["run_id"]] == "other budget than profile cpu's today (stopped by the clock)"
+        assert left_out[older["run_id"]].startswith(f"other budget than profile cpu's today (not train.max_steps={steps}")
     # no run at today's budget: the method keeps its runs (the budget column says what they got)
     table = build_main_table([clocked, older])
     assert list(table.rows[0].runs["beauty"]["run_id"]) == [older["run_id"]]
@@ -580,7 +632,7 @@ def test_main_and_tokenizer_tables_compare_runs_at_the_profiles_current_budget()
 def test_a_two_dimensional_sweeps_curve_holds_the_other_dimension_at_its_default():
     # alpha x beta: the alpha curve draws the beta-default trials only, not the best beta per alpha
     from bench.commands.render import curve_slice
-    from bench.tables.sweep import sweep_records
+    from bench.tables.sweep import select_sweep
     from sweeps.spec import load_spec
 
     spec = load_spec("letter_alpha_beta", budget="cpu")
@@ -588,9 +640,10 @@ def test_a_two_dimensional_sweeps_curve_holds_the_other_dimension_at_its_default
     store = [sweep_trial(spec, {alpha: 0.0, beta: 0.0}, 150, valid=0.05),  # the better beta at alpha 0
              sweep_trial(spec, {alpha: 0.0, beta: 0.0001}, 80, valid=0.01),
              sweep_trial(spec, {alpha: 0.02, beta: 0.0001}, 120, valid=0.03)]
-    found = sweep_records(store, spec)
-    kept, held = curve_slice(spec, alpha, found)
-    assert sorted(r["run_id"] for r in kept) == sorted(r["run_id"] for r in store[1:])
+    kept, held = curve_slice(select_sweep(store, spec), alpha)
+    assert kept == {r["run_id"] for r in store[1:]}
     assert held == f"{beta} = 0.0001"
-    kept, held = curve_slice(load_spec("tau", budget="cpu"), "train.tau", [(r, {}) for r in store])
-    assert len(kept) == 3 and held is None  # one swept dimension: every trial
+    tau = load_spec("tau", budget="cpu")
+    taus = [sweep_trial(tau, {"train.tau": t}, 100) for t in (0.8, 1.0)]
+    kept, held = curve_slice(select_sweep(taus, tau), "train.tau")
+    assert kept == {r["run_id"] for r in taus} and held is None  # one swept dimension: every trial

@@ -22,3 +22,9 @@ class RandomIDTokenizer(Tokenizer):
     def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
         rng = np.random.default_rng(self.seed)
         return rng.integers(0, self.params["codebook_size"], size=(len(item_emb), self.params["levels"]), dtype=np.int64)
+
+    def encode(self, item_emb: np.ndarray) -> np.ndarray:
+        """Fresh random codes for new items (cold start: an unseen item gets an ID the fit never drew),
+        from a stream of their own so the fitted items' codes stay as they are."""
+        rng = np.random.default_rng([self.seed, 1])
+        return rng.integers(0, self.params["codebook_size"], size=(len(item_emb), self.params["levels"]), dtype=np.int64)

@@ -1,35 +1,34 @@
-"""`bench render`: regenerate every table and plot under results/ from the run records."""
+"""`bench render`: regenerate every table and plot under results/ from the run records and the
+selection file `bench select` wrote: a pure function of the two (no profile or spec is read)."""
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+from bench.commands.common import check_output, writing
 from bench.errors import UserError
-from bench.records import PUBLISHED_STORE, iter_records
+from bench.records import PUBLISHED_STORE, load_store
+from bench.tables.selection import SELECTION_NAME, TableSelection, read_selection
 
-# hyper-parameters whose tables/curves are rendered when the store holds at least two values of them
-# for one (dataset, method); the shipped sweep specs' keys are added to these
-ABLATION_PARAMS = (
-    "model.encoder_layers", "tokenizer.letter.levels", "tokenizer.letter.codebook_size", "train.tau",
-    "tokenizer.letter.alpha", "tokenizer.letter.beta", "tokenizer.letter.n_clusters",
-    "tokenizer.rqvae.levels", "tokenizer.rqvae.codebook_size",
-)
-SKIP_PARAMS = ("seed", "method", "tokenizer.name", "dataset")
 SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "render", help="regenerate results/tables/* and results/plots/* from the results store",
-        description="Write the main table, the tokenizer table and an ablation table per swept "
-        "hyper-parameter (Markdown, LaTeX, CSV) to OUT/tables/, and the hyper-parameter curves and "
-        "code-assignment histograms (PNG, PDF) to OUT/plots/, from the completed runs of the curated "
-        f"store ({PUBLISHED_STORE}; `bench publish` puts runs there).",
+        "render", help="regenerate results/tables/* and results/plots/* from the results store and the selection file",
+        description="Write every table that the selection file (OUT/selection.json, written by `bench select`) "
+        "names (Markdown, LaTeX, CSV) to OUT/tables/, and the hyper-parameter curves and code-assignment "
+        "histograms (PNG, PDF) to OUT/plots/, from exactly the runs the file lists, read from the curated "
+        f"store ({PUBLISHED_STORE}; `bench publish` puts runs there). Reads no profile or sweep spec: run "
+        "`bench select` again to choose the runs anew.",
     )
     parser.add_argument("--results-dir", default=PUBLISHED_STORE,
                         help=f"folder of the curated store [default: {PUBLISHED_STORE}]")
-    parser.add_argument("--out", default="results", help="folder that gets tables/ and plots/ [default: results]")
+    parser.add_argument("--out", default="results", help="folder that gets tables/ and plots/ and holds "
+                        f"{SELECTION_NAME} [default: results]")
+    parser.add_argument("--selection", metavar="FILE",
+                        help=f"the selection file to build from [default: OUT/{SELECTION_NAME}]")
     parser.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
     parser.add_argument("--prune", action="store_true",
                         help="delete the files under OUT/tables/ and OUT/plots/ that this render did not write "
@@ -37,124 +36,102 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=main)
 
 
-def swept_params() -> list[str]:
-    params = list(ABLATION_PARAMS)
-    from sweeps.spec import load_spec, shipped_specs
-
-    for path in shipped_specs():  # a broken shipped spec is a ConfigError naming it, not skipped
-        for dim in load_spec(path).dimensions:
-            if not dim.keys:  # a `cases` dimension: its keys vary together, no single parameter
-                continue
-            key = dim.keys[0]
-            if key not in SKIP_PARAMS and key not in params:
-                params.append(key)
-    return params
-
-
-def varied(records, param: str) -> bool:
-    """Whether some (dataset, method) has runs with two or more values of ``param``."""
-    from bench.tables import records_frame
-
-    frame = records_frame(records, params=[param])
-    column = f"param:{param}"
-    if frame.empty or frame[column].isna().all():
-        return False
-    counts = frame[frame[column].notna()].groupby(["dataset", "method"])[column].nunique()
-    return bool((counts >= 2).any())
-
-
-def curve_slice(spec, name: str, found: list[tuple[dict, dict]]) -> tuple[list[dict], str | None]:
-    """The trials a sweep's curve of dimension ``name`` draws, and what it holds fixed: with other swept
-    dimensions (alpha x beta), only the trials that hold those at the spec's default, as the papers'
+def curve_slice(selection: TableSelection, name: str) -> tuple[set[str], str | None]:
+    """The runs a sweep's curve of dimension ``name`` draws, and what it holds fixed: with other swept
+    dimensions (alpha x beta), only the settings that hold those at the spec's default, as the papers'
     one-parameter curves do (otherwise each point would be the best over the others, chosen unsaid)."""
-    others = [d.name for d in spec.dimensions if d.name != name and d.keys != ["seed"]]
-    if not others or not all(o in spec.default for o in others):
-        return [record for record, _ in found], None
-    kept = [record for record, point in found if all(point.get(o) == spec.default[o] for o in others)]
     from bench.tables.names import format_value
 
-    return kept, ", ".join(f"{o} = {format_value(spec.default[o])}" for o in others)
+    dims = [d["name"] for d in selection.facts.get("dims", [])]
+    default = selection.facts.get("default") or {}
+    others = [d for d in dims if d != name]
+    if not others or not all(o in default for o in others):
+        return selection.run_ids, None
+    at = [dims.index(o) for o in others]
+    labels = selection.facts.get("default_labels") or []
+    kept = {run for pick in selection.picks if all(pick.labels[i] == labels[i] for i in at) for run in pick.runs}
+    return kept, ", ".join(f"{o} = {format_value(default[o])}" for o in others)
 
 
-def render_all(records: list[dict], out: str | Path, plots: bool = True) -> list[Path]:
-    from bench.plots import PlotError, code_counts_from_store, plot_code_distribution, plot_param_curves
+def _only(selection: TableSelection, datasets) -> TableSelection:
+    """``selection`` with the picks of ``datasets`` only (all when None)."""
+    if not datasets:
+        return selection
+    return replace(selection, picks=[p for p in selection.picks if p.dataset in datasets])
+
+
+def render_all(records: list[dict], out: str | Path, plots: bool = True,
+               selection: dict[str, TableSelection] | None = None, datasets=None) -> list[Path]:
+    """Write the tables (and plots) of ``selection`` (by file stem; by default what `bench select`
+    would choose from ``records`` now) built from ``records``; the written paths."""
     from bench.atomic import atomic_write_text
-    from bench.tables import build_table, render
+    from bench.plots import PlotError, code_counts_from_store, plot_code_distribution, plot_param_curves
+    from bench.tables import render
+    from bench.tables.selection import build_selected, check_runs
 
+    if selection is None:
+        from bench.commands.select import select_all
+
+        selection = select_all(records)[0]
+    selection = {name: _only(s, datasets) for name, s in sorted(selection.items())}
+    completed = {r.get("run_id") for r in records if r.get("status", "completed") == "completed"}
+    for table_selection in selection.values():  # every named run is in the store before anything is written
+        check_runs(table_selection, completed)
     out = Path(out)
-    written = []
-    tables = [("main", "main", None), ("tokenizers", "tokenizers", None)]
-    params = [p for p in swept_params() if varied(records, p)]
-    tables += [(f"ablation-{p}", "ablation", p) for p in params]
-    from bench.tables.sweep import sweep_records, sweep_tables
-    from sweeps.spec import shipped_specs
-
-    sweeps = sweep_tables(records, shipped_specs())
-    swept_runs = [table.run_ids for _, _, table in sweeps]
-    compared = []
-    for name, kind, param in tables:
-        table = build_table(kind, records, param=param)
+    written, drawn = [], {}
+    for name, table_selection in selection.items():
+        table = build_selected(records, table_selection)
         if not table.rows:
             continue
-        if kind == "ablation":
-            if max(Counter(row.labels[0] for row in table.rows).values()) < 2:
-                continue  # no method has two values of the parameter with everything else held fixed
-            shown = table.run_ids
-            if shown in swept_runs:
-                continue  # exactly a sweep's trials: its table shows them, marked against the sweep's default
-            compared.append((param, [r for r in records if r.get("run_id") in shown]))
+        drawn[name] = table_selection
         for fmt, suffix in SUFFIX.items():
             written.append(atomic_write_text(out / "tables" / f"{name}.{suffix}", render(table, fmt)))
-    from bench.tables.decoding import build_decoding_table
-
-    from bench.tables.coldstart import build_coldstart_table
-
-    cold_table = build_coldstart_table(records)
-    if cold_table.rows:
-        for fmt, suffix in SUFFIX.items():
-            written.append(atomic_write_text(out / "tables" / f"coldstart.{suffix}", render(cold_table, fmt)))
-    for kind in ("diversity", "invalid"):
-        table = build_decoding_table(records, kind)
-        if table.rows:
-            for fmt, suffix in SUFFIX.items():
-                written.append(atomic_write_text(out / "tables" / f"decoding-{kind}.{suffix}", render(table, fmt)))
-    for stem, _, table in sweeps:
-        for fmt, suffix in SUFFIX.items():
-            written.append(atomic_write_text(out / "tables" / f"{stem}.{suffix}", render(table, fmt)))
     if not plots:
         return written
-    if cold_table.rows:
-        from bench.plots import plot_coldstart
+    by_id = {r.get("run_id"): r for r in records}
+    for name, table_selection in drawn.items():
+        shown = [by_id[run] for run in sorted(table_selection.run_ids)]
+        if table_selection.kind == "coldstart":
+            from bench.plots import plot_coldstart
 
-        for suffix in ("png", "pdf"):
-            written.append(plot_coldstart(records, out / "plots" / f"coldstart.{suffix}"))
-    for stem, spec, _ in sweeps:  # a curve per swept key, the default marked
-        found = sweep_records(records, spec)
-        for dim in spec.dimensions:
-            # a dimension setting several keys to one value (layers: encoder = decoder) is drawn against the first
-            if not dim.keys or dim.keys == ["seed"] or dim.cases:
-                continue
-            trials, held = curve_slice(spec, dim.name, found)
+            for suffix in ("png", "pdf"):
+                written.append(plot_coldstart(shown, out / "plots" / f"coldstart.{suffix}"))
+        elif table_selection.kind == "sweep":  # a curve per swept key, the default marked
+            written += _sweep_curves(name, table_selection, by_id, out, plot_param_curves, PlotError)
+        elif table_selection.kind == "ablation":  # the runs of its table: everything but the parameter held fixed
+            param = table_selection.facts["param"]
             for suffix in ("png", "pdf"):
                 try:
-                    written.append(plot_param_curves(trials, dim.keys[0], out / "plots" / f"{stem}-{dim.keys[0]}.{suffix}",
-                                                     default=spec.default.get(dim.name), held=held))
+                    written.append(plot_param_curves(shown, param, out / "plots" / f"curve-{param}.{suffix}"))
                 except PlotError:
                     break
-    for param, shown in compared:  # the runs of its table: everything but the parameter held fixed
-        for suffix in ("png", "pdf"):
-            try:
-                written.append(plot_param_curves(shown, param, out / "plots" / f"curve-{param}.{suffix}"))
-            except PlotError:
-                break
     by_dataset: dict[str, list[dict]] = {}
     for record in records:
-        by_dataset.setdefault(record["dataset"], []).append(record)
+        if not datasets or record.get("dataset") in datasets:
+            by_dataset.setdefault(record["dataset"], []).append(record)
     for dataset, part in sorted(by_dataset.items()):
         series = code_counts_from_store(part)
         if series:
             for suffix in ("png", "pdf"):
                 written.append(plot_code_distribution(series, out / "plots" / f"codes-{dataset}.{suffix}"))
+    return written
+
+
+def _sweep_curves(stem: str, selection: TableSelection, by_id: dict, out: Path, plot_param_curves, PlotError) -> list[Path]:
+    written = []
+    default = selection.facts.get("default") or {}
+    for dim in selection.facts.get("dims", []):
+        # a dimension setting several keys to one value (layers: encoder = decoder) is drawn against the first
+        if not dim["keys"] or dim["cases"]:
+            continue
+        runs, held = curve_slice(selection, dim["name"])
+        trials = [by_id[run] for run in sorted(runs)]
+        for suffix in ("png", "pdf"):
+            try:
+                written.append(plot_param_curves(trials, dim["keys"][0], out / "plots" / f"{stem}-{dim['keys'][0]}.{suffix}",
+                                                 default=default.get(dim["name"]), held=held))
+            except PlotError:
+                break
     return written
 
 
@@ -165,17 +142,30 @@ def unwritten(out: str | Path, written: list[Path]) -> list[Path]:
                   for p in (Path(out) / folder).iterdir() if p.is_file() and p.resolve() not in kept)
 
 
+def _selection_file(args: argparse.Namespace) -> tuple[Path, str, str]:
+    """The selection file a render builds from, the option that named it, and the command that writes it."""
+    if args.selection:
+        return Path(args.selection), "--selection", "bench select"
+    options = "".join(f" {flag} {value}" for flag, value, default in (
+        ("--results-dir", args.results_dir, PUBLISHED_STORE), ("--out", args.out, "results")) if str(value) != default)
+    return Path(args.out) / SELECTION_NAME, "--out", f"bench select{options}"
+
+
 def main(args: argparse.Namespace) -> int:
     if args.prune and args.dataset:
         raise UserError("--prune with --dataset would delete the other datasets' tables: prune a full render")
-    records = [r for r in iter_records(args.results_dir)
-               if not args.dataset or r.get("dataset") in args.dataset]
+    check_output(args.out, "--out", folder=True)
+    store = load_store(args.results_dir)
+    records = [r for r in store.records if not args.dataset or r.get("dataset") in args.dataset]
     completed = [r for r in records if r.get("status", "completed") == "completed"]
+    other = [("completed runs of other datasets (--dataset)", len(store.completed) - len(completed))]
     if not completed:
-        print(f"no completed run records in {args.results_dir}")
+        print(f"no completed run records to render: {store.summary(used=0, extra=other)}")
         return 1
-    written = render_all(completed, args.out)
-    print(f"{len(completed)} completed runs in {args.results_dir} ({len(records) - len(completed)} failed left out)")
+    selection = read_selection(*_selection_file(args))
+    with writing("--out", args.out):
+        written = render_all(completed, args.out, selection=selection, datasets=args.dataset)
+    print(store.summary(used=len(completed), extra=other))
     for path in written:
         print(f"wrote {path}")
     for path in unwritten(args.out, written):

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.atomic import atomic_write_text
+from bench.commands.common import check_output, significance_level, writing
 from bench.config import ConfigError, check_key, load_yaml_text
-from bench.records import PUBLISHED_STORE, SCRATCH_STORE, iter_records
+from bench.records import PUBLISHED_STORE, SCRATCH_STORE, Store, load_store
 from bench.tables import (
     MAIN_METRICS, build_table, filter_records, records_frame, render, render_table,
 )
@@ -23,8 +25,10 @@ def add_parser(subparsers) -> None:
         "--spec, compared with its default; diversity: TIGER Table 3 (category entropy by decoding temperature); "
         "invalid: invalid-ID rate of unconstrained decoding; coldstart: Recall@K on cold users under the "
         "cold-start protocol; simple: one table per "
-        "dataset, one row per method. Cells: mean ± std over seeds; best per column bold, second underlined; "
-        "† marks a row significantly better than the best baseline (paired per-user test, p < --alpha).",
+        "dataset, one row per method. Cells: mean ± std over the n seeds, with how many configurations each row was "
+        "chosen among; best per column bold, second underlined; † / ‡ mark a row significantly better / worse than "
+        "the table's reference row by Welch's t-test on per-seed values, Holm-corrected over the table "
+        "(p < --alpha), only where each compared row has at least 3 seeds.",
     )
     parser.add_argument("--kind", choices=KINDS, default="main", help="which table [default: main]")
     parser.add_argument("--param", help="ablation: the dotted config key whose values make the rows")
@@ -44,8 +48,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--metrics", help=f"comma-separated metrics [default: {','.join(MAIN_METRICS)}; "
                         "simple: all of @5/@10/@20]")
     parser.add_argument("--test", choices=("wilcoxon", "ttest"), default="wilcoxon",
-                        help="paired per-user significance test [default: wilcoxon]")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level [default: 0.05]")
+                        help="the secondary paired per-user test reported in the CSV (p_users_<test>: test users "
+                        "only, ignores training variance; never a mark) [default: wilcoxon]")
+    parser.add_argument("--alpha", type=significance_level, default=0.05,
+                        help="significance level, between 0 and 1 [default: 0.05]")
     parser.add_argument("--output", metavar="FILE", help="write the table to FILE (atomically) instead of printing it")
     parser.set_defaults(func=main)
 
@@ -61,18 +67,42 @@ def parse_where(items) -> dict:
     return where
 
 
-def check_metrics(records, metrics, split: str) -> None:
+def check_metrics(records, metrics, split: str, option: str = "--metrics") -> None:
     """ConfigError for a metric that no record of the store holds (``recall@7``)."""
     available = sorted({name for r in records if r.get("status", "completed") == "completed"
                         for name in (r.get("metrics") or {}).get(split, {})})
     missing = [m for m in metrics if m not in available]
     if missing and available:
-        raise ConfigError(f"--metrics: {', '.join(missing)} not in any {split} record of the store "
-                          f"(available: {', '.join(available)})")
+        raise ConfigError(f"{option}: unknown metric {', '.join(missing)}: not in any {split} record of the store "
+                          f"(available in the records: {', '.join(available)})")
+
+
+def is_scratch_store(results_dir) -> bool:
+    return Path(results_dir).resolve() == Path(SCRATCH_STORE).resolve()
+
+
+def scratch_hint(results_dir, store: Store) -> str:
+    """Where the results are when the scratch store (a fresh clone's) holds no records; else ''."""
+    if store.files or not is_scratch_store(results_dir):
+        return ""
+    return (f"; {SCRATCH_STORE} is the scratch store that `bench run` writes to; the published results are in "
+            f"{PUBLISHED_STORE}: `bench table --results-dir {PUBLISHED_STORE}`, and `bench render` regenerates "
+            "results/tables/ and results/plots/ from them")
+
+
+def open_store(results_dir) -> Store:
+    """The store's usable records (``bench.records.load_store``); a missing scratch store (a fresh
+    clone's) is an empty store, whose empty table then says where the published results are."""
+    if is_scratch_store(results_dir) and not Path(results_dir).exists():
+        return Store(Path(results_dir))
+    return load_store(results_dir)
 
 
 def main(args: argparse.Namespace) -> int:
-    records = filter_records(iter_records(args.results_dir), args.dataset, parse_where(args.where))
+    if args.output:
+        check_output(args.output, "--output")
+    store = open_store(args.results_dir)
+    records = filter_records(store.records, args.dataset, parse_where(args.where))
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
     if metrics:
         check_metrics(records, metrics, args.split)
@@ -83,16 +113,17 @@ def main(args: argparse.Namespace) -> int:
     if args.kind == "simple":
         text = render_simple(records, args.format, args.split, metrics)
         if text is None:
-            print(f"no completed run records in {args.results_dir}")
+            print(f"no completed run records in {args.results_dir}{scratch_hint(args.results_dir, store)}")
             return 1
     else:
         table = build_kind(args, records, metrics)
         if not table.rows:
-            print(f"{table.empty_message} in {args.results_dir}")
+            print(f"{table.empty_message} in {args.results_dir}{scratch_hint(args.results_dir, store)}")
             return 1
         text = render(table, args.format)
     if args.output:
-        path = atomic_write_text(args.output, text)
+        with writing("--output", args.output):
+            path = atomic_write_text(args.output, text)
         print(f"wrote {path}")
     else:
         print(text)
@@ -118,10 +149,10 @@ def build_kind(args: argparse.Namespace, records, metrics):
         from bench.tables.decoding import build_decoding_table
 
         return build_decoding_table(records, args.kind, profile=args.profile)
-    options = {"split": args.split, "alpha": args.alpha, "test": args.test, "profile": args.profile}
+    options = {"split": args.split, "alpha": args.alpha, "test": args.test}
     if metrics:
         options["metrics"] = metrics
-    return build_table(args.kind, records, param=args.param, **options)
+    return build_table(args.kind, records, param=args.param, profile=args.profile, **options)
 
 
 def render_simple(records, fmt: str, split: str, metrics=None) -> str | None:

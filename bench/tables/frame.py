@@ -1,5 +1,8 @@
 """Run records as a pandas frame, and which runs a table may show: filters, one profile per dataset,
-one code identity per configuration, the best configuration per row (on validation)."""
+one code identity per configuration, the best configuration per row (on validation).
+
+Each selection step returns the runs it keeps and, per run it leaves out, one short reason (what
+`bench select` writes into the selection file)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +17,7 @@ from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
 from bench.records import record_budget, record_machine, record_max_history
 from bench.tables.names import (
-    SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners, tokenizer_name,
+    SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners,
 )
 
 
@@ -56,10 +59,13 @@ def param_applies(record: dict, param: str) -> bool:
     return True
 
 
-def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> pd.DataFrame:
+def records_frame(records, split: str = "test", params: Iterable[str] = (), profile_budget: bool = False) -> pd.DataFrame:
     """One row per completed run: dataset, label (column ``method``), seed and the ``split`` metrics,
-    plus ``method_key``, ``tokenizer``, ``fingerprint``, ``config_key``, ``machine``, validation metrics
-    (``valid:<metric>``, for model selection), ``ranks`` (per-user test ranks) and ``param:<key>``."""
+    plus ``method_key``, ``tokenizer``, ``fingerprint``, ``config_key``, ``machine``, ``sid_sha`` (the
+    semantic IDs' sha), validation metrics (``valid:<metric>``, for model selection), ``ranks``
+    (per-user test ranks) and ``param:<key>``. Reads the records only; ``profile_budget`` adds
+    ``at_profile_budget``, which reads today's profile files (for selecting runs, never for building
+    a table from a selection)."""
     params = list(params)
     rows = []
     for record in records:
@@ -81,7 +87,9 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
         row["dirty"] = git.get("dirty")
         row["budget"] = record_budget(record)
         row["machine"] = record_machine(record)
-        row["at_profile_budget"] = at_profile_budget(config, method_key, row["profile"], row["budget"])
+        if profile_budget:
+            row["at_profile_budget"] = at_profile_budget(config, method_key, row["profile"], row["budget"])
+        row["sid_sha"] = semantic_ids_sha(record)
         row["coldstart"] = bool((config.get("coldstart") or {}).get("enabled", False))
         row["decoding_study"] = bool(_get(config, "decode.sample_temperatures"))
         row["max_history"], row["split_max_history"] = record_max_history(record)
@@ -93,6 +101,14 @@ def records_frame(records, split: str = "test", params: Iterable[str] = ()) -> p
             row[f"param:{key}"] = _hashable(_get(config, key)) if param_applies(record, key) else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def semantic_ids_sha(record: dict) -> str | None:
+    """The sha of the semantic IDs a generative run used (``method_info.semantic_ids.sha``); None
+    for a method without them."""
+    ids = (record.get("method_info") or {}).get("semantic_ids")
+    sha = ids.get("sha") if isinstance(ids, dict) else None
+    return sha if isinstance(sha, str) and sha else None
 
 
 def at_profile_budget(config: dict, method_key, profile, budget: dict) -> bool | None:
@@ -111,13 +127,13 @@ def at_profile_budget(config: dict, method_key, profile, budget: dict) -> bool |
     return all(_get(config, key) == value for key, value in today.items())
 
 
-def profile_budget(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def profile_budget(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Runs of equal budgets: where a method on a dataset has runs at its profile's current training
-    budget, keep those and name the others (an earlier definition of the profile, a clock-stopped
-    run, a --set that changed the budget) in a note."""
+    budget (column ``at_profile_budget``), keep those and give the others (an earlier definition of
+    the profile, a clock-stopped run, a --set that changed the budget) a reason."""
     if frame.empty or "at_profile_budget" not in frame.columns:
-        return frame, []
-    keep, notes = [], []
+        return frame, {}
+    keep, reasons = [], {}
     for _, group in frame.groupby(["dataset", "method"], sort=False, dropna=False):
         at = group["at_profile_budget"].map(lambda v: v is True)
         if not at.any() or at.all():
@@ -126,12 +142,11 @@ def profile_budget(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         kept, dropped = group[at], group[~at]
         keep.append(kept)
         first = kept.iloc[0]
-        keys = budget_keys(first["method_key"])
-        setting = ", ".join(f"{key}={profile_value(first['profile'], key)}" for key in keys)
-        notes.append(f"{first['method']} on {dataset_name(first['dataset'])}: {len(dropped)} run(s) at another training "
-                     f"budget than profile {first['profile']}'s ({setting}, not stopped by the clock) left out: "
-                     f"{', '.join(sorted(dropped['run_id']))}.")
-    return (pd.concat(keep) if keep else frame.iloc[0:0]), notes
+        setting = ", ".join(f"{key}={profile_value(first['profile'], key)}" for key in budget_keys(first["method_key"]))
+        for run, stopped in zip(dropped["run_id"], dropped["budget"]):
+            why = "stopped by the clock" if (stopped or {}).get("time_limit_hit") else f"not {setting}"
+            reasons[run] = f"other budget than profile {first['profile']}'s today ({why})"
+    return (pd.concat(keep) if keep else frame.iloc[0:0]), reasons
 
 
 def _hashable(value):
@@ -198,15 +213,19 @@ def _same(a, b) -> bool:
     return a == b or str(a) == str(b)
 
 
-def select_best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELECT_METRIC) -> pd.DataFrame:
+def best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELECT_METRIC
+                 ) -> tuple[pd.DataFrame, dict[str, str], dict[tuple, int]]:
     """Within each group of ``keys``, only the runs of the configuration with the best mean
-    validation ``metric`` (ties: more runs, then the newest)."""
+    validation ``metric`` (ties: more runs, then the newest). Returns the kept runs, a reason per
+    run left out, and per group (the tuple of its ``keys`` values) how many configurations it had."""
     if frame.empty or "config_key" not in frame.columns:
-        return frame
+        return frame, {}, {}
     column = f"valid:{metric}"
-    keep = []
-    for _, group in frame.groupby(keys, sort=False, dropna=False):
-        if group["config_key"].nunique() <= 1:
+    keep, reasons, counts = [], {}, {}
+    for group_key, group in frame.groupby(keys, sort=False, dropna=False):
+        group_key = group_key if isinstance(group_key, tuple) else (group_key,)
+        counts[group_key] = int(group["config_key"].nunique())
+        if counts[group_key] <= 1:
             keep.append(group)
             continue
         scores = []
@@ -214,37 +233,56 @@ def select_best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELE
             score = runs[column].mean() if column in runs.columns else float("nan")
             score = -math.inf if pd.isna(score) else float(score)
             scores.append((score, len(runs), runs["run_id"].max(), key))
-        best = max(scores)[3]
-        keep.append(group[group["config_key"] == best])
-    return pd.concat(keep) if keep else frame.iloc[0:0]
+        best = max(scores)
+        keep.append(group[group["config_key"] == best[3]])
+        for score, _, _, key in scores:
+            if key != best[3]:
+                for run in group.loc[group["config_key"] == key, "run_id"]:
+                    reasons[run] = (f"not the best configuration on validation ({metric.upper()} {_score(score)} vs "
+                                    f"{_score(best[0])}; best of {counts[group_key]})")
+    return (pd.concat(keep) if keep else frame.iloc[0:0]), reasons, counts
 
 
-def standard_protocol(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Runs of the standard protocol only, and a note on what was left out: cold-start runs have
-    their own table, and so have decoding studies (TIGER Table 3: sampling at test, a 50-wide test
-    beam), whose main metrics are the same model decoded otherwise and must not compete with it."""
+def _score(value: float) -> str:
+    return "none" if math.isinf(value) else f"{value:.4f}"
+
+
+def select_best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELECT_METRIC) -> pd.DataFrame:
+    """Within each group of ``keys``, only the runs of the configuration with the best mean
+    validation ``metric`` (:func:`best_configs` without its reasons)."""
+    return best_configs(frame, keys, metric)[0]
+
+
+COLD_START = "cold-start protocol (the coldstart table)"
+DECODING_STUDY = "decoding study: sampling or a wider beam at test (the decoding tables)"
+
+
+def standard_protocol(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Runs of the standard protocol only, and a reason per run left out: cold-start runs have their
+    own table, and so have decoding studies (TIGER Table 3: sampling at test, a 50-wide test beam),
+    whose main metrics are the same model decoded otherwise and must not compete with it."""
     if frame.empty:
-        return frame, []
-    notes = []
+        return frame, {}
+    reasons = {}
     keep = pd.Series(True, index=frame.index)
     if "coldstart" in frame.columns:
-        keep &= ~frame["coldstart"].astype(bool)
+        cold = frame["coldstart"].astype(bool)
+        reasons.update(dict.fromkeys(frame.loc[cold, "run_id"], COLD_START))
+        keep &= ~cold
     if "decoding_study" in frame.columns:
         study = frame["decoding_study"].astype(bool) & keep
-        if study.any():
-            notes.append(f"Left out: {int(study.sum())} run(s) of a decoding study (sampling at test, TIGER Table 3; "
-                         f"see the decoding-diversity table): {', '.join(sorted(frame.loc[study, 'run_id']))}.")
-        keep &= ~frame["decoding_study"].astype(bool)
-    return frame[keep], notes
+        reasons.update(dict.fromkeys(frame.loc[study, "run_id"], DECODING_STUDY))
+        keep &= ~study
+    return frame[keep], reasons
 
 
-def choose_profiles(frame: pd.DataFrame, profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
+def choose_profiles(frame: pd.DataFrame, profile: str | None = None) -> tuple[pd.DataFrame, dict, dict[str, str]]:
     """Only one compute profile per dataset: ``profile`` where given, else the most common profile
     of the dataset's runs (ties: the name first in sort order). Returns the kept runs, dataset ->
-    profile, and a note per dataset whose other-profile runs were left out."""
+    profile, and a reason per run of another profile."""
     if frame.empty or "profile" not in frame.columns:
-        return frame, {}, []
-    keep, chosen, notes = [], {}, []
+        return frame, {}, {}
+    keep, chosen, reasons = [], {}, {}
     for dataset, part in frame.groupby("dataset", sort=False):
         names = part["profile"].fillna("(none)")
         if profile is not None:
@@ -252,27 +290,24 @@ def choose_profiles(frame: pd.DataFrame, profile: str | None = None) -> tuple[pd
         else:
             counts = names.value_counts()
             pick = sorted(counts[counts == counts.max()].index)[0]
+        for run, name in zip(part.loc[names != pick, "run_id"], names[names != pick]):
+            reasons[run] = f"other profile ({name}; the table shows {pick} on {dataset_name(dataset)})"
         kept = part[names == pick]
         if kept.empty:
             continue
         chosen[dataset] = pick
         keep.append(kept)
-        left = names[names != pick].value_counts()
-        if len(left):
-            others = ", ".join(f"{n} of profile {name}" for name, n in sorted(left.items()))
-            notes.append(f"{dataset_name(dataset)}: left out {others} (this table shows profile {pick}; "
-                         "--profile picks another).")
     frame = pd.concat(keep) if keep else frame.iloc[0:0]
-    return frame, chosen, notes
+    return frame, chosen, reasons
 
 
-def latest_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def latest_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Seeds of one configuration share one code identity: where a configuration was run by
     different code (component versions, commit, dirty flag), keep the runs of the code of its newest
-    run and name the others in a note."""
+    run and give the others a reason."""
     if frame.empty or "code_key" not in frame.columns:
-        return frame, []
-    keep, notes = [], []
+        return frame, {}
+    keep, reasons = [], {}
     for _, group in frame.groupby(["dataset", "method", "config_key"], sort=False, dropna=False):
         if group["code_key"].nunique(dropna=False) <= 1:
             keep.append(group)
@@ -280,43 +315,27 @@ def latest_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         newest = group.loc[group["run_id"].idxmax(), "code_key"]
         kept, dropped = group[group["code_key"] == newest], group[group["code_key"] != newest]
         keep.append(kept)
-        first = kept.iloc[0]
-        notes.append(f"{first['method']} on {dataset_name(first['dataset'])}: {len(dropped)} run(s) of the same "
-                     f"configuration made by other code left out (not averaged with commit "
-                     f"{str(first['commit'])[:7]}): {', '.join(sorted(dropped['run_id']))}.")
-    return (pd.concat(keep) if keep else frame.iloc[0:0]), notes
+        shown = _short_commit(kept.iloc[0]["commit"])
+        for run, commit in zip(dropped["run_id"], dropped["commit"]):
+            reasons[run] = (f"other code identity (commit {_short_commit(commit)}; the same configuration's "
+                            f"newest runs, commit {shown}, are shown)")
+    return (pd.concat(keep) if keep else frame.iloc[0:0]), reasons
 
 
-def _protocol_notes(frame: pd.DataFrame) -> list[str]:
-    """A note where a row saw another history length than the split's (one protocol otherwise)."""
+def _short_commit(commit) -> str:
+    return str(commit)[:7] if isinstance(commit, str) else "unknown"
+
+
+def protocol_differences(frame: pd.DataFrame) -> list[str]:
+    """Rows that saw another history length than the split's (one protocol otherwise), e.g.
+    ``SASRec (CE) on Beauty: 50 vs 20``."""
     if frame.empty or "max_history" not in frame.columns:
         return []
-    notes = []
+    out = []
     for (dataset, method), runs in frame.groupby(["dataset", "method"], sort=False):
         seen = {int(v) for v in runs["max_history"].dropna()}
         split = {int(v) for v in runs["split_max_history"].dropna()}
         if seen and split and seen != split:
-            notes.append(f"Protocol: {method} on {dataset_name(dataset)} saw up to {'/'.join(map(str, sorted(seen)))} "
-                         f"history items; the split's max_history is {'/'.join(map(str, sorted(split)))}.")
-    return notes
-
-
-def selection_notes(frame: pd.DataFrame, chosen: pd.DataFrame, keys: list[str],
-                    metric: str = SELECT_METRIC) -> list[str]:
-    """One line per group of ``keys`` with several configurations in ``frame``: which runs the
-    table shows (``chosen``, what :func:`select_best_configs` kept), so a reader can find their
-    configuration."""
-    if frame.empty or "config_key" not in frame.columns:
-        return []
-    shown = {key: sorted(group["run_id"]) for key, group in chosen.groupby(keys, sort=False, dropna=False)}
-    notes = []
-    for group_key, group in frame.groupby(keys, sort=False, dropna=False):
-        n_configs = group["config_key"].nunique()
-        if n_configs <= 1:
-            continue
-        values = dict(zip(keys, group_key))
-        name = " ".join(tokenizer_name(v) for k, v in values.items() if k != "dataset")
-        where = f" on {dataset_name(values['dataset'])}" if "dataset" in values else ""
-        notes.append(f"{name}{where}: best of {n_configs} configurations by validation {metric.upper()}; "
-                     f"shown: {', '.join(shown[group_key])}.")
-    return notes
+            out.append(f"{method} on {dataset_name(dataset)}: {'/'.join(map(str, sorted(seen)))} vs "
+                       f"{'/'.join(map(str, sorted(split)))}")
+    return out

@@ -1,20 +1,27 @@
-"""The table model (cells, rows, tables) and the paper tables built from run records."""
+"""The table model (cells, rows, tables); choosing the runs of the main, tokenizer and ablation
+tables (a :class:`~bench.tables.selection.TableSelection`); and building a table from a selection."""
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.tables.budget import budget_text, machines_note
+from bench.errors import UserError
+from bench.tables.budget import budget_text
 from bench.tables.frame import (
-    _protocol_notes, choose_profiles, latest_code, profile_budget, records_frame, select_best_configs, selection_notes,
+    best_configs, choose_profiles, latest_code, profile_budget, protocol_differences, records_frame,
     standard_protocol,
 )
 from bench.tables.names import (
-    IMPROVEMENT_ROW, MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, dataset_name, format_value, is_generative,
-    method_order, order_datasets, tokenizer_name, value_order,
+    IMPROVEMENT_ROW, MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, WORSE_MARK, dataset_name, format_value,
+    is_generative, method_order, order_datasets, tokenizer_name, value_order,
 )
-from bench.tables.significance import _best_baselines, _significance, best_on_validation
+from bench.tables.selection import Pick, TableSelection, changes_item_ids, left_out_reasons
+from bench.tables.significance import MIN_SEEDS, compare_rows
+
+NOT_IN_TABLE = "not a run this table compares"
 
 
 def rank_marks(values: pd.Series) -> pd.Series:
@@ -35,26 +42,50 @@ class Cell:
     std: float = float("nan")
     n: int = 1
     mark: str = ""  # best | second | ""
-    p_value: float | None = None
-    significant: bool = False
-    worse: bool = False  # significant, and worse than the reference (ablation tables against a default)
+    p_value: float | None = None  # Welch's t over seeds against the reference row (raw)
+    significant: bool = False  # Holm-adjusted p < alpha
+    worse: bool = False  # significant, and worse than the reference
+    p_holm: float | None = None
+    p_users: float | None = None  # secondary: paired per-user test (test users only; never a mark)
 
 
 @dataclass
 class Row:
     labels: list[str]
-    group: str  # baseline | generative
+    group: str  # baseline | generative | default | tuned | ablation
     cells: dict = field(default_factory=dict)  # (dataset, metric) -> Cell
     runs: dict = field(default_factory=dict)  # dataset -> DataFrame of the runs behind the row
     valid: dict = field(default_factory=dict)  # dataset -> mean validation SELECT_METRIC (for selection)
     budget: dict = field(default_factory=dict)  # dataset -> compact budget text
     code: dict = field(default_factory=dict)  # dataset -> short commit of the runs (+dirty)
+    configs: dict = field(default_factory=dict)  # dataset -> configurations the row's choice chose among
+    reference: set = field(default_factory=set)  # datasets on which this row is what marks compare with
 
-    def budget_cell(self, datasets: list[str]) -> str:
-        texts = {d: self.budget.get(d, "") for d in datasets if self.budget.get(d)}
+    def _per_dataset(self, values: dict, datasets: list[str]) -> str:
+        texts = {d: str(values[d]) for d in datasets if d in values and str(values[d])}
         if len(set(texts.values())) <= 1:
             return next(iter(texts.values()), "")
         return "; ".join(f"{dataset_name(d)}: {t}" for d, t in texts.items())
+
+    def budget_cell(self, datasets: list[str]) -> str:
+        return self._per_dataset(self.budget, datasets)
+
+    def seeds_cell(self, datasets: list[str]) -> str:
+        """The seeds (training runs) behind the row: ``3``, or per dataset where they differ."""
+        return self._per_dataset({d: len(runs) for d, runs in self.runs.items()}, datasets)
+
+    def configs_cell(self, datasets: list[str]) -> str:
+        return self._per_dataset(self.configs, datasets)
+
+    def run_ids(self, dataset: str) -> list[str]:
+        runs = self.runs.get(dataset)
+        return sorted(runs["run_id"]) if runs is not None else []
+
+    def machines(self, dataset: str) -> str:
+        runs = self.runs.get(dataset)
+        if runs is None or "machine" not in runs.columns:
+            return ""
+        return " / ".join(sorted(set(runs["machine"].dropna())))
 
 
 @dataclass
@@ -68,6 +99,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     empty_message: str = "(no completed runs)"
     profiles: dict = field(default_factory=dict)  # dataset -> the compute profile shown
+    users_test: str = "wilcoxon"  # the secondary per-user test of the CSV's p_users_<test> column
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -83,36 +115,41 @@ class Table:
         return {run for row in self.rows for runs in row.runs.values() for run in runs["run_id"]}
 
 
-def _make_rows(frame: pd.DataFrame, row_keys: list[str], label_fn, group_fn, metrics, datasets) -> list[Row]:
-    rows = []
-    for key, runs in frame.groupby(row_keys, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        first = runs.iloc[0]
-        row = Row(labels=label_fn(key, first), group=group_fn(first))
-        for dataset in datasets:
-            part = runs[runs["dataset"] == dataset]
-            if part.empty:
-                continue
-            row.runs[dataset] = part
-            select = f"valid:{SELECT_METRIC}"
-            if select in part.columns and part[select].notna().any():
-                row.valid[dataset] = float(part[select].dropna().astype(float).mean())
-            if "budget" in part.columns:
-                row.budget[dataset] = budget_text(part["budget"])
-            if "commit" in part.columns:
-                row.code[dataset] = "/".join(sorted({
-                    (str(c)[:7] if isinstance(c, str) else "unknown") + ("+dirty" if d else "")
-                    for c, d in zip(part["commit"], part["dirty"])}))
-            for metric in metrics:
-                if metric not in part.columns:
-                    continue
-                values = part[metric].dropna().astype(float)
-                if values.empty:
-                    continue
-                std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-                row.cells[(dataset, metric)] = Cell(float(values.mean()), std, int(len(values)))
-        rows.append((key, first, row))
-    return rows
+# ---------------------------------------------------------------------- rows and cells
+def fill_row(row: Row, dataset: str, part: pd.DataFrame, metrics) -> None:
+    """Cells (mean, sample std, n over the runs), validation score, budget and commit of ``row`` on
+    ``dataset`` from its runs ``part``."""
+    row.runs[dataset] = part
+    select = f"valid:{SELECT_METRIC}"
+    if select in part.columns and part[select].notna().any():
+        row.valid[dataset] = float(part[select].dropna().astype(float).mean())
+    if "budget" in part.columns:
+        row.budget[dataset] = budget_text(part["budget"])
+    if "commit" in part.columns:
+        row.code[dataset] = "/".join(sorted({
+            (str(c)[:7] if isinstance(c, str) else "unknown") + ("+dirty" if d else "")
+            for c, d in zip(part["commit"], part["dirty"])}))
+    for metric in metrics:
+        if metric not in part.columns:
+            continue
+        values = part[metric].dropna().astype(float)
+        if values.empty:
+            continue
+        std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        row.cells[(dataset, metric)] = Cell(float(values.mean()), std, int(len(values)))
+
+
+def rows_from_picks(frame: pd.DataFrame, picks: list[Pick], metrics) -> list[Row]:
+    """One row per distinct label tuple of ``picks`` (in their order), each dataset's cells from
+    exactly the runs its pick names."""
+    rows: dict[tuple, Row] = {}
+    for pick in picks:
+        row = rows.setdefault(tuple(pick.labels), Row(labels=list(pick.labels), group=pick.group))
+        fill_row(row, pick.dataset, frame[frame["run_id"].isin(pick.runs)], metrics)
+        row.configs[pick.dataset] = pick.configs
+        if pick.reference:
+            row.reference.add(pick.dataset)
+    return list(rows.values())
 
 
 def _mark_best(rows: list[Row], columns) -> None:
@@ -134,157 +171,214 @@ def _profile_title(title: str, profiles: dict) -> str:
     return f"{title} (profiles: " + ", ".join(f"{dataset_name(d)} {p}" for d, p in profiles.items()) + ")"
 
 
-def _notes(table_rows: list[Row], alpha: float, test: str, split: str, significance: bool,
-           profiles: dict | None = None, datasets: list[str] | None = None) -> list[str]:
-    notes = [f"{split.capitalize()} split, full-catalogue ranking, leave-one-out. "
-             "Bold: best per column; underlined: second best."]
-    names = sorted(set((profiles or {}).values()))
-    if names:
-        notes.append(f"Compute profile: {', '.join(names)}. Budget: optimizer steps · epochs · training time · "
-                     "device×threads · why training stopped; rows with different budgets are not a like-for-like "
-                     "comparison of the methods.")
-    if any(c.n > 1 for r in table_rows for c in r.cells.values()):
-        notes.append("Cells with several seeds: mean ± sample std over seeds (one configuration, one code version).")
-    if significance:
-        name = "Wilcoxon signed-rank" if test == "wilcoxon" else "paired t"
-        notes.append(f"{SIGNIFICANCE_MARK}: better than the reference baseline (the baseline with the best validation "
-                     f"NDCG@10 on the dataset) and significant at p < {alpha:g} (two-sided {name} test on per-user "
-                     "values, same dataset fingerprint).")
-    notes.append("Where a row has several configurations, the one with the best mean validation "
-                 "NDCG@10 is shown.")
-    notes.extend(machines_note(table_rows))
-    dirty = [" ".join(r.labels) + (f" on {dataset_name(d)}" if len(datasets or []) > 1 else "")
-             for r in table_rows for d, code in r.code.items() if "+dirty" in code]
-    if dirty:
-        notes.append(f"Made from a tree with uncommitted code changes (commit in the CSV): {', '.join(dirty)}.")
-    return notes
+# ---------------------------------------------------------------------- choosing runs
+def _prepare(records, params=(), profile: str | None = None) -> tuple[pd.DataFrame, dict, dict[str, str]]:
+    """The runs a table may use, and a reason per run it may not: the standard protocol, one profile
+    per dataset, one code identity per configuration, the profile's current training budget where a
+    method has runs at it (this reads today's profile files: selection time only)."""
+    frame = records_frame(list(records), params=params, profile_budget=True)
+    frame, protocol = standard_protocol(frame)
+    frame, profiles, other_profile = choose_profiles(frame, profile)
+    frame, other_code = latest_code(frame)
+    frame, other_budget = profile_budget(frame)
+    return frame, profiles, {**protocol, **other_profile, **other_code, **other_budget}
 
 
-def _prepare(records, split, params=(), profile: str | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
-    """The runs a table may use: one profile per dataset, one code identity per configuration, the
-    profile's current training budget where a method has runs at it."""
-    frame, protocol_notes = standard_protocol(records_frame(list(records), split=split, params=params))
-    frame, profiles, notes = choose_profiles(frame, profile)
-    frame, code_notes = latest_code(frame)
-    frame, budget_notes = profile_budget(frame)
-    return frame, profiles, notes + code_notes + budget_notes + protocol_notes
+def _run_ids(records) -> dict[str, str]:
+    """Every run id of ``records``, with 'failed run' for the runs that did not complete."""
+    return {r.get("run_id"): ("failed run" if r.get("status", "completed") != "completed" else "")
+            for r in records if r.get("run_id")}
 
 
-def _baseline_pool(frame: pd.DataFrame, metrics, datasets) -> list[Row]:
+def _finish_selection(selection: TableSelection, records, reasons: dict[str, str], fallback: str = NOT_IN_TABLE
+                      ) -> TableSelection:
+    ids = _run_ids(records)
+    reasons = {**{run: why for run, why in ids.items() if why}, **reasons}
+    selection.left_out = left_out_reasons(ids, selection.run_ids, reasons, fallback)
+    selection.profiles = {d: p for d, p in selection.profiles.items() if d in {pick.dataset for pick in selection.picks}}
+    return selection
+
+
+def frame_picks(frame: pd.DataFrame, row_keys: list[str], label_fn, group_fn, configs=None) -> list[tuple[pd.Series, Pick]]:
+    """(first run, pick) per (row, dataset) of ``frame``: ``label_fn(key, first)`` labels the row,
+    ``group_fn(first)`` its group, ``configs(key, dataset)`` the configurations it was chosen among."""
+    out = []
+    for key, runs in frame.groupby(row_keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for dataset in order_datasets(runs["dataset"]):
+            part = runs[runs["dataset"] == dataset]
+            first = part.iloc[0]
+            out.append((first, Pick(labels=label_fn(key, first), dataset=dataset, runs=sorted(part["run_id"]),
+                                    configs=int(configs(key, dataset)) if configs else 1, group=group_fn(first))))
+    return out
+
+
+def _valid_score(frame: pd.DataFrame, pick: Pick) -> float:
+    column = f"valid:{SELECT_METRIC}"
+    if column not in frame.columns:
+        return -math.inf
+    values = frame.loc[frame["run_id"].isin(pick.runs), column].dropna().astype(float)
+    return float(values.mean()) if len(values) else -math.inf
+
+
+def best_pick(frame: pd.DataFrame, picks: list[Pick]) -> Pick | None:
+    """The pick with the best mean validation NDCG@10 (ties: more runs, then the first); None when
+    none has a validation value. Never looks at test metrics."""
+    scored = [(_valid_score(frame, p), len(p.runs), -i, p) for i, p in enumerate(picks)]
+    scored = [s for s in scored if not math.isinf(s[0])]
+    return max(scored, key=lambda s: s[:3])[3] if scored else None
+
+
+def _group(first) -> str:
+    return "generative" if is_generative(first["method_key"]) else "baseline"
+
+
+def select_main(records, profile: str | None = None, name: str = "main") -> TableSelection:
+    """TIGER Table 1's runs: per (dataset, method label) the configuration best on validation; the
+    reference row per dataset is the baseline best on validation, and the improvement row compares
+    the generative row best on validation with it."""
+    records = list(records)
+    frame, profiles, reasons = _prepare(records, profile=profile)
+    selection = TableSelection(name, "main", "Main results", ["Method"], profiles=profiles)
     if frame.empty:
-        return []
-    base = frame[~frame["method_key"].map(is_generative).astype(bool)]
-    base = select_best_configs(base, ["dataset", "method"])
-    rows = _make_rows(base, ["method"], lambda k, f: [k[0]], lambda f: "baseline", metrics, datasets)
-    return [r for _, _, r in rows]
-
-
-def build_main_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
-                     test: str = "wilcoxon", profile: str | None = None) -> Table:
-    """TIGER Table 1: every method (label) x every dataset, plus the improvement row."""
-    frame, profiles, kept_notes = _prepare(records, split, profile=profile)
-    table = Table("Main results", ["Method"], [], list(metrics), [])
-    if frame.empty:
-        return table
-    chosen = select_best_configs(frame, ["dataset", "method"])
-    choices = selection_notes(frame, chosen, ["dataset", "method"])
-    frame = chosen
-    datasets = order_datasets(frame["dataset"])
-    keyed = _make_rows(
-        frame, ["method"], lambda k, f: [k[0]],
-        lambda f: "generative" if is_generative(f["method_key"]) else "baseline", metrics, datasets,
-    )
-    keyed.sort(key=lambda t: method_order(t[1]["method_key"], t[1]["tokenizer"], t[0][0]))
-    rows = [r for _, _, r in keyed]
-    table.datasets, table.rows, table.profiles = datasets, rows, profiles
-    table.title = _profile_title(table.title, profiles)
-    columns = table.columns
-    _mark_best(rows, columns)
-    baselines = [r for r in rows if r.group == "baseline"]
-    best_base = _best_baselines(baselines, columns)
-    significance = split == "test"
-    if significance:
-        _significance(rows, best_base, alpha, test)
-    improvement, compared = {}, []
-    generative = [r for r in rows if r.group == "generative"]
-    for dataset in datasets:
-        best_gen = best_on_validation(generative, dataset)
-        if best_gen is None:
-            continue
-        base = None
-        for column in columns:
-            if column[0] != dataset or column not in best_base or column not in best_gen.cells:
-                continue
-            base = best_base[column]
-            g, b = best_gen.cells[column].mean, base.cells[column].mean
-            if b > 0:
-                improvement[column] = ((g - b) / b * 100, best_gen.cells[column].significant)
+        return _finish_selection(selection, records, reasons)
+    frame, why, counts = best_configs(frame, ["dataset", "method"])
+    reasons.update(why)
+    picked = frame_picks(frame, ["method"], lambda k, f: [k[0]], _group, lambda k, d: counts[(d, k[0])])
+    order = order_datasets(frame["dataset"])
+    picked.sort(key=lambda t: (method_order(t[0]["method_key"], t[0]["tokenizer"], t[1].labels[0]),
+                               order.index(t[1].dataset)))
+    selection.picks = [pick for _, pick in picked]
+    improvement = {}
+    for dataset in order_datasets(frame["dataset"]):
+        base = best_pick(frame, [p for p in selection.picks if p.dataset == dataset and p.group == "baseline"])
+        gen = best_pick(frame, [p for p in selection.picks if p.dataset == dataset and p.group == "generative"])
         if base is not None:
-            compared.append(f"{dataset_name(dataset)}: {best_gen.labels[0]} vs {base.labels[0]}")
-    if improvement:
-        table.summary_rows.append((IMPROVEMENT_ROW, improvement))
-    table.notes = _notes(rows, alpha, test, split, significance, profiles, datasets)
-    if improvement:
-        table.notes.insert(1, f"{IMPROVEMENT_ROW}: the generative (TIGER) row vs the non-generative row with the "
-                              f"best validation NDCG@10 on each dataset, in percent ({'; '.join(compared)}).")
-    table.notes.extend(_protocol_notes(frame) + choices + kept_notes)
-    return table
+            base.reference = True
+            if gen is not None:
+                improvement[dataset] = {"generative": gen.labels[0], "baseline": base.labels[0]}
+    selection.facts = {"improvement": improvement}
+    return _finish_selection(selection, records, reasons)
 
 
-def build_tokenizer_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
-                          test: str = "wilcoxon", profile: str | None = None) -> Table:
-    """TIGER Table 2: the generative model with each item tokenizer (random_id, lsh, rqvae, letter)."""
-    frame, profiles, kept_notes = _prepare(records, split, profile=profile)
-    table = Table("Item tokenizers of the generative model", ["Tokenizer"], [], list(metrics), [],
-                  empty_message="(no completed runs of the generative model)")
+def default_config_key(profile: str | None, method_key: str, dataset: str, tokenizer: str) -> str | None:
+    """The configuration identity of the profile's defaults for a generative method with this
+    tokenizer on this dataset (what ``bench run --tokenizer T --dataset D --profile P`` resolves
+    today; the sweep tables find a spec's trials the same way); None where it cannot be resolved."""
+    from bench.config import resolve_config
+    from bench.tables.frame import config_identity
+
+    try:
+        config = resolve_config(profile, overrides={"method": method_key, "dataset": dataset,
+                                                    "tokenizer": {"name": tokenizer}})
+    except Exception:  # noqa: BLE001 - an unknown profile, method or tokenizer has no default here
+        return None
+    return config_identity(config)
+
+
+def select_tokenizers(records, profile: str | None = None, name: str = "tokenizers") -> TableSelection:
+    """TIGER Table 2's runs: each tokenizer at the profile's default configuration (rows 'default';
+    the reference row per dataset is the one best on validation), and where several configurations
+    ran, or none at the default, the one best on validation among them (rows 'tuned', with how many
+    were tried; never tested: chosen among several, they do not compare like with like)."""
+    records = list(records)
+    frame, profiles, reasons = _prepare(records, profile=profile)
+    selection = TableSelection(name, "tokenizers", "Item tokenizers of the generative model", ["Tokenizer", "Setting"],
+                               profiles=profiles, empty_message="(no completed runs of the generative model)")
     if frame.empty:
-        return table
-    datasets_all = order_datasets(frame["dataset"])
-    gen = frame[frame["method_key"].map(is_generative).astype(bool)].copy()
-    if gen.empty:
-        return table
+        return _finish_selection(selection, records, reasons)
+    generative = frame["method_key"].map(is_generative).astype(bool)
+    reasons.update(dict.fromkeys(frame.loc[~generative, "run_id"], "not the generative model (see the main table)"))
+    gen = frame[generative].copy()
     gen["tokenizer"] = gen["tokenizer"].fillna("?")
-    chosen = select_best_configs(gen, ["dataset", "tokenizer"])
-    choices = selection_notes(gen, chosen, ["dataset", "tokenizer"])
-    gen = chosen
-    datasets = [d for d in datasets_all if d in set(gen["dataset"])]
-    keyed = _make_rows(gen, ["tokenizer"], lambda k, f: [tokenizer_name(k[0])],
-                       lambda f: "generative", metrics, datasets)
-    keyed.sort(key=lambda t: method_order(t[1]["method_key"], t[0][0], ""))
-    return _finish(table, [r for _, _, r in keyed], frame, gen, datasets, profiles, metrics, split, alpha, test,
-                   choices + kept_notes)
+    defaults, tuned = [], []
+    for (dataset, tokenizer), group in gen.groupby(["dataset", "tokenizer"], sort=False):
+        first = group.iloc[0]
+        key = default_config_key(profiles.get(dataset), first["method_key"], dataset, tokenizer)
+        default = group[group["config_key"] == key]
+        if not default.empty:
+            defaults.append((first, Pick([tokenizer_name(tokenizer), "default"], dataset, sorted(default["run_id"]),
+                                         1, "default")))
+        n_configs = int(group["config_key"].nunique())
+        best, _, _ = best_configs(group, ["dataset"])
+        if n_configs > 1 or default.empty:
+            tuned.append((first, Pick([tokenizer_name(tokenizer), _tuned_setting(best, key, n_configs)], dataset,
+                                      sorted(best["run_id"]), n_configs, "tuned")))
+        shown = set(default["run_id"]) | (set(best["run_id"]) if n_configs > 1 or default.empty else set())
+        for run in set(group["run_id"]) - shown:
+            reasons[run] = f"neither the profile's default configuration nor the best of {n_configs} on validation"
+    order = order_datasets(gen["dataset"])
+    for part in (defaults, tuned):
+        part.sort(key=lambda t: (method_order(t[0]["method_key"], t[0]["tokenizer"], ""), order.index(t[1].dataset)))
+    selection.picks = [pick for _, pick in defaults + tuned]
+    for dataset in order:
+        best = best_pick(frame, [p for p in selection.picks if p.dataset == dataset and p.group == "default"])
+        if best is not None:
+            best.reference = True
+    return _finish_selection(selection, records, reasons)
 
 
-def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
-                         test: str = "wilcoxon", profile: str | None = None) -> Table:
-    """One row per (method, value of ``param``), e.g. ``model.encoder_layers`` (TIGER Table 5)."""
-    frame, profiles, kept_notes = _prepare(records, split, params=[param], profile=profile)
+def _tuned_setting(best: pd.DataFrame, default_key: str | None, n_configs: int) -> str:
+    """The Setting cell of a tokenizer's validation-chosen row: 'tuned', 'tuned (= default)' where
+    the choice is the default, 'not the default' for a lone configuration that is not."""
+    if set(best["config_key"]) == {default_key}:
+        return "tuned (= default)"
+    return "tuned" if n_configs > 1 else "not the default"
+
+
+def select_ablation(records, param: str, profile: str | None = None, name: str | None = None) -> TableSelection:
+    """One row per (method, value of ``param``), e.g. ``model.encoder_layers`` (TIGER Table 5): per
+    method only runs that differ in ``param`` alone, per value the configuration best on validation.
+    The reference row of each method is the value the profile sets today; where ``param`` cannot
+    change the items' semantic IDs, a run whose IDs differ from the reference's at its seed is left out."""
+    from bench.config import profile_value
+
+    records = list(records)
+    frame, profiles, reasons = _prepare(records, params=[param], profile=profile)
     column = f"param:{param}"
-    table = Table(f"Ablation over {param}", ["Method", param], [], list(metrics), [],
-                  empty_message=f"(no completed runs whose config has {param})")
+    selection = TableSelection(name or f"ablation-{param}", "ablation", f"Ablation over {param}", ["Method", param],
+                               profiles=profiles, facts={"param": param, "keys": [param]},
+                               empty_message=f"(no completed runs whose config has {param})")
     if frame.empty:
-        return table
-    datasets_all = order_datasets(frame["dataset"])
-    part = frame[frame[column].notna()]
-    if part.empty:
-        return table
-    part, held = _held_fixed(part, records, param)
-    part = select_best_configs(part, ["dataset", "method", column])
-    datasets = [d for d in datasets_all if d in set(part["dataset"])]
-    kept_notes = held + kept_notes
-    keyed = _make_rows(
-        part, ["method", column], lambda k, f: [k[0], format_value(k[1])],
-        lambda f: "generative" if is_generative(f["method_key"]) else "baseline", metrics, datasets,
-    )
-    keyed.sort(key=lambda t: (method_order(t[1]["method_key"], t[1]["tokenizer"], t[0][0]), value_order(t[0][1])))
-    return _finish(table, [r for _, _, r in keyed], frame, part, datasets, profiles, metrics, split, alpha, test,
-                   kept_notes)
+        return _finish_selection(selection, records, reasons)
+    applies = frame[column].notna()
+    for run, method in zip(frame.loc[~applies, "run_id"], frame.loc[~applies, "method"]):
+        reasons[run] = f"{param} does not apply to {method}"
+    part, why = _held_fixed(frame[applies], records, param)
+    reasons.update(why)
+    part, why, counts = best_configs(part, ["dataset", "method", column])
+    reasons.update(why)
+    picked = frame_picks(part, ["method", column], lambda k, f: [k[0], format_value(k[1])], _group,
+                         lambda k, d: counts[(d, *k)])
+    order = order_datasets(part["dataset"]) if not part.empty else []
+    picked.sort(key=lambda t: (method_order(t[0]["method_key"], t[0]["tokenizer"], t[1].labels[0]),
+                               value_order(t[0][column]), order.index(t[1].dataset)))
+    for first, pick in picked:
+        pick.group = "ablation" if pick.group == "generative" else pick.group
+        try:
+            default = profile_value(profiles.get(pick.dataset), param)
+        except KeyError:
+            continue
+        pick.reference = _same_value(first[column], default)
+    selection.picks = [pick for _, pick in picked]
+    values = Counter((p.labels[0], p.dataset) for p in selection.picks)
+    for pick in selection.picks:  # a method with one value compares nothing: no reference
+        pick.reference = pick.reference and values[(pick.labels[0], pick.dataset)] > 1
+    if not changes_item_ids(param):
+        reasons.update(same_semantic_ids(selection, frame, family=lambda p: p.labels[0]))
+    return _finish_selection(selection, records, reasons)
 
 
-def _held_fixed(part: pd.DataFrame, records, param: str) -> tuple[pd.DataFrame, list[str]]:
+def _same_value(a, b) -> bool:
+    from bench.tables.frame import _hashable, _same
+
+    return _same(a, _hashable(b))
+
+
+def _held_fixed(part: pd.DataFrame, records, param: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Per (dataset, method) only the runs that differ in ``param`` (and the seed) alone: the group of
     runs sharing every other setting with the most values of ``param`` (ties: more runs, newest), so
-    an ablation row never mixes other changes in. Returns the runs and a note per narrowed group."""
+    an ablation row never mixes other changes in. Returns the runs and a reason per run left out."""
     import copy
 
     from bench.identity import PATH_KEYS, config_identity
@@ -301,43 +395,233 @@ def _held_fixed(part: pd.DataFrame, records, param: str) -> tuple[pd.DataFrame, 
             if isinstance(node, dict):
                 node.pop(last, None)
             rest[record["run_id"]] = config_identity(other, ("seed", *PATH_KEYS))
+    if part.empty:
+        return part, {}
     part = part.assign(_rest=part["run_id"].map(rest))
-    keep, notes = [], []
+    keep, reasons = [], {}
     column = f"param:{param}"
     for (dataset, method), group in part.groupby(["dataset", "method"], sort=False):
         options = [(g[column].nunique(), len(g), g["run_id"].max(), key) for key, g in group.groupby("_rest")]
         best = max(options)[3]
-        chosen = group[group["_rest"] == best]
-        keep.append(chosen)
-        if len(options) > 1:
-            notes.append(f"{method} on {dataset_name(dataset)}: only runs that differ in {param} alone are compared "
-                         f"({len(group) - len(chosen)} run(s) with other changes left out).")
-    return pd.concat(keep).drop(columns="_rest"), notes
+        keep.append(group[group["_rest"] == best])
+        for run in group.loc[group["_rest"] != best, "run_id"]:
+            reasons[run] = f"differs from the compared {method} runs in more than {param}"
+    return pd.concat(keep).drop(columns="_rest"), reasons
 
 
-def _finish(table: Table, rows: list[Row], frame: pd.DataFrame, shown: pd.DataFrame, datasets: list[str],
-            profiles: dict, metrics, split: str, alpha: float, test: str, extra_notes: list[str]) -> Table:
-    """Marks, significance against the reference baseline of ``frame``, title and notes of a
-    tokenizer or ablation table whose rows are ``rows`` (made from the runs ``shown``)."""
-    profiles = {d: p for d, p in profiles.items() if d in datasets}
-    table.datasets, table.rows, table.profiles = datasets, rows, profiles
-    table.title = _profile_title(table.title, profiles)
-    _mark_best(rows, table.columns)
-    significance = split == "test"
-    if significance:
-        _significance(rows, _best_baselines(_baseline_pool(frame, metrics, datasets), table.columns), alpha, test)
-    table.notes = _notes(rows, alpha, test, split, significance, profiles) + _protocol_notes(shown) + extra_notes
+def same_semantic_ids(selection: TableSelection, frame: pd.DataFrame, family=lambda pick: "") -> dict[str, str]:
+    """Compare like with like: drop from ``selection``'s picks every run whose semantic-ID sha differs
+    from the reference (default) row's run at the same seed (same family and dataset); returns a
+    reason per dropped run. Picks left without runs are removed."""
+    shas = dict(zip(frame["run_id"], frame["sid_sha"])) if "sid_sha" in frame.columns else {}
+    seeds = dict(zip(frame["run_id"], frame["seed"])) if "seed" in frame.columns else {}
+    reasons = {}
+    for run, (sha, default_sha) in mixed_semantic_ids(selection.picks, shas, seeds, family).items():
+        reasons[run] = f"semantic IDs differ from the default's (sha {sha[:12]} vs {default_sha[:12]})"
+    for pick in selection.picks:
+        pick.runs = [run for run in pick.runs if run not in reasons]
+    selection.picks = [pick for pick in selection.picks if pick.runs]
+    return reasons
+
+
+def mixed_semantic_ids(picks: list[Pick], shas: dict, seeds: dict, family=lambda pick: "") -> dict[str, tuple[str, str]]:
+    """run id -> (its sha, the reference row's sha at its seed) for every run of a non-reference pick
+    whose semantic IDs differ from those of the reference pick of its family and dataset at the same
+    seed (runs without semantic IDs, or at a seed the reference lacks, are not compared)."""
+    references = {(family(p), p.dataset): p for p in picks if p.reference}
+    mixed = {}
+    for pick in picks:
+        reference = references.get((family(pick), pick.dataset))
+        if reference is None or pick is reference:
+            continue
+        default = {seeds.get(run): shas.get(run) for run in reference.runs if shas.get(run)}
+        for run in pick.runs:
+            sha, base = shas.get(run), default.get(seeds.get(run))
+            if sha and base and sha != base:
+                mixed[run] = (sha, base)
+    return mixed
+
+
+def check_semantic_ids(selection: TableSelection, frame: pd.DataFrame, family=lambda pick: "") -> None:
+    """UserError naming the runs when a selection of a sweep or ablation whose keys cannot change the
+    items' semantic IDs mixes IDs: every row must use the default row's IDs at each seed."""
+    if any(changes_item_ids(key) for key in selection.facts.get("keys", [])) or not selection.facts.get("keys"):
+        return
+    mixed = mixed_semantic_ids(selection.picks, dict(zip(frame["run_id"], frame["sid_sha"])),
+                               dict(zip(frame["run_id"], frame["seed"])), family)
+    if mixed:
+        runs = ", ".join(f"{run} (sha {sha[:12]} vs {base[:12]})" for run, (sha, base) in sorted(mixed.items()))
+        raise UserError(f"table {selection.name}: rows use other semantic IDs than the default row at the same seed, "
+                        f"so they do not compare like with like: {runs}; run `bench select` again")
+
+
+# ---------------------------------------------------------------------- building from a selection
+def _family(kind: str):
+    return (lambda row: row.labels[0]) if kind == "ablation" else (lambda row: "")
+
+
+def table_from_selection(records, selection: TableSelection, metrics=MAIN_METRICS, split: str = "test",
+                         alpha: float = 0.05, test: str = "wilcoxon") -> Table:
+    """A main, tokenizer, ablation or sweep table from exactly the runs ``selection`` names (records
+    only: no profile, spec or other selection is read). Marks: Welch's t over seeds against the
+    reference row, Holm-corrected over the table (``bench.tables.significance``)."""
+    frame = records_frame(list(records), split=split)
+    table = Table(_profile_title(selection.title, selection.profiles), list(selection.label_columns), [],
+                  list(metrics), [], empty_message=selection.empty_message, profiles=dict(selection.profiles),
+                  users_test=test)
+    if not selection.picks or frame.empty:
+        return table
+    family = _family(selection.kind)
+    check_semantic_ids(selection, frame, lambda pick: pick.labels[0] if selection.kind == "ablation" else "")
+    rows = rows_from_picks(frame, selection.picks, metrics)
+    table.datasets, table.rows = order_datasets(p.dataset for p in selection.picks), rows
+    references = {(family(r), d): r for r in rows for d in r.reference}
+    if selection.kind == "tokenizers":  # best and second among the defaults, and among the tuned rows
+        for group in ("default", "tuned"):
+            _mark_best([r for r in rows if r.group == group], table.columns)
+    else:
+        _mark_best(rows, table.columns)
+    tests = 0
+    if split == "test":
+        def reference_of(row, dataset):
+            return None if row.group == "tuned" else references.get((family(row), dataset))
+
+        tests = compare_rows(rows, table.columns, reference_of, alpha, test, only_better=selection.kind == "main")
+    for row in rows:  # a sweep's default row says so (an ablation's is named in the notes and the CSV)
+        if row.reference and selection.kind == "sweep":
+            row.labels[0] = f"{row.labels[0]} (default)"
+    if selection.kind == "main":
+        _improvement(table, selection)
+    table.notes = table_notes(table, selection, frame, tests, alpha, split)
     return table
 
 
-def build_table(kind: str, records, param: str | None = None, **options) -> Table:
+def _improvement(table: Table, selection: TableSelection) -> None:
+    """The main table's last row: per dataset the generative row best on validation against the
+    reference baseline (both named in the selection), in percent."""
+    by_label = {row.labels[0]: row for row in table.rows}
+    values = {}
+    for dataset, pair in selection.facts.get("improvement", {}).items():
+        gen, base = by_label.get(pair["generative"]), by_label.get(pair["baseline"])
+        if gen is None or base is None:
+            continue
+        for column in table.columns:
+            if column[0] == dataset and column in gen.cells and column in base.cells and base.cells[column].mean > 0:
+                g, b = gen.cells[column].mean, base.cells[column].mean
+                values[column] = ((g - b) / b * 100, gen.cells[column].significant)
+    if values:
+        table.summary_rows.append((IMPROVEMENT_ROW, values))
+
+
+def _reference_text(table: Table, selection: TableSelection) -> str:
+    names = " / ".join(dict.fromkeys(", ".join(r.labels) for r in table.rows if r.reference)) or "no row to compare with"
+    what = {"main": "the validation-best baseline", "tokenizers": "the validation-best default row",
+            "ablation": "the method's default value", "sweep": "the sweep's default"}
+    return f"{what.get(selection.kind, 'the reference row')} ({names})"
+
+
+def significance_note(table: Table, selection: TableSelection, tests: int, alpha: float) -> str:
+    """One line: what a mark means and which rows are tested (never rows with n < 3)."""
+    marks = SIGNIFICANCE_MARK if selection.kind == "main" else f"{SIGNIFICANCE_MARK} / {WORSE_MARK}"
+    sense = "better than" if selection.kind == "main" else "better / worse than"
+    untested = "; tuned rows are not tested" if any(r.group == "tuned" for r in table.rows) else ""
+    return (f"{marks}: {sense} {_reference_text(table, selection)} by Welch's t over seeds, Holm over the table's "
+            f"{tests} test{'' if tests == 1 else 's'}, p < {alpha:g}; rows with n < {MIN_SEEDS} are not tested{untested}.")
+
+
+def details_note(table: Table, frame: pd.DataFrame | None = None, users: bool = True) -> str:
+    """One line: where the detail lives (CSV, selection file), and what a reader must not compare."""
+    users_p = (f", per-user {table.users_test.capitalize()} p (test users only; ignores training variance)"
+               if users else "")
+    parts = [f"CSV: each row's runs, budget, machine, commit{users_p}. Left-out runs and why: results/selection.json "
+             "(bench select)"]
+    machines = {m for row in table.rows for d in row.runs for m in row.machines(d).split(" / ") if m}
+    if len(machines) > 1:
+        parts.append(f"times compare only within one machine ({len(machines)} here)")
+    if any("+dirty" in code for row in table.rows for code in row.code.values()):
+        parts.append("'+dirty': uncommitted code")
+    if frame is not None:
+        history = protocol_differences(frame[frame["run_id"].isin(table.run_ids)])
+        if history:
+            parts.append("history length vs the split's: " + "; ".join(history))
+    return "; ".join(parts) + "."
+
+
+COUNTS = "mean ± std over n seeds (no ± at n = 1); Configs: configurations the row was chosen among on validation"
+
+
+def table_notes(table: Table, selection: TableSelection, frame: pd.DataFrame, tests: int, alpha: float,
+                split: str) -> list[str]:
+    """At most three lines: what a cell is, what a mark means, where the detail is."""
+    bold = "bold best, underlined second" + (" (default and tuned rows apart)" if selection.kind == "tokenizers" else "")
+    if selection.kind == "sweep":
+        what = f"{sweep_intro(table, selection, split)} Cells: {COUNTS}; {bold}."
+    else:
+        what = f"{split.capitalize()} split, leave-one-out, full ranking. Cells: {COUNTS} {SELECT_METRIC.upper()}; {bold}."
+    if selection.kind == "main" and table.summary_rows:
+        pairs = "; ".join(f"{p['generative']} vs {p['baseline']}" + (f" on {dataset_name(d)}" if len(table.datasets) > 1 else "")
+                          for d, p in selection.facts.get("improvement", {}).items())
+        what += f" Improvement: {pairs}, each best on validation."
+    notes = [what]
+    if split == "test":
+        notes.append(significance_note(table, selection, tests, alpha))
+    notes.append(details_note(table, frame))
+    return notes
+
+
+def sweep_intro(table: Table, selection: TableSelection, split: str) -> str:
+    """A sweep table's first words: the spec, how much of its grid ran, the setting chosen on validation."""
+    facts = selection.facts
+    name = facts.get("spec", "") + (f" (budget {facts['budget']})" if facts.get("budget") else "")
+    coverage = "; ".join(f"{dataset_name(d)}: {present} of the grid's {planned} trials ran"
+                         for d, (present, planned) in facts.get("coverage", {}).items() if present < planned)
+    best = []
+    for dataset in table.datasets:
+        present = [r for r in table.rows if dataset in r.valid]
+        if present:
+            best.append(", ".join(max(present, key=lambda r: r.valid[dataset]).labels))
+    return (f"{split.capitalize()} split, leave-one-out; a row per setting of sweep {name}"
+            + (f" ({coverage})" if coverage else "")
+            + (f"; best on validation: {' / '.join(best)}" if best else "") + ".")
+
+
+# ---------------------------------------------------------------------- select + build in one go
+def build_main_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
+                     test: str = "wilcoxon", profile: str | None = None) -> Table:
+    """TIGER Table 1: every method (label) x every dataset, plus the improvement row."""
+    records = list(records)
+    return table_from_selection(records, select_main(records, profile), metrics, split, alpha, test)
+
+
+def build_tokenizer_table(records, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
+                          test: str = "wilcoxon", profile: str | None = None) -> Table:
+    """TIGER Table 2: the generative model with each item tokenizer at its default configuration,
+    and the configuration best on validation where several ran."""
+    records = list(records)
+    return table_from_selection(records, select_tokenizers(records, profile), metrics, split, alpha, test)
+
+
+def build_ablation_table(records, param: str, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
+                         test: str = "wilcoxon", profile: str | None = None) -> Table:
+    """One row per (method, value of ``param``), e.g. ``model.encoder_layers`` (TIGER Table 5)."""
+    records = list(records)
+    return table_from_selection(records, select_ablation(records, param, profile), metrics, split, alpha, test)
+
+
+def select_table(kind: str, records, param: str | None = None, profile: str | None = None) -> TableSelection:
+    """The selection of a main, tokenizer or ablation table."""
     records = list(records)
     if kind == "main":
-        return build_main_table(records, **options)
+        return select_main(records, profile)
     if kind == "tokenizers":
-        return build_tokenizer_table(records, **options)
+        return select_tokenizers(records, profile)
     if kind == "ablation":
         if not param:
             raise ValueError("an ablation table needs the config key to vary (--param)")
-        return build_ablation_table(records, param, **options)
+        return select_ablation(records, param, profile)
     raise ValueError(f"unknown table kind {kind!r}")
+
+
+def build_table(kind: str, records, param: str | None = None, profile: str | None = None, **options) -> Table:
+    records = list(records)
+    return table_from_selection(records, select_table(kind, records, param, profile), **options)

@@ -2,6 +2,8 @@
 methods and tokenizers, all read from the plug-in registries (no name lists here)."""
 from __future__ import annotations
 
+import numbers
+
 DEFAULT_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
 MAIN_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 SELECT_METRIC = "ndcg@10"  # model selection among configurations, on validation
@@ -85,7 +87,7 @@ def method_order(method_key: str, tokenizer, label: str) -> tuple:
 
 
 def value_order(value) -> tuple:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy numbers too
         return (0, float(value), "")
     return (1, 0.0, str(value))
 

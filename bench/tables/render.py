@@ -68,19 +68,28 @@ def _summary_cells(table: Table, values: dict, fmt: str) -> list[str]:
     return out
 
 
+def _count_headers(table: Table) -> list[str]:
+    """The columns after the metrics: seeds (n), configurations tried, and the budget where known."""
+    return ["n", "Configs"] + (["Budget"] if table.show_budget else [])
+
+
+def _count_cells(table: Table, row: Row) -> list[str]:
+    cells = [row.seeds_cell(table.datasets), row.configs_cell(table.datasets)]
+    return cells + ([row.budget_cell(table.datasets)] if table.show_budget else [])
+
+
 def table_to_markdown(table: Table, digits: int = 4) -> str:
     if not table.rows:
         return table.empty_message
     one = len(table.datasets) == 1
-    budget = table.show_budget
+    extra = _count_headers(table)
     headers = list(table.label_columns) + [
         metric_header(m) if one else f"{dataset_name(d)} {metric_header(m)}" for d, m in table.columns
-    ] + (["Budget"] if budget else [])
-    body = [row.labels + _body_cells(table, row, "md", digits) + ([row.budget_cell(table.datasets)] if budget else [])
-            for row in table.rows]
+    ] + extra
+    body = [row.labels + _body_cells(table, row, "md", digits) + _count_cells(table, row) for row in table.rows]
     for label, values in table.summary_rows:
         body.append([f"*{label}*"] + [""] * (len(table.label_columns) - 1) + _summary_cells(table, values, "md")
-                    + ([""] if budget else []))
+                    + [""] * len(extra))
     title = f"**{table.title}**" + (f" ({dataset_name(table.datasets[0])})" if one else "")
     text = tabulate(body, headers, tablefmt="github", disable_numparse=True)
     return "\n".join([title, "", text, ""] + [f"{note}  " for note in table.notes]).rstrip()
@@ -92,13 +101,13 @@ def table_to_latex(table: Table, digits: int = 4) -> str:
         return f"% {table.empty_message}"
     n_labels = len(table.label_columns)
     n_metrics = len(table.metrics)
-    budget = table.show_budget
-    extra = [""] if budget else []
-    align = "l" * n_labels + "".join("r" * n_metrics for _ in table.datasets) + ("l" if budget else "")
+    extra = _count_headers(table)
+    align = ("l" * n_labels + "".join("r" * n_metrics for _ in table.datasets) + "rr"
+             + ("l" if table.show_budget else ""))
     lines = [f"% {table.title}"] + [f"% {latex_escape(note)}" for note in table.notes]
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
     groups = " & ".join([""] * n_labels + [rf"\multicolumn{{{n_metrics}}}{{c}}{{{latex_escape(dataset_name(d))}}}"
-                                           for d in table.datasets] + extra)
+                                           for d in table.datasets] + [""] * len(extra))
     lines.append(groups + r" \\")
     rules = []
     for i, _ in enumerate(table.datasets):
@@ -106,7 +115,7 @@ def table_to_latex(table: Table, digits: int = 4) -> str:
         rules.append(rf"\cmidrule(lr){{{start}-{start + n_metrics - 1}}}")
     lines.append(" ".join(rules))
     headers = [latex_escape(h) for h in table.label_columns] + [metric_header(m) for _, m in table.columns]
-    headers += ["Budget"] if budget else []
+    headers += [latex_escape(h) for h in extra]
     lines += [" & ".join(headers) + r" \\", r"\midrule"]
     previous = None
     for row in table.rows:
@@ -114,40 +123,52 @@ def table_to_latex(table: Table, digits: int = 4) -> str:
             lines.append(r"\midrule")
         previous = row.group
         cells = [latex_escape(label) for label in row.labels] + _body_cells(table, row, "latex", digits)
-        cells += [latex_escape(row.budget_cell(table.datasets))] if budget else []
+        cells += [latex_escape(c) for c in _count_cells(table, row)]
         if cells[0].startswith("["):  # else read as the optional argument of the \\ or \midrule before it
             cells[0] = "{}" + cells[0]
         lines.append(" & ".join(cells) + r" \\")
     for label, values in table.summary_rows:
         lines.append(r"\midrule")
-        cells = [latex_escape(label)] + [""] * (n_labels - 1) + _summary_cells(table, values, "latex") + extra
+        cells = [latex_escape(label)] + [""] * (n_labels - 1) + _summary_cells(table, values, "latex") + [""] * len(extra)
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
 
 
+def _p(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.3g}"
+
+
 def table_to_csv(table: Table, digits: int = 6) -> str:
-    """Tidy CSV: one line per (row, dataset, metric) with mean, std, n, mark, p-value."""
+    """Tidy CSV: one line per (row, dataset, metric) with mean, std, n (seeds), n_configs, mark, the
+    Welch p over seeds (``p_welch``) and its Holm adjustment (``p_holm``, what ``significant`` rests
+    on), the secondary per-user p (``p_users_<test>``: test users only, ignores training variance),
+    budget, commit, machine and the row's run ids (``runs``, ``;``-separated)."""
+    users = f"p_users_{table.users_test}"
     records = []
     for row in table.rows:
         for (dataset, metric), cell in row.cells.items():
             records.append({
                 **dict(zip([c.lower() for c in table.label_columns], row.labels)), "group": row.group,
                 "dataset": dataset, "metric": metric, "mean": cell.mean, "std": cell.std, "n": cell.n,
-                "mark": cell.mark, "p_value": cell.p_value, "significant": cell.significant,
+                "n_configs": row.configs.get(dataset), "mark": cell.mark, "p_welch": _p(cell.p_value),
+                "p_holm": _p(cell.p_holm), "significant": cell.significant, "worse": cell.worse,
+                users: _p(cell.p_users), "reference": dataset in row.reference,
                 "budget": row.budget.get(dataset, ""), "code": row.code.get(dataset, ""),
+                "machine": row.machines(dataset), "runs": ";".join(row.run_ids(dataset)),
             })
     for label, values in table.summary_rows:
         for (dataset, metric), (percent, significant) in values.items():
             records.append({table.label_columns[0].lower(): label, "group": "summary", "dataset": dataset,
-                            "metric": metric, "mean": percent, "std": None, "n": None,
-                            "mark": "percent", "p_value": None, "significant": significant, "budget": "",
-                            "code": ""})
+                            "metric": metric, "mean": percent, "std": None, "n": None, "n_configs": None,
+                            "mark": "percent", "p_welch": "", "p_holm": "", "significant": significant,
+                            "worse": False, users: "", "reference": False, "budget": "", "code": "", "machine": "",
+                            "runs": ""})
     if not records:
         return ""
     frame = pd.DataFrame(records)
-    frame["n"] = frame["n"].astype("Int64")
-    frame["p_value"] = frame["p_value"].astype(float).map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
+    for column in ("n", "n_configs"):
+        frame[column] = frame[column].astype("Int64")
     return frame.to_csv(index=False, float_format=f"%.{digits}f")
 
 

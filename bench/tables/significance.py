@@ -1,15 +1,66 @@
-"""Paired per-user significance tests and the validation-chosen reference rows they compare with."""
+"""Significance marks of a table: the training run is the unit of evidence.
+
+A mark (†: better, ‡: worse than the row a table compares with) rests on Welch's t-test
+(``scipy.stats.ttest_ind(equal_var=False)``) on the per-seed values of a metric, one value per
+training run, and only where *each* compared row has at least ``MIN_SEEDS`` (3) seeds. Within one
+table every test it runs is one family, corrected with Holm–Bonferroni (:func:`holm`): a cell is
+marked when its Holm-adjusted p-value is below ``alpha``.
+
+Why this test: a paired test over test users (the tables' former Wilcoxon) measures the sampling of
+the users, not the randomness of training; two runs of one configuration that differ only in their
+seed already differ "significantly" under it (LETTER seeds 2024/2025 on Beauty: p = .011). Welch's
+t on per-run values is the simple, standard run-level comparison (Bouthillier et al., "Accounting
+for Variance in Machine Learning Benchmarks", MLSys 2021), makes no equal-variance assumption
+between two configurations, and has honestly low power at n = 3: a difference has to be large
+against the seed-to-seed spread to be marked. A two-level bootstrap (seeds, then users) would use
+the users as well, but with 3-5 seeds its outer level has too few distinct resamples to be
+meaningful; it is worth it only with more seeds.
+
+The per-user test stays as a secondary, clearly named number (``p_users_wilcoxon`` in a table's CSV:
+test users only, ignores training variance); it never makes a mark.
+"""
 from __future__ import annotations
 
 import math
-
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
     from bench.tables.model import Row
+
+MIN_SEEDS = 3  # per compared row: below it a row is not tested
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given: the i-th smallest of m p-values is
+    multiplied by (m - i + 1), made monotone (never below the adjusted value before it) and capped at
+    1. NaN (no test) stays NaN and does not count in m. Reject where the adjusted value < alpha."""
+    values = [float(p) if p is not None else math.nan for p in pvalues]
+    tested = sorted((p, i) for i, p in enumerate(values) if not math.isnan(p))
+    adjusted = [math.nan] * len(values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def welch_pvalue(x: Sequence[float], y: Sequence[float], min_seeds: int = MIN_SEEDS) -> float:
+    """Two-sided p-value of Welch's t-test between per-seed values ``x`` and ``y``; NaN (not tested)
+    when either has fewer than ``min_seeds`` values. Equal constants: 1; different constants: 0."""
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < min_seeds or len(y) < min_seeds:
+        return math.nan
+    if np.ptp(x) == 0 and np.ptp(y) == 0 and x[0] == y[0]:
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
 def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray | None:
@@ -29,7 +80,8 @@ def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray | None:
 
 
 def paired_pvalue(x: np.ndarray, y: np.ndarray, test: str = "wilcoxon") -> float:
-    """Two-sided p-value of a paired test between per-user values ``x`` and ``y``."""
+    """Two-sided p-value of a paired test between per-user values ``x`` and ``y`` (secondary only:
+    it ignores training variance)."""
     from scipy import stats
 
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -56,6 +108,64 @@ def _user_vector(runs: pd.DataFrame, metric: str) -> tuple[np.ndarray | None, st
     return np.mean(vectors, axis=0), fingerprint
 
 
+def users_pvalue(runs: pd.DataFrame, reference: pd.DataFrame, metric: str, test: str = "wilcoxon") -> float | None:
+    """The secondary per-user p-value of a row's runs against the reference's (seeds averaged per
+    user, same dataset fingerprint only); None where it cannot be computed."""
+    vec, fp = _user_vector(runs, metric)
+    base, base_fp = _user_vector(reference, metric)
+    if vec is None or base is None or fp != base_fp or len(vec) != len(base):
+        return None
+    return paired_pvalue(vec, base, test)
+
+
+def seed_values(row: Row, dataset: str, metric: str) -> np.ndarray:
+    """One value of ``metric`` per training run (seed) behind ``row`` on ``dataset``."""
+    runs = row.runs.get(dataset)
+    if runs is None or metric not in runs.columns:
+        return np.array([])
+    return runs[metric].dropna().astype(float).to_numpy()
+
+
+def same_data(runs: pd.DataFrame, reference: pd.DataFrame) -> bool:
+    """Whether two rows' runs all saw one dataset version (one known fingerprint)."""
+    if "fingerprint" not in runs.columns or "fingerprint" not in reference.columns:
+        return False
+    prints = set(runs["fingerprint"]) | set(reference["fingerprint"])
+    return len(prints) == 1 and isinstance(next(iter(prints)), str)
+
+
+def compare_rows(rows: list[Row], columns, reference_of: Callable[[Row, str], "Row | None"], alpha: float,
+                 test: str = "wilcoxon", only_better: bool = False) -> int:
+    """Test each cell against the cell of its reference row (``reference_of(row, dataset)``) by Welch's
+    t over seeds, where both rows have >= MIN_SEEDS seeds of one dataset version; Holm-correct over every test run here and
+    set ``p_value`` (raw), ``p_holm``, ``significant`` (adjusted p < alpha) and ``worse`` on the
+    cells. ``only_better``: test only cells whose mean beats the reference's (the main table's †).
+    Every compared cell also gets the secondary per-user p-value (``p_users``). Returns the number of
+    tests (the family size)."""
+    tested = []
+    for dataset, metric in columns:
+        for row in rows:
+            reference = reference_of(row, dataset)
+            cell = row.cells.get((dataset, metric))
+            base = reference.cells.get((dataset, metric)) if reference is not None else None
+            if reference is None or reference is row or cell is None or base is None:
+                continue
+            if only_better and not cell.mean > base.mean:
+                continue
+            cell.p_users = users_pvalue(row.runs[dataset], reference.runs[dataset], metric, test)
+            if not same_data(row.runs[dataset], reference.runs[dataset]):
+                continue
+            p = welch_pvalue(seed_values(row, dataset, metric), seed_values(reference, dataset, metric))
+            if not math.isnan(p):
+                cell.p_value = p
+                tested.append((cell, base))
+    for (cell, base), adjusted in zip(tested, holm([cell.p_value for cell, _ in tested])):
+        cell.p_holm = adjusted
+        cell.significant = bool(adjusted < alpha)
+        cell.worse = cell.significant and cell.mean < base.mean
+    return len(tested)
+
+
 def best_on_validation(rows: list[Row], dataset: str) -> Row | None:
     """The row with the best mean validation NDCG@10 on ``dataset`` (ties: more seeds, then table
     order); None when no row has a validation value there. Never looks at test metrics."""
@@ -63,44 +173,3 @@ def best_on_validation(rows: list[Row], dataset: str) -> Row | None:
     if not present:
         return None
     return max(present, key=lambda t: (t[1].valid[dataset], len(t[1].runs.get(dataset, ())), -t[0]))[1]
-
-
-def _best_baselines(baselines: list[Row], columns) -> dict:
-    """(dataset, metric) -> the reference baseline: per dataset the baseline row with the best
-    validation NDCG@10 (the same row for every metric of the dataset)."""
-    best = {}
-    for dataset in dict.fromkeys(d for d, _ in columns):
-        row = best_on_validation(baselines, dataset)
-        if row is None:
-            continue
-        for column in columns:
-            if column[0] == dataset and column in row.cells:
-                best[column] = row
-    return best
-
-
-def compare_with(rows: list[Row], references: dict, alpha: float, test: str, only_better: bool = True) -> None:
-    """Mark each cell against the reference row of its column (``(dataset, metric) -> Row``) with a
-    paired per-user test: p-value, ``significant`` at ``alpha`` and ``worse``. ``only_better``: test
-    only cells whose mean beats the reference (the main table's † against the best baseline)."""
-    for (dataset, metric), reference in references.items():
-        if dataset not in reference.runs or (dataset, metric) not in reference.cells:
-            continue
-        base_vec, base_fp = _user_vector(reference.runs[dataset], metric)
-        if base_vec is None:
-            continue
-        base_mean = reference.cells[(dataset, metric)].mean
-        for row in rows:
-            cell = row.cells.get((dataset, metric))
-            if row is reference or cell is None or (only_better and not cell.mean > base_mean):
-                continue
-            vec, fp = _user_vector(row.runs[dataset], metric)
-            if vec is None or fp != base_fp or len(vec) != len(base_vec):
-                continue
-            cell.p_value = paired_pvalue(vec, base_vec, test)
-            cell.significant = bool(cell.p_value < alpha)
-            cell.worse = cell.significant and cell.mean < base_mean
-
-
-def _significance(rows: list[Row], best_baselines: dict, alpha: float, test: str) -> None:
-    compare_with(rows, best_baselines, alpha, test, only_better=True)

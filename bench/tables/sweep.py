@@ -1,14 +1,11 @@
 """One table per sweep: the spec's settings as rows (seeds averaged), each compared with the spec's
-default setting by a paired per-user test, with the setting chosen on validation named."""
+default setting (Welch's t over seeds, Holm-corrected), with the setting chosen on validation named."""
 from __future__ import annotations
 
-from bench.tables.budget import machines_note
 from bench.tables.frame import choose_profiles, config_identity, latest_code, records_frame
-from bench.tables.model import Row, Table, _make_rows, _mark_best, _profile_title
-from bench.tables.names import (
-    MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, WORSE_MARK, dataset_name, format_value, order_datasets,
-)
-from bench.tables.significance import compare_with
+from bench.tables.model import Table, _finish_selection, frame_picks, same_semantic_ids, table_from_selection
+from bench.tables.names import MAIN_METRICS, format_value, order_datasets
+from bench.tables.selection import TableSelection, changes_item_ids
 
 
 def sweep_point_label(spec, point: dict) -> str:
@@ -27,7 +24,7 @@ def _on_grid(spec, point: dict) -> bool:
 
 def sweep_records(records, spec) -> list[tuple[dict, dict]]:
     """(record, point) for every completed record that is a trial of ``spec``: its config is what
-    the spec resolves for that point (paths and seed aside)."""
+    the spec resolves for that point (paths and seed aside). Reads today's profiles: selection time."""
     from sweeps.spec import point_of, resolve_trial_config
 
     base = spec.base()
@@ -48,65 +45,83 @@ def sweep_records(records, spec) -> list[tuple[dict, dict]]:
     return found
 
 
-def build_sweep_table(records, spec, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
-                      test: str = "wilcoxon", profile: str | None = None) -> Table:
-    """Rows: the spec's settings found in ``records``; † / ‡: significantly better / worse than the
-    spec's ``default`` setting (two-sided paired test on per-user values, seeds averaged)."""
+def sweep_name(spec) -> str:
+    return spec.name + (f" (budget {spec.budget})" if spec.budget else "")
+
+
+def _swept_keys(spec) -> list[str]:
+    keys = []
+    for dim in spec.dimensions:
+        if dim.keys == ["seed"]:
+            continue
+        keys += [str(key) for case in dim.cases.values() for key in case] if dim.cases else list(dim.keys)
+    return sorted(set(keys))
+
+
+def select_sweep(records, spec, profile: str | None = None, name: str | None = None) -> TableSelection:
+    """The runs of a sweep's table: its trials (one profile per dataset, one code identity per
+    setting), one row per setting in grid order, the spec's default the reference row. Where no swept
+    key can change the items' semantic IDs, a trial whose IDs differ from the default's at its seed
+    is left out."""
+    records = list(records)
     dims = _dims(spec)
-    name = spec.name + (f" (budget {spec.budget})" if spec.budget else "")
-    table = Table(f"Sweep {name}", dims, [], list(metrics), [],
-                  empty_message=f"(no completed trials of sweep {name})")
+    stem = name or f"sweep-{spec.name}" + (f"-{spec.budget}" if spec.budget else "")
+    selection = TableSelection(stem, "sweep", f"Sweep {sweep_name(spec)}", dims,
+                               empty_message=f"(no completed trials of sweep {sweep_name(spec)})")
     found = sweep_records(records, spec)
+    selection.facts = {
+        "spec": spec.name, "budget": spec.budget, "keys": _swept_keys(spec),
+        "dims": [{"name": d.name, "keys": list(d.keys), "cases": bool(d.cases)} for d in spec.dimensions
+                 if d.keys != ["seed"]],
+        "default": {d: spec.default[d] for d in dims if d in spec.default} if spec.default else {},
+        "default_labels": [format_value(spec.default[d]) for d in dims] if spec.default else None,
+    }
+    not_trial = f"not a trial of sweep {sweep_name(spec)}"
     if not found:
-        return table
-    labels = {}
-    for record, point in found:
-        labels[record["run_id"]] = {d: format_value(point[d]) for d in dims}
-    frame = records_frame([r for r, _ in found], split=split)  # a sweep's own protocol: its spec says
-    for d in dims:
-        frame[f"dim:{d}"] = frame["run_id"].map(lambda run, d=d: labels[run][d])
-    frame, profiles, notes = choose_profiles(frame, profile)
-    frame, code_notes = latest_code(frame)
+        return _finish_selection(selection, records, {}, not_trial)
+    labels = {record["run_id"]: [format_value(point[d]) for d in dims] for record, point in found}
+    frame = records_frame([r for r, _ in found])  # a sweep's own protocol: its spec says
+    frame["_labels"] = frame["run_id"].map(lambda run: "\x1f".join(labels[run]))
+    frame, profiles, reasons = choose_profiles(frame)
+    frame, other_code = latest_code(frame)
+    reasons.update(other_code)
+    selection.profiles = profiles
     if frame.empty:
-        return table
-    datasets = order_datasets(frame["dataset"])
-    keys = [f"dim:{d}" for d in dims]
-    keyed = _make_rows(frame, keys, lambda k, f: [str(v) for v in k], lambda f: "ablation", metrics, datasets)
+        return _finish_selection(selection, records, reasons, not_trial)
+    picked = frame_picks(frame, ["_labels"], lambda k, f: list(labels[f["run_id"]]), lambda f: "ablation")
     grid = [d.name for d in spec.dimensions if d.keys != ["seed"] and d.kind == "grid"]
     order = {tuple(format_value(p[d]) for d in grid): i for i, p in enumerate(_grid_order(spec))}
     position = [dims.index(d) for d in grid]
-    keyed.sort(key=lambda t: (order.get(tuple(t[0][i] for i in position), len(order)), tuple(t[0])))
-    rows = [r for _, _, r in keyed]
-    default = tuple(format_value(spec.default[d]) for d in dims) if spec.default else None
-    reference = next((r for r in rows if tuple(r.labels) == default), None)
-    profiles = {d: p for d, p in profiles.items() if d in datasets}
-    table.datasets, table.rows, table.profiles = datasets, rows, profiles
-    table.title = _profile_title(table.title, profiles)
-    _mark_best(rows, table.columns)
-    if reference is not None and split == "test":
-        _against_default(rows, reference, table.columns, alpha, test)
-        reference.labels = [reference.labels[0] + " (default)"] + reference.labels[1:]
-    shown = set(frame["run_id"])
-    table.notes = (_sweep_notes(spec, rows, reference, datasets, alpha, test, split)
-                   + _coverage_notes(spec, [(r, p) for r, p in found if r["run_id"] in shown], datasets)
-                   + notes + code_notes)
-    return table
+    datasets = order_datasets(frame["dataset"])
+    picked.sort(key=lambda t: (order.get(tuple(t[1].labels[i] for i in position), len(order)), tuple(t[1].labels),
+                               datasets.index(t[1].dataset)))
+    for _, pick in picked:
+        pick.reference = pick.labels == selection.facts["default_labels"]
+    selection.picks = [pick for _, pick in picked]
+    if not any(changes_item_ids(key) for key in selection.facts["keys"]):
+        reasons.update(same_semantic_ids(selection, frame))
+    selection.facts["coverage"] = _coverage(spec, [(r, p) for r, p in found if r["run_id"] in selection.run_ids])
+    return _finish_selection(selection, records, reasons, not_trial)
 
 
-def _coverage_notes(spec, found: list[tuple[dict, dict]], datasets) -> list[str]:
-    """How much of the spec's grid the table holds, per dataset: a partly run grid says so."""
+def build_sweep_table(records, spec, metrics=MAIN_METRICS, split: str = "test", alpha: float = 0.05,
+                      test: str = "wilcoxon", profile: str | None = None) -> Table:
+    """Rows: the spec's settings found in ``records``; † / ‡: significantly better / worse than the
+    spec's ``default`` setting (Welch's t over seeds, Holm-corrected; rows with n < 3 not tested)."""
+    records = list(records)
+    return table_from_selection(records, select_sweep(records, spec, profile), metrics, split, alpha, test)
+
+
+def _coverage(spec, found: list[tuple[dict, dict]]) -> dict:
+    """dataset -> [trials in the table, trials of the grid] (grid specs only)."""
     from sweeps.spec import point_key
 
     if spec.search != "grid" or any(d.kind != "grid" for d in spec.dimensions):
-        return []
+        return {}
     planned = {point_key(p) for p in spec.grid_points()}
-    notes = []
-    for dataset in datasets:
-        present = {point_key(p) for r, p in found if r.get("dataset") == dataset} & planned
-        if len(present) < len(planned):
-            notes.append(f"{dataset_name(dataset)}: {len(present)} of the grid's {len(planned)} trials "
-                         "(settings x seeds) are in the store; the rest have not run.")
-    return notes
+    datasets = order_datasets(r.get("dataset") for r, _ in found)
+    return {d: [len({point_key(p) for r, p in found if r.get("dataset") == d} & planned), len(planned)]
+            for d in datasets}
 
 
 def _grid_order(spec) -> list[dict]:
@@ -116,48 +131,39 @@ def _grid_order(spec) -> list[dict]:
     return [dict(zip([d.name for d in grid], combo)) for combo in itertools.product(*(d.values for d in grid))]
 
 
-def _against_default(rows: list[Row], reference: Row, columns, alpha: float, test: str) -> None:
-    compare_with(rows, {column: reference for column in columns}, alpha, test, only_better=False)
-
-
-def _sweep_notes(spec, rows, reference, datasets, alpha, test, split) -> list[str]:
-    notes = [f"{split.capitalize()} split, full-catalogue ranking, leave-one-out; one row per setting of sweep "
-             f"{spec.name}" + (f" (budget {spec.budget})" if spec.budget else "") +
-             "; mean ± sample std where there are several seeds. Bold: best per column; underlined: second."]
-    name = "Wilcoxon signed-rank" if test == "wilcoxon" else "paired t"
-    if reference is not None and split == "test":
-        notes.append(f"{SIGNIFICANCE_MARK} / {WORSE_MARK}: significantly better / worse than the default setting "
-                     f"({', '.join(reference.labels)}) at p < {alpha:g} (two-sided {name} test on per-user values).")
-    elif reference is None:
-        notes.append("No run of the default setting in the store: no significance marks.")
-    for dataset in datasets:
-        present = [r for r in rows if dataset in r.valid]
-        if present:
-            best = max(present, key=lambda r: r.valid[dataset])
-            notes.append(f"Best setting by validation {SELECT_METRIC.upper()} on {dataset_name(dataset)}: "
-                         f"{', '.join(best.labels)}.")
-    notes.append("Budget: optimizer steps · epochs · training time · device×threads · why training stopped.")
-    return notes + machines_note(rows)
-
-
-def sweep_tables(records, specs) -> list[tuple[str, object, Table]]:
-    """(file stem, spec, table) for every spec (and each of its budgets) with at least two settings
-    in ``records``; what ``bench render`` writes."""
+def sweep_selections(records, specs) -> tuple[list[TableSelection], dict[str, dict]]:
+    """The sweep tables `bench render` writes: per spec (and each of its budgets) with at least two
+    settings in ``records``, its selection (a papers' grid holding exactly a budget's runs is not
+    repeated). Also the sweeps with trials that are not rendered, and why."""
     from sweeps.spec import load_spec
 
-    out = []
+    out, skipped = [], {}
     for path in specs:
         spec = load_spec(path)
         seen = []  # the run sets already tabled for this spec
         for budget in [*sorted(spec.budgets), None]:
             variant = load_spec(path, budget=budget) if budget else spec
-            table = build_sweep_table(records, variant)
-            runs = table.run_ids
-            if len(table.rows) < 2 or runs in seen:  # the papers' grid holding only a budget's runs: no new table
+            selection = select_sweep(records, variant)
+            runs = selection.run_ids
+            settings = {tuple(p.labels) for p in selection.picks}
+            if runs in seen:
+                continue
+            trials = {run: why for run, why in selection.left_out.items() if not why.startswith("not a trial")}
+            if len(settings) < 2:
+                if trials:
+                    skipped[selection.name] = {"why": f"{len(settings)} setting(s) left to compare (a table needs 2)",
+                                               "left_out": trials, "runs": sorted(runs)}
                 continue
             seen.append(runs)
-            out.append((f"sweep-{variant.name}" + (f"-{budget}" if budget else ""), variant, table))
-    return out
+            out.append(selection)
+    return out, skipped
 
 
-__all__ = ["build_sweep_table", "sweep_records", "sweep_tables", "sweep_point_label"]
+def sweep_tables(records, specs) -> list[tuple[str, TableSelection, Table]]:
+    """(file stem, selection, table) for every sweep `bench render` writes (:func:`sweep_selections`)."""
+    selections, _ = sweep_selections(records, specs)
+    return [(s.name, s, table_from_selection(records, s)) for s in selections]
+
+
+__all__ = ["build_sweep_table", "select_sweep", "sweep_records", "sweep_selections", "sweep_tables",
+           "sweep_point_label"]
