@@ -103,8 +103,10 @@ def train_ours(model, vocab, examples, args, device):
     return float(loss.detach())
 
 
-def time_training(model_cfg, vocab, batches, steps, device, blocks=3):
-    """Seconds per training step: ours, T5 (sdpa), T5 (eager); interleaved in blocks so drifting load hits all."""
+def time_training(model_cfg, vocab, batches, steps, device, blocks=3, amp: torch.dtype | None = None):
+    """Seconds per training step: ours, T5 (sdpa), T5 (eager); interleaved in blocks so drifting load hits all.
+
+    ``amp``: an autocast dtype for the forward passes of all three (None: float32)."""
     torch.manual_seed(0)
     ours = TigerModel(model_cfg).to(device)
     runners = {"ours": ours}
@@ -116,10 +118,13 @@ def time_training(model_cfg, vocab, batches, steps, device, blocks=3):
 
     def step(name, input_ids, targets):
         model = runners[name]
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            if name == "ours":
+                logits = model(input_ids, vocab.decoder_inputs(targets))
+            else:
+                loss = model(input_ids=input_ids, attention_mask=(input_ids != PAD).long(), labels=targets).loss
         if name == "ours":
-            loss = tau_cross_entropy(model(input_ids, vocab.decoder_inputs(targets)), targets)
-        else:
-            loss = model(input_ids=input_ids, attention_mask=(input_ids != PAD).long(), labels=targets).loss
+            loss = tau_cross_entropy(logits, targets)
         optims[name].zero_grad(set_to_none=True)
         loss.backward()
         optims[name].step()
@@ -142,6 +147,43 @@ def time_training(model_cfg, vocab, batches, steps, device, blocks=3):
             totals[name] += time.perf_counter() - start
             counts[name] += per_block
     return {name: totals[name] / counts[name] for name in runners}
+
+
+def logit_difference(model, t5, vocab, input_ids, targets) -> float:
+    """Max |teacher-forced logit difference| of our model and the T5 its weights were copied into."""
+    with torch.no_grad():
+        ours_logits = model(input_ids, vocab.decoder_inputs(targets))
+        t5_logits = t5(input_ids=input_ids, attention_mask=(input_ids != PAD).long(),
+                       decoder_input_ids=vocab.decoder_inputs(targets)).logits
+    return float((ours_logits - t5_logits).abs().max())
+
+
+def compare_decoding(model, t5, vocab, trie, inputs, beam, device, table=None) -> dict:
+    """Decode the batches ``inputs`` with our beam search and with HF generate (interleaved, after a
+    warm-up of both): seconds of each, the items ``[users, beam]`` of each, and the share of users
+    whose top-``beam`` (and top-10) lists are identical item for item."""
+    table = table if table is not None else prefix_table(vocab)
+    for warm in (inputs[0][:4],):  # warm-up both paths
+        beam_search(model, vocab, trie, warm, beam)
+        hf_constrained_generate(t5, vocab, warm, beam, table)
+    timings = {"ours": 0.0, "hf": 0.0}
+    ours_items, hf_items = [], []
+    for input_ids in inputs:  # interleaved, so drifting machine load hits both
+        sync(device)
+        start = time.perf_counter()
+        ours_items.append(beam_search(model, vocab, trie, input_ids, beam).items.cpu())
+        sync(device)
+        timings["ours"] += time.perf_counter() - start
+        start = time.perf_counter()
+        hf_items.append(hf_constrained_generate(t5, vocab, input_ids, beam, table))
+        sync(device)
+        timings["hf"] += time.perf_counter() - start
+    ours_items, hf_items = torch.cat(ours_items), torch.cat(hf_items)
+    return {
+        "timings": timings, "ours_items": ours_items, "hf_items": hf_items,
+        "same_lists": float((ours_items == hf_items).all(dim=1).float().mean()),
+        "same_top10": float((ours_items[:, :10] == hf_items[:, :10]).all(dim=1).float().mean()),
+    }
 
 
 def main(argv=None) -> int:
@@ -189,33 +231,10 @@ def main(argv=None) -> int:
     chunks = [rows[i:i + args.decode_batch] for i in range(0, len(rows), args.decode_batch)]
     inputs = [vocab.encoder_inputs(batch.items[c], batch.lengths[c], user_tokens[batch.users[c]]).to(device) for c in chunks]
 
-    # equivalence of the two models
-    with torch.no_grad():
-        targets = vocab.target_tokens(batch.targets[chunks[0]]).to(device)
-        ours_logits = model(inputs[0], vocab.decoder_inputs(targets))
-        t5_logits = t5(input_ids=inputs[0], attention_mask=(inputs[0] != PAD).long(),
-                       decoder_input_ids=vocab.decoder_inputs(targets)).logits
-    logit_diff = float((ours_logits - t5_logits).abs().max())
-
-    table = prefix_table(vocab)
-    for warm in (inputs[0][:4],):  # warm-up both paths
-        beam_search(model, vocab, trie, warm, args.beam)
-        hf_constrained_generate(t5, vocab, warm, args.beam, table)
-    timings = {"ours": 0.0, "hf": 0.0}
-    ours_items, hf_items = [], []
-    for input_ids in inputs:  # interleaved, so drifting machine load hits both
-        sync(device)
-        start = time.perf_counter()
-        ours_items.append(beam_search(model, vocab, trie, input_ids, args.beam).items.cpu())
-        sync(device)
-        timings["ours"] += time.perf_counter() - start
-        start = time.perf_counter()
-        hf_items.append(hf_constrained_generate(t5, vocab, input_ids, args.beam, table))
-        sync(device)
-        timings["hf"] += time.perf_counter() - start
-    ours_items, hf_items = torch.cat(ours_items), torch.cat(hf_items)
-    same_lists = float((ours_items == hf_items).all(dim=1).float().mean())
-    same_top10 = float((ours_items[:, :10] == hf_items[:, :10]).all(dim=1).float().mean())
+    targets = vocab.target_tokens(batch.targets[chunks[0]]).to(device)
+    logit_diff = logit_difference(model, t5, vocab, inputs[0], targets)
+    decoded = compare_decoding(model, t5, vocab, trie, inputs, args.beam, device)
+    timings, same_lists, same_top10 = decoded["timings"], decoded["same_lists"], decoded["same_top10"]
     n_users = len(rows)
     print(f"\nequivalence: max |logit difference| {logit_diff:.2e}; identical top-{args.beam} lists for "
           f"{same_lists:.1%} of {n_users} users (identical top-10: {same_top10:.1%})")
