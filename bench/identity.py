@@ -49,7 +49,19 @@ def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
         part = config.get(section)
         if isinstance(part, dict) and key in part and part[key] == default:
             config[section] = {k: v for k, v in part.items() if k != key}
-    return config
+    return one_number_form(config)
+
+
+def one_number_form(value):
+    """``value`` with every whole float written as an int: 0 and 0.0 are one setting (a sweep's YAML
+    grid writes ``beta: 0.0`` where ``--set tokenizer.letter.beta=0`` writes 0), so their hashes agree."""
+    if isinstance(value, dict):
+        return {k: one_number_form(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [one_number_form(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 # config keys added after records were stored, with the default that behaves as before: left out of

@@ -321,3 +321,15 @@ def test_the_committed_selection_names_every_published_run_once_per_table():
         assert selection.run_ids | set(selection.left_out) == published, name
         assert not selection.run_ids & set(selection.left_out), name
         assert all(why for why in selection.left_out.values()), name
+
+
+def test_whole_floats_and_ints_are_one_setting():
+    """A sweep's YAML grid writes beta 0.0 where `--set tokenizer.letter.beta=0` writes 0: seeds of
+    the one configuration must group (they did not: two rows of alpha 0.1 x beta 0 in the tables)."""
+    from bench.identity import config_identity
+
+    grid = {"seed": 1, "tokenizer": {"letter": {"alpha": 0.1, "beta": 0.0}}, "train": {"tau": 1.0}}
+    cli = {"seed": 2, "tokenizer": {"letter": {"alpha": 0.1, "beta": 0}}, "train": {"tau": 1}}
+    assert config_identity(grid) == config_identity(cli)
+    assert config_identity(grid) != config_identity({**cli, "train": {"tau": 1.2}})
+    assert config_identity({"x": True}) != config_identity({"x": 1.5})

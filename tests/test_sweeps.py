@@ -48,7 +48,7 @@ def test_shipped_specs_load_and_resolve():
                 assert config["seed"] is not None
     budgeted = {p.stem for p in shipped_specs() if "cpu" in load_spec(p).budgets}
     assert {"layers", "codebook_size", "tau", "letter_alpha_beta", "clusters"} <= budgeted
-    assert len(load_spec(REPO / "sweeps" / "letter_alpha_beta.yaml", budget="cpu").grid_points()) == 12
+    assert len(load_spec(REPO / "sweeps" / "letter_alpha_beta.yaml", budget="cpu").grid_points()) == 12 * 3  # 3 seeds
 
 
 def test_diversity_trials_train_as_the_profiles_default_runs_do():

@@ -301,10 +301,12 @@ def choose_profiles(frame: pd.DataFrame, profile: str | None = None) -> tuple[pd
     return frame, chosen, reasons
 
 
-def latest_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+def latest_code(frame: pd.DataFrame, prefer=None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Seeds of one configuration share one code identity: where a configuration was run by
-    different code (component versions, commit, dirty flag), keep the runs of the code of its newest
-    run and give the others a reason."""
+    different code (component versions, commit, dirty flag), keep the runs of one code identity and
+    give the others a reason. Which: the newest, unless ``prefer`` (runs of one code identity, the
+    whole frame -> a score) scores another higher, e.g. the code whose runs share the semantic IDs of
+    a sweep's other rows."""
     if frame.empty or "code_key" not in frame.columns:
         return frame, {}
     keep, reasons = [], {}
@@ -312,14 +314,28 @@ def latest_code(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
         if group["code_key"].nunique(dropna=False) <= 1:
             keep.append(group)
             continue
-        newest = group.loc[group["run_id"].idxmax(), "code_key"]
-        kept, dropped = group[group["code_key"] == newest], group[group["code_key"] != newest]
+        newest_run = {code: runs["run_id"].max() for code, runs in group.groupby("code_key", dropna=False)}
+        score = {code: (prefer(group[group["code_key"] == code], frame) if prefer else 0) for code in newest_run}
+        chosen = max(newest_run, key=lambda code: (score[code], newest_run[code]))
+        newest = max(newest_run, key=newest_run.get)
+        kept, dropped = group[group["code_key"] == chosen], group[group["code_key"] != chosen]
         keep.append(kept)
         shown = _short_commit(kept.iloc[0]["commit"])
+        why = ("that share the other rows' semantic IDs" if chosen != newest else "newest")
         for run, commit in zip(dropped["run_id"], dropped["commit"]):
             reasons[run] = (f"other code identity (commit {_short_commit(commit)}; the same configuration's "
-                            f"newest runs, commit {shown}, are shown)")
+                            f"{why} runs, commit {shown}, are shown)")
     return (pd.concat(keep) if keep else frame.iloc[0:0]), reasons
+
+
+def shared_semantic_ids(runs: pd.DataFrame, frame: pd.DataFrame) -> int:
+    """How many runs of ``frame``'s other configurations use the semantic IDs one of ``runs`` uses at
+    the same seed (a ``latest_code`` preference for tables whose rows must share their IDs)."""
+    if "sid_sha" not in frame.columns:
+        return 0
+    pairs = {(seed, sha) for seed, sha in zip(runs["seed"], runs["sid_sha"]) if isinstance(sha, str)}
+    others = frame[frame["config_key"] != runs["config_key"].iloc[0]]
+    return sum((seed, sha) in pairs for seed, sha in zip(others["seed"], others["sid_sha"]))
 
 
 def _short_commit(commit) -> str:

@@ -2,7 +2,7 @@
 default setting (Welch's t over seeds, Holm-corrected), with the setting chosen on validation named."""
 from __future__ import annotations
 
-from bench.tables.frame import choose_profiles, config_identity, latest_code, records_frame
+from bench.tables.frame import choose_profiles, config_identity, latest_code, records_frame, shared_semantic_ids
 from bench.tables.model import Table, _finish_selection, frame_picks, same_semantic_ids, table_from_selection
 from bench.tables.names import MAIN_METRICS, format_value, order_datasets
 from bench.tables.selection import TableSelection, changes_item_ids
@@ -83,7 +83,10 @@ def select_sweep(records, spec, profile: str | None = None, name: str | None = N
     frame = records_frame([r for r, _ in found])  # a sweep's own protocol: its spec says
     frame["_labels"] = frame["run_id"].map(lambda run: "\x1f".join(labels[run]))
     frame, profiles, reasons = choose_profiles(frame)
-    frame, other_code = latest_code(frame)
+    ids_fixed = not any(changes_item_ids(key) for key in selection.facts["keys"])
+    # rows that must share the default's IDs: of a configuration run by several code versions (the
+    # default, shared by several sweeps), keep the one whose runs share the other rows' IDs
+    frame, other_code = latest_code(frame, prefer=shared_semantic_ids if ids_fixed else None)
     reasons.update(other_code)
     selection.profiles = profiles
     if frame.empty:
@@ -98,7 +101,7 @@ def select_sweep(records, spec, profile: str | None = None, name: str | None = N
     for _, pick in picked:
         pick.reference = pick.labels == selection.facts["default_labels"]
     selection.picks = [pick for _, pick in picked]
-    if not any(changes_item_ids(key) for key in selection.facts["keys"]):
+    if ids_fixed:
         reasons.update(same_semantic_ids(selection, frame))
     selection.facts["coverage"] = _coverage(spec, [(r, p) for r, p in found if r["run_id"] in selection.run_ids])
     return _finish_selection(selection, records, reasons, not_trial)
