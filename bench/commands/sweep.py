@@ -3,16 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from bench.commands.common import seed_list
 from bench.config import profile_names
 from sweeps.ray_runner import DEFAULT_CONNECT_TIMEOUT_S
 from sweeps.spec import SCHEDULERS, SEARCHES
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _seconds(text: str) -> float:
@@ -70,7 +64,7 @@ def add_parser(subparsers) -> None:
                         "results/runs]; made absolute")
     parser.add_argument("--data-dir", help="dataset folder for every trial; made absolute")
     parser.add_argument("--profile", choices=profile_names(), help="compute profile of every trial [default: the spec's]")
-    parser.add_argument("--seeds", type=_int_list, metavar="S1,S2,...", help="replace the spec's seeds")
+    parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...", help="replace the spec's seeds")
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="assignments",
                         help="fix config values for every trial, e.g. --set train.max_steps=2000 (several pairs after one flag; repeatable)")
     parser.add_argument("--storage-path", help="Ray Tune's own experiment folder [default: <work_dir>/ray]")
