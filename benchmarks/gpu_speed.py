@@ -309,52 +309,54 @@ def _fmt(value, spec=".3g") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _section(title: str, headers: list[str], rows: list[list]) -> list[str]:
+    """A Markdown section: ``## title``, then a table of ``rows`` (cells already formatted)."""
+    return [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows), ""]
+
+
+def _training_row(r: dict) -> list:
+    if "error" in r:
+        return [r["model"], r["precision"], r["batch_size"], r["error"], "", "", "", "", ""]
+    return [r["model"], r["precision"], r["batch_size"], f"{r['steps_per_s']:.2f}", f"{r['examples_per_s']:.0f}",
+            f"{r['flops_per_step'] / 1e9:.2f}", f"{r['achieved_flops'] / 1e12:.3f}",
+            _fmt(r.get("share_of_peak"), ".1%"), _fmt(r.get("peak_memory_gb"), ".2f")]
+
+
 def markdown(data: dict) -> str:
     lines = ["# TIGER on one device: training and decoding speed (benchmarks/gpu_speed.py)", "",
              f"Hardware: {data.get('hardware', '?')}", "", f"Data: {data.get('data', '?')}", ""]
     if data.get("peak"):
-        lines += ["## Matmul peak", "", "| precision | n | TFLOP/s |", "|---|---|---|"]
-        lines += [f"| {p} | {data['peak_n']} | {v / 1e12:.2f} |" for p, v in data["peak"].items()]
-        lines.append("")
+        lines += _section("Matmul peak", ["precision", "n", "TFLOP/s"],
+                          [[p, data["peak_n"], f"{v / 1e12:.2f}"] for p, v in data["peak"].items()])
     if data["training"]:
-        lines += ["## Training, ours (data resident on the device, no per-step sync)", "",
-                  "| model | precision | batch | steps/s | examples/s | GFLOP/step | TFLOP/s | share of peak | peak mem GB |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in data["training"]:
-            if "error" in r:
-                lines.append(f"| {r['model']} | {r['precision']} | {r['batch_size']} | {r['error']} | | | | | |")
-                continue
-            lines.append(f"| {r['model']} | {r['precision']} | {r['batch_size']} | {r['steps_per_s']:.2f} | "
-                         f"{r['examples_per_s']:.0f} | {r['flops_per_step'] / 1e9:.2f} | {r['achieved_flops'] / 1e12:.3f} | "
-                         f"{_fmt(r.get('share_of_peak'), '.1%')} | {_fmt(r.get('peak_memory_gb'), '.2f')} |")
-        lines.append("")
+        lines += _section("Training, ours (data resident on the device, no per-step sync)",
+                          ["model", "precision", "batch", "steps/s", "examples/s", "GFLOP/step", "TFLOP/s",
+                           "share of peak", "peak mem GB"], [_training_row(r) for r in data["training"]])
         if data.get("flop_check"):
             lines += [f"FLOP count check (one batch, torch.utils.flop_counter / ours from the shapes): "
                       + ", ".join(f"{k} {v:.3f}" for k, v in data["flop_check"].items()), ""]
     if data["host_sync"]:
-        lines += ["## Host synchronisation", "", "| model | precision | batch | mode | steps/s | examples/s | resident / this |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in data["host_sync"]:
-            rel = r["resident_examples_per_s"] / r["examples_per_s"] if r.get("resident_examples_per_s") else None
-            lines.append(f"| {r['model']} | {r['precision']} | {r['batch_size']} | {r['mode']} | {r['steps_per_s']:.2f} | "
-                         f"{r['examples_per_s']:.0f} | {_fmt(rel, '.2f')} |")
-        lines.append("")
+        lines += _section("Host synchronisation",
+                          ["model", "precision", "batch", "mode", "steps/s", "examples/s", "resident / this"],
+                          [[r["model"], r["precision"], r["batch_size"], r["mode"], f"{r['steps_per_s']:.2f}",
+                            f"{r['examples_per_s']:.0f}",
+                            _fmt(r["resident_examples_per_s"] / r["examples_per_s"]
+                                 if r.get("resident_examples_per_s") else None, ".2f")]
+                           for r in data["host_sync"]])
     if data["t5_training"]:
-        lines += ["## Training, ours vs Hugging Face T5 (same batches, no grad clip, batches on the device)", "",
-                  "| model | precision | batch | ours steps/s | T5 sdpa | T5 eager | ours / faster T5 |", "|---|---|---|---|---|---|---|"]
-        for r in data["t5_training"]:
-            lines.append(f"| {r['model']} | {r['precision']} | {r['batch_size']} | {r['ours_steps_per_s']:.2f} | "
-                         f"{r['t5-sdpa_steps_per_s']:.2f} | {r['t5-eager_steps_per_s']:.2f} | {r['ours_vs_best_t5']:.2f}x |")
-        lines.append("")
+        lines += _section("Training, ours vs Hugging Face T5 (same batches, no grad clip, batches on the device)",
+                          ["model", "precision", "batch", "ours steps/s", "T5 sdpa", "T5 eager", "ours / faster T5"],
+                          [[r["model"], r["precision"], r["batch_size"], f"{r['ours_steps_per_s']:.2f}",
+                            f"{r['t5-sdpa_steps_per_s']:.2f}", f"{r['t5-eager_steps_per_s']:.2f}",
+                            f"{r['ours_vs_best_t5']:.2f}x"] for r in data["t5_training"]])
     if data["decoding"]:
-        lines += ["## Decoding (trie-constrained beam search, fp32)", "",
-                  "| model | users | beam | users/call | ours users/s | HF generate users/s | identical top-K | max logit diff |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in data["decoding"]:
-            lines.append(f"| {r['model']} | {r['users']} | {r['beam']} | {r['decode_batch']} | {r['ours_users_per_s']:.0f} | "
-                         f"{_fmt(r.get('hf_users_per_s'), '.1f')} | {_fmt(r.get('identical_top_k'), '.1%')} | "
-                         f"{_fmt(r.get('max_logit_diff'), '.1e')} |")
-        lines.append("")
+        lines += _section("Decoding (trie-constrained beam search, fp32)",
+                          ["model", "users", "beam", "users/call", "ours users/s", "HF generate users/s",
+                           "identical top-K", "max logit diff"],
+                          [[r["model"], r["users"], r["beam"], r["decode_batch"], f"{r['ours_users_per_s']:.0f}",
+                            _fmt(r.get("hf_users_per_s"), ".1f"), _fmt(r.get("identical_top_k"), ".1%"),
+                            _fmt(r.get("max_logit_diff"), ".1e")] for r in data["decoding"]])
     if data["compile"]:
         lines += ["## torch.compile", ""] + [f"- {json.dumps(r, default=float)}" for r in data["compile"]] + [""]
     lines += ["## Ratios", ""] + [f"- {k}: {_fmt(v, '.3g') if isinstance(v, float) else v}" for k, v in data["ratios"].items()]
