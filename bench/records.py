@@ -35,7 +35,7 @@ def refuse_curated_store(results_dir: str | os.PathLike) -> None:
     curated = Path(PUBLISHED_STORE).resolve()
     if path == curated or (path.name == curated.name and path.parent.name == curated.parent.name):
         raise UserError(f"--results-dir {results_dir} is the curated store: runs write to a scratch store "
-                          f"(default {SCRATCH_STORE}) and `bench publish RUN_ID` copies a checked record there")
+                        f"(default {SCRATCH_STORE}) and `bench publish RUN_ID` copies a checked record there")
 
 
 class RecordExistsError(FileExistsError):

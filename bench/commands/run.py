@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 
 from tabulate import tabulate
 
@@ -88,9 +89,7 @@ def seed_summary(records: list[dict]) -> str:
     cells = []
     for name in names:
         values = [float(r["metrics"]["test"][name]) for r in records]
-        mean = sum(values) / len(values)
-        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-        cells.append(f"{mean:.4f} ± {std:.4f}")
+        cells.append(f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}")
     seeds = ", ".join(str(r["seed"]) for r in records)
     table = tabulate([[f"test (n={len(records)})"] + cells], ["seeds " + seeds] + [metric_header(n) for n in names],
                      tablefmt="github")
