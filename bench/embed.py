@@ -311,14 +311,13 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
     spec = embedding_spec(dataset, config)
     path = cache_path(dataset, config, spec)
     if not section["cache"]:
-        model = load_model(section["model"], device=resolve_device(section["device"], (config or {}).get("device")))
-        return _encode_items(dataset, config, section, spec, model)
+        return _encode_items(dataset, config, section, spec, _encoder(section, config))
     with cache_lock(path, f"the {dataset.name} item text embeddings"):
         cached = load_cached(path, spec)
         if cached is not None:
             return cached
         try:
-            model = load_model(section["model"], device=resolve_device(section["device"], (config or {}).get("device")))
+            model = _encoder(section, config)
         except EmbedError as err:  # no encoder here: the same embeddings made under other versions will do
             reused = reuse_other_versions(dataset, config, spec, err)
             if reused is None:
@@ -327,6 +326,11 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
         embeddings = _encode_items(dataset, config, section, spec, model)
         save_embeddings(path, embeddings, spec)
         return embeddings
+
+
+def _encoder(section: dict, config: dict | None):
+    """The configured text encoder on the configured device (EmbedError when it cannot be loaded)."""
+    return load_model(section["model"], device=resolve_device(section["device"], (config or {}).get("device")))
 
 
 # what must agree between a cached file's spec and this run's for it to be reused across library versions
