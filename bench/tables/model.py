@@ -18,7 +18,7 @@ from bench.tables.names import (
     IMPROVEMENT_ROW, MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, WORSE_MARK, dataset_name, format_value,
     is_generative, method_order, order_datasets, tokenizer_name, value_order,
 )
-from bench.tables.selection import Pick, TableSelection, changes_item_ids, left_out_reasons
+from bench.tables.selection import Pick, TableSelection, keys_keep_item_ids, left_out_reasons
 from bench.tables.significance import MIN_SEEDS, compare_rows
 
 NOT_IN_TABLE = "not a run this table compares"
@@ -364,7 +364,7 @@ def select_ablation(records, param: str, profile: str | None = None, name: str |
     values = Counter((p.labels[0], p.dataset) for p in selection.picks)
     for pick in selection.picks:  # a method with one value compares nothing: no reference
         pick.reference = pick.reference and values[(pick.labels[0], pick.dataset)] > 1
-    if not changes_item_ids(param):
+    if keys_keep_item_ids([param]):
         reasons.update(same_semantic_ids(selection, frame, family=lambda p: p.labels[0]))
     return _finish_selection(selection, records, reasons)
 
@@ -413,15 +413,20 @@ def same_semantic_ids(selection: TableSelection, frame: pd.DataFrame, family=lam
     """Compare like with like: drop from ``selection``'s picks every run whose semantic-ID sha differs
     from the reference (default) row's run at the same seed (same family and dataset); returns a
     reason per dropped run. Picks left without runs are removed."""
-    shas = dict(zip(frame["run_id"], frame["sid_sha"])) if "sid_sha" in frame.columns else {}
-    seeds = dict(zip(frame["run_id"], frame["seed"])) if "seed" in frame.columns else {}
     reasons = {}
-    for run, (sha, default_sha) in mixed_semantic_ids(selection.picks, shas, seeds, family).items():
+    for run, (sha, default_sha) in mixed_semantic_ids(selection.picks, *_shas_and_seeds(frame), family).items():
         reasons[run] = f"semantic IDs differ from the default's (sha {sha[:12]} vs {default_sha[:12]})"
     for pick in selection.picks:
         pick.runs = [run for run in pick.runs if run not in reasons]
     selection.picks = [pick for pick in selection.picks if pick.runs]
     return reasons
+
+
+def _shas_and_seeds(frame: pd.DataFrame) -> tuple[dict, dict]:
+    """run id -> semantic-ID sha, and run id -> seed, of the runs in ``frame``."""
+    shas = dict(zip(frame["run_id"], frame["sid_sha"])) if "sid_sha" in frame.columns else {}
+    seeds = dict(zip(frame["run_id"], frame["seed"])) if "seed" in frame.columns else {}
+    return shas, seeds
 
 
 def mixed_semantic_ids(picks: list[Pick], shas: dict, seeds: dict, family=lambda pick: "") -> dict[str, tuple[str, str]]:
@@ -445,10 +450,9 @@ def mixed_semantic_ids(picks: list[Pick], shas: dict, seeds: dict, family=lambda
 def check_semantic_ids(selection: TableSelection, frame: pd.DataFrame, family=lambda pick: "") -> None:
     """UserError naming the runs when a selection of a sweep or ablation whose keys cannot change the
     items' semantic IDs mixes IDs: every row must use the default row's IDs at each seed."""
-    if any(changes_item_ids(key) for key in selection.facts.get("keys", [])) or not selection.facts.get("keys"):
+    if not keys_keep_item_ids(selection.facts.get("keys")):
         return
-    mixed = mixed_semantic_ids(selection.picks, dict(zip(frame["run_id"], frame["sid_sha"])),
-                               dict(zip(frame["run_id"], frame["seed"])), family)
+    mixed = mixed_semantic_ids(selection.picks, *_shas_and_seeds(frame), family)
     if mixed:
         runs = ", ".join(f"{run} (sha {sha[:12]} vs {base[:12]})" for run, (sha, base) in sorted(mixed.items()))
         raise UserError(f"table {selection.name}: rows use other semantic IDs than the default row at the same seed, "

@@ -81,6 +81,13 @@ def changes_item_ids(key: str) -> bool:
     return key in ID_KEYS or key.startswith(ID_KEY_PREFIXES)
 
 
+def keys_keep_item_ids(keys) -> bool:
+    """Whether a table varies keys (at least one) none of which can change the items' semantic IDs:
+    then its rows must use the default row's IDs at each seed."""
+    keys = list(keys or [])
+    return bool(keys) and not any(changes_item_ids(key) for key in keys)
+
+
 def left_out_reasons(all_ids, shown: set[str], reasons: dict[str, str], fallback: str) -> dict[str, str]:
     """Why each run of ``all_ids`` that is not ``shown`` is left out: its reason in ``reasons``, else
     ``fallback``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.tables.frame import choose_profiles, config_identity, latest_code, records_frame, shared_semantic_ids
 from bench.tables.model import Table, _finish_selection, frame_picks, same_semantic_ids, table_from_selection
 from bench.tables.names import MAIN_METRICS, format_value, order_datasets
-from bench.tables.selection import TableSelection, changes_item_ids
+from bench.tables.selection import TableSelection, keys_keep_item_ids
 
 
 def sweep_point_label(spec, point: dict) -> str:
@@ -83,7 +83,7 @@ def select_sweep(records, spec, profile: str | None = None, name: str | None = N
     frame = records_frame([r for r, _ in found])  # a sweep's own protocol: its spec says
     frame["_labels"] = frame["run_id"].map(lambda run: "\x1f".join(labels[run]))
     frame, profiles, reasons = choose_profiles(frame)
-    ids_fixed = not any(changes_item_ids(key) for key in selection.facts["keys"])
+    ids_fixed = keys_keep_item_ids(selection.facts["keys"])
     # rows that must share the default's IDs: of a configuration run by several code versions (the
     # default, shared by several sweeps), keep the one whose runs share the other rows' IDs
     frame, other_code = latest_code(frame, prefer=shared_semantic_ids if ids_fixed else None)
