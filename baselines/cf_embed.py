@@ -31,6 +31,7 @@ from bench.atomic import atomic_write, cache_lock
 from bench.config import deep_merge
 from bench.data.locate import cache_root
 from bench.device import resolve_device
+from bench.errors import first_line
 from bench.identity import artifact_key
 from bench.split import LeaveOneOutSplit
 
@@ -80,7 +81,7 @@ def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
             info = json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}
             return np.load(path, allow_pickle=False), path, {**info, "cache_hit": True}
         except (OSError, ValueError) as err:  # ValueError: a truncated file, or one holding pickled objects
-            print(f"warning: ignoring unreadable cached CF embeddings {path} ({str(err).splitlines()[0][:120]}); "
+            print(f"warning: ignoring unreadable cached CF embeddings {path} ({first_line(err, 120)}); "
                   "computing them again", file=sys.stderr)
 
     settings = cf_settings(config)

@@ -10,3 +10,10 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A problem with the user's input; shown as one line, never as a traceback."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line for a one-line error: its first non-empty line, at most
+    ``limit`` characters; its type's name when the message is empty."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from bench.atomic import atomic_write
 from bench.device import cpu_has_bf16
-from bench.errors import UserError
+from bench.errors import UserError, first_line
 from recommenders.model import TigerModel
 from recommenders.vocab import SemanticIdVocab
 
@@ -174,9 +174,9 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise ResumeError(f"refused to read checkpoint {path}: it holds objects other than tensors and plain "
-                          f"data, and loading them could run code ({str(err).splitlines()[0][:200]})") from None
+                          f"data, and loading them could run code ({first_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same error to the user
-        raise ResumeError(f"cannot read checkpoint {path}: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}") from None
+        raise ResumeError(f"cannot read checkpoint {path}: {first_line(err)}") from None
     if not isinstance(ckpt, dict):
         raise ResumeError(f"{path} is not a checkpoint of this harness (it holds a {type(ckpt).__name__})")
     return ckpt

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from bench.config import ConfigError
+from bench.errors import first_line
 from sweeps.spec import SweepSpec
 
 if TYPE_CHECKING:
@@ -164,21 +165,16 @@ def join_cluster(address: str, timeout: float, init: Callable[[], None], probe: 
                 f"(--connect-timeout SECONDS waits longer)", init_stuck=state["phase"] == "init")
     error = state["error"]
     if isinstance(error, _Unreachable):
-        raise ClusterUnreachableError(f"cannot join the Ray cluster at {address}: {_one_line(error)}. "
+        raise ClusterUnreachableError(f"cannot join the Ray cluster at {address}: {first_line(error, 300).rstrip('.')}. "
                                       f"{cluster_hint(address)}")
     if isinstance(error, (ConnectionError, RuntimeError, ValueError, OSError)):
-        raise SweepError(f"cannot join the Ray cluster at {address}: {_one_line(error)}. {cluster_hint(address)}") from error
+        raise SweepError(f"cannot join the Ray cluster at {address}: {first_line(error, 300).rstrip('.')}. {cluster_hint(address)}") from error
     if error is not None:
         raise error
 
 
 class _Unreachable(Exception):
     """The TCP check failed (its message says how)."""
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:300].rstrip(".")
 
 
 @contextmanager

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from bench.atomic import atomic_folder
-from bench.errors import UserError
+from bench.errors import UserError, first_line
 from tokenizers_zoo.collision import max_group_size, semantic_ids
 from tokenizers_zoo.stats import code_stats, collapse_warnings, collapsed_levels, report_collapse
 
@@ -322,7 +322,7 @@ class Tokenizer:
             state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         except (OSError, ValueError, json.JSONDecodeError, RuntimeError, pickle.UnpicklingError) as err:
             # UnpicklingError: state.pt holds more than tensors and plain data (refused: it could run code)
-            raise TokenizerError(f"cannot load a tokenizer from {path}: {str(err).splitlines()[0][:200]}") from None
+            raise TokenizerError(f"cannot load a tokenizer from {path}: {first_line(err)}") from None
         if meta.get("format") != SAVE_FORMAT:
             raise TokenizerError(f"{path}: tokenizer format {meta.get('format')!r}, expected {SAVE_FORMAT}")
         klass = TOKENIZERS.get(meta["name"])
