@@ -1,7 +1,7 @@
 """The harness's sequences as a RecBole dataset: export, prepare, map ids back.
 
 RecBole reads atomic files (``<name>.inter`` with ``user_id, item_id, timestamp``; the timestamp is
-each interaction's position in its user's sequence, see ``bench.atomic_export``) plus a
+each interaction's position in its user's sequence, see ``baselines.atomic_export``) plus a
 ``<name>.item`` file that lists every catalogue item, so RecBole's item vocabulary is the harness's
 whole catalogue (also items that occur in no exported interaction) and every harness item has a
 RecBole id. Tokens are the harness's internal indices, so ids map straight back.
@@ -32,7 +32,7 @@ import numpy as np
 
 from baselines import recbole_compat
 from bench.atomic import atomic_folder
-from bench.atomic_export import write_inter_file
+from baselines.atomic_export import write_inter_file
 from bench.data.locate import cache_root
 from bench.identity import artifact_key, package_versions_of
 from bench.split import LeaveOneOutSplit

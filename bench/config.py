@@ -14,7 +14,11 @@ from typing import Any, Iterable
 
 import yaml
 
+from bench.config_schema import validate_config
+from bench.data import DATASETS
 from bench.errors import UserError
+from bench.plugins import METHODS, TOKENIZERS
+from bench.registry import close_match
 
 CONFIG_ROOT = Path(__file__).parent / "configs"
 DEFAULTS_DIR = CONFIG_ROOT / "defaults"
@@ -138,8 +142,6 @@ def flatten(config: dict, skip: tuple[str, ...] = (), prefix: str = "") -> dict[
 def _check_known_keys(defaults: dict, override: dict, prefix: str, source: str) -> None:
     """Reject keys that no default declares, so a typo in --set fails instead of being ignored, and
     a single value given where a section is expected (``--set tokenizer=rqvae``)."""
-    from bench.registry import close_match
-
     for key, value in override.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
@@ -160,8 +162,6 @@ def _check_known_keys(defaults: dict, override: dict, prefix: str, source: str) 
 def check_key(dotted: str, what: str = "config key") -> str:
     """``dotted`` if some config has that key (``model.encoder_layers``), else ConfigError with a
     close match: tables and plots filter on config keys, and a typo must not give an empty table."""
-    from bench.registry import close_match
-
     parts = dotted.split(".")
     node: Any = default_layer()
     for i, part in enumerate(parts):
@@ -185,10 +185,6 @@ def default_layer() -> dict:
 def plugin_defaults() -> dict:
     """Config sections that registered plug-ins declare themselves (``Plugin.defaults``), nested
     under their registry's section: ``tokenizer.<name>``, ``data.<name>``, ``baseline.<name>``."""
-    from bench.data import DATASETS
-    from bench.methods import METHODS
-    from tokenizers_zoo import TOKENIZERS
-
     layer: dict = {}
     for registry, section in ((TOKENIZERS, "tokenizer"), (DATASETS, "data"), (METHODS, "baseline")):
         for plugin in registry.infos():
@@ -261,24 +257,16 @@ def derive_paths(config: dict) -> None:
 def check_config(config: dict) -> None:
     """ConfigError (or UnknownNameError) unless every value has its type and range and every
     plug-in name is registered; the selected tokenizer checks its own parameters."""
-    from bench.config_schema import validate_config
-
     problems = validate_config(config)
     if problems:
         more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
         raise ConfigError("invalid config: " + "; ".join(problems[:6]) + more)
-    from bench.data import DATASETS
-    from bench.methods import METHODS
-    from tokenizers_zoo import TOKENIZERS
-
     METHODS.check(config["method"])
     DATASETS.check(config["dataset"])
     TOKENIZERS.check(config["tokenizer"]["name"])
     METHODS.get(config["method"]).check_config(config)
     if METHODS.info(config["method"]).generative:
-        from tokenizers_zoo import build_tokenizer
-
-        build_tokenizer(config)  # TokenizerError on a parameter out of range
+        TOKENIZERS.get(config["tokenizer"]["name"]).from_config(config)  # TokenizerError on a parameter out of range
 
 
 def derive_protocol(config: dict) -> None:

@@ -1,4 +1,4 @@
-"""The interface every method implements, and the registry of methods by name."""
+"""The interface every method implements (methods register by name in :mod:`bench.plugins`)."""
 from __future__ import annotations
 
 import abc
@@ -8,7 +8,6 @@ from typing import Callable
 
 import numpy as np
 
-from bench.registry import Registry
 from bench.split import LeaveOneOutSplit
 
 
@@ -83,27 +82,3 @@ class Recommender(abc.ABC):
     def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
         """Item indices ``[n_users, k]`` best first, -1 padded, for ``stage`` in {'valid', 'test'}."""
 
-
-METHODS = Registry("method")
-# display: row name stem in tables; order: position in the baseline / generative group of tables;
-# sections: the config sections the method reads (tables apply a section's keys to these methods only)
-# id_based: the method knows items only from interactions (no learned embedding for an unseen one)
-# budget_keys: the config keys with which a profile fixes the method's training budget; the main and
-# tokenizer tables compare only runs at the profile's current values where there are any (RecBole
-# baselines declare none: their epochs are an upper bound under early stopping on validation)
-RECBOLE = {"sections": ("baseline",), "id_based": True}
-METHODS.register("random", "baselines.simple:RandomItems", display="Random", group="baseline", order=0)
-METHODS.register("pop", "baselines.simple:MostPopular", display="Pop", group="baseline", order=1,
-                 extras={"id_based": True})
-METHODS.register("gru4rec", "baselines.recbole_adapter:GRU4Rec", display="GRU4Rec", group="baseline", order=2,
-                 extras=RECBOLE)
-METHODS.register("bert4rec", "baselines.recbole_adapter:BERT4Rec", display="BERT4Rec", group="baseline", order=3,
-                 extras=RECBOLE)
-METHODS.register("sasrec", "baselines.recbole_adapter:SASRec", display="SASRec", group="baseline", order=4,
-                 extras=RECBOLE)
-METHODS.register("semantic_knn", "baselines.semantic_knn:SemanticKNN", display="Semantic-KNN", group="baseline",
-                 order=5, extras={"sections": ("baseline", "embed")},
-                 defaults={"history": 5, "aggregate": "mean", "batch_users": 1024})
-METHODS.register("tiger", "recommenders.tiger:TigerRecommender", display="TIGER", group="generative", order=0,
-                 extras={"sections": ("model", "train", "decode", "tokenizer", "embed"),
-                         "budget_keys": ("train.max_steps", "train.max_epochs", "train.batch_size")})

@@ -51,22 +51,26 @@ class Plugin:
 class Registry:
     """Maps a short name (``--tokenizer letter``) to a :class:`Plugin` descriptor."""
 
-    def __init__(self, kind: str, entries: dict[str, Any] | None = None, section: str | None = None):
+    def __init__(self, kind: str, entries: dict[str, Any] | None = None, section: str | None = None,
+                 base: Any = None):
         self.kind = kind
         self.section = section  # config section that holds one sub-section per plug-in (tokenizer.<name>)
+        self._base = base  # the class every entry must subclass, or its lazy "module:attr" path (None: any)
         self._entries: dict[str, Plugin] = {}
         for name, target in (entries or {}).items():
             self.register(name, target)
 
     def register(self, name: str, target: Any = None, **info) -> Callable | Any:
         """Register ``target`` under ``name`` with descriptor facts ``info`` (see :class:`Plugin`);
-        without a target, acts as a decorator."""
+        without a target, acts as a decorator. A name registered twice is an error (unregister first)."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered ({self._entries[name].target!r})")
         if target is not None:
             self._entries[name] = target if isinstance(target, Plugin) else Plugin(name, target, **info)
             return target
 
         def decorator(obj: Any) -> Any:
-            self._entries[name] = Plugin(name, obj, **info)
+            self.register(name, obj, **info)
             return obj
 
         return decorator
@@ -108,9 +112,29 @@ class Registry:
         return self._entries[name].order if name in self._entries else 10_000
 
     def get(self, name: str) -> Any:
-        """The registered object, importing it on first use."""
+        """The registered object, importing it on first use; TypeError where it is not a subclass of
+        the registry's base class."""
         plugin = self.info(name)
         if isinstance(plugin.target, str):
-            module_name, _, attr = plugin.target.partition(":")
-            plugin.target = getattr(importlib.import_module(module_name), attr)
+            target = _resolve(plugin.target)
+            self._check_base(name, target)
+            plugin.target = target
+        elif isinstance(plugin.target, type):
+            self._check_base(name, plugin.target)
         return plugin.target
+
+    def _check_base(self, name: str, target: Any) -> None:
+        if self._base is None:
+            return
+        if isinstance(self._base, str):
+            self._base = _resolve(self._base)
+        if not (isinstance(target, type) and issubclass(target, self._base)):
+            raise TypeError(f"{self.kind} {name!r} is registered as {target!r}, which is not a subclass of "
+                            f"{self._base.__module__}.{self._base.__qualname__}")
+
+
+def _resolve(path: str) -> Any:
+    """The object a lazy ``"module:attr"`` entry names (imports the module: the plug-in is loaded by
+    name at run time, which is how the ground floor reaches plug-ins without importing them)."""
+    module_name, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module_name), attr)

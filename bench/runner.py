@@ -21,7 +21,8 @@ from bench.device import resolve_device, torch_state
 from bench.errors import UserError
 from bench.progress import say
 from bench.identity import config_hash
-from bench.methods import METHODS, RunContext
+from bench.methods import RunContext
+from bench.plugins import METHODS
 from bench.metrics import evaluate_rankings, target_ranks
 from bench.provenance import git_commit, hardware, package_versions
 from bench.records import SCHEMA_VERSION, refuse_curated_store, write_json_atomic, write_record

@@ -162,7 +162,7 @@ class TigerRecommender(Recommender):
 
     def tokenize(self, split: LeaveOneOutSplit):
         """Semantic IDs ``[n_items, L+1]``, codebook sizes, and tokenizer facts for the run record."""
-        from bench.item_ids import fit_item_ids
+        from recommenders.item_ids import fit_item_ids
 
         stage = fit_item_ids(self.config, split, work_dir=self.context.work_dir, unseen=self.context.unseen_items)
         tokenizer = stage.tokenizer

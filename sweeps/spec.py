@@ -230,7 +230,7 @@ def trial_key(config: dict, components: dict | None = None) -> str:
     the code that runs it (``components``; by default what this code's method declares). A record
     made by another component version is a different trial: a sweep runs it again."""
     from bench.identity import stable_hash, what_ran
-    from bench.methods import METHODS
+    from bench.plugins import METHODS
 
     if components is None:
         components = METHODS.get(config["method"]).components(config)

@@ -1,6 +1,6 @@
 import csv
 
-from bench.atomic_export import write_atomic_files
+from baselines.atomic_export import write_atomic_files
 from bench.data.synthetic import generate_synthetic
 from bench.split import LeaveOneOutSplit
 

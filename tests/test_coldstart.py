@@ -139,7 +139,7 @@ def test_a_cold_start_tokenizer_never_sees_the_unseen_items(monkeypatch):
     never read it), and each unseen item gets exactly what the frozen tokenizer encodes for it."""
     import bench.embed
     from bench.config import resolve_config
-    from bench.item_ids import fit_item_ids
+    from recommenders.item_ids import fit_item_ids
 
     dataset = load_dataset("synthetic")
     cold = apply_coldstart(dataset, fraction=0.2, seed=3)

@@ -226,7 +226,8 @@ def test_legacy_records_are_upgraded_with_a_migration_note():
 # ---------------------------------------------------------------------- one protocol
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper", "gpu"])
 def test_every_method_sees_the_splits_history_length_in_every_profile(profile):
-    from bench.methods import METHODS, RunContext
+    from bench.methods import RunContext
+    from bench.plugins import METHODS
 
     lengths = {}
     for overrides in ({"method": "sasrec"}, {"method": "bert4rec"}, {"method": "gru4rec"},

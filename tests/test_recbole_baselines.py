@@ -26,7 +26,7 @@ from bench.config import ConfigError, resolve_config  # noqa: E402
 from bench.data import load_dataset  # noqa: E402
 from bench.data.types import SequenceDataset  # noqa: E402
 from bench.errors import UserError  # noqa: E402
-from bench.methods import METHODS  # noqa: E402
+from bench.plugins import METHODS  # noqa: E402
 from bench.runner import run  # noqa: E402
 from bench.split import LeaveOneOutSplit  # noqa: E402
 

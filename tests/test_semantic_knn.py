@@ -10,7 +10,8 @@ import pytest
 import bench.embed
 from bench.config import ConfigError, resolve_config
 from bench.data import load_dataset
-from bench.methods import METHODS, RunContext
+from bench.methods import RunContext
+from bench.plugins import METHODS
 from bench.metrics import evaluate_rankings
 from bench.split import LeaveOneOutSplit
 

@@ -161,7 +161,7 @@ def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, m
         report(1, {"loss": 2.0})  # nothing to forward yet: Tune needs the metric in every result
         report(2, {"valid_ndcg@10": 0.1, "loss": 1.5})
         report(3, {"loss": 1.2})  # carries the last value
-        from bench.methods import METHODS
+        from bench.plugins import METHODS
 
         assert annotations["sweep"]["metric"] == "valid_ndcg@10"
         record = {"run_id": "r1", "status": "completed", "config": config, "config_hash": "h",
@@ -442,7 +442,7 @@ def test_records_come_home_once_and_failed_ones_only_when_the_trial_fails_for_go
     """The driver writes what trials report (they write nothing to the store themselves)."""
     from types import SimpleNamespace
 
-    from bench.methods import METHODS
+    from bench.plugins import METHODS
     from sweeps.ray_runner import _records_home
 
     spec = load_spec(SMOKE)

@@ -10,7 +10,8 @@ import torch
 
 from bench.config import resolve_config
 from bench.data import load_dataset
-from bench.methods import METHODS, RunContext
+from bench.methods import RunContext
+from bench.plugins import METHODS
 from bench.metrics import evaluate_rankings
 from bench.split import LeaveOneOutSplit
 from recommenders.model import TigerModel, TigerModelConfig

@@ -15,53 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from bench.atomic import cache_lock
+from bench.data.locate import cache_root
 from bench.identity import artifact_key
-from bench.registry import Registry
+from bench.plugins import TOKENIZERS
 from tokenizers_zoo.base import (CodebookCollapseError, Tokenizer, TokenizerError, TrainingDivergedError,
-                                 default_params)
+                                 default_params, tokenizer_section)
 from tokenizers_zoo.collision import collision_suffix, semantic_ids
 from tokenizers_zoo.stats import code_stats, report_collapse, stats_table
-
-# Parameters of each tokenizer: the section tokenizer.<name>. Built-ins keep their defaults in
-# bench/configs/defaults/tokenizer.yaml; a plug-in registered elsewhere passes ``defaults={...}``.
-TOKENIZERS = Registry("tokenizer", section="tokenizer")
-TOKENIZERS.register("random_id", "tokenizers_zoo.random_id:RandomIDTokenizer", display="Random ID", order=0)
-TOKENIZERS.register("lsh", "tokenizers_zoo.lsh:LSHTokenizer", display="LSH", order=1)
-TOKENIZERS.register("rqvae", "tokenizers_zoo.rqvae:RQVAETokenizer", display="RQ-VAE", order=2)
-TOKENIZERS.register("letter", "tokenizers_zoo.letter:LetterTokenizer", display="LETTER", order=3)
 
 # packages whose versions shape a fitted tokenizer (part of its cache key)
 PACKAGES = ("torch", "numpy", "k-means-constrained")
 
 
-def _section(config: dict) -> dict:
-    section = config.get("tokenizer")
-    if not isinstance(section, dict) or not section.get("name"):
-        raise TokenizerError("config has no tokenizer.name")
-    return section
-
-
-def tokenizer_seed(config: dict) -> int:
-    seed = _section(config).get("seed")
-    if seed is None:
-        seed = config.get("seed", 0)
-    return int(seed)
-
-
 def build_tokenizer(config: dict) -> Tokenizer:
-    """An unfitted tokenizer as ``config["tokenizer"]`` describes it."""
-    section = _section(config)
-    name = section["name"]
-    klass = TOKENIZERS.get(name)
-    device = section.get("device") or config.get("device") or "cpu"
-    return klass(
-        dict(section.get(name) or {}),
-        seed=tokenizer_seed(config),
-        device=device,
-        collapse_threshold=section.get("collapse_threshold", 0.1),
-        progress=section.get("progress", False),
-        allow_collapse=section.get("allow_collapse", False),
-    )
+    """An unfitted tokenizer as a resolved config's ``tokenizer`` section describes it."""
+    return TOKENIZERS.get(tokenizer_section(config)["name"]).from_config(config)
 
 
 def array_sha256(array: np.ndarray | None) -> str | None:
@@ -87,11 +55,9 @@ def cache_key(tokenizer: Tokenizer, item_emb: np.ndarray, cf_emb: np.ndarray | N
 
 
 def cache_dir(config: dict) -> Path:
-    configured = _section(config).get("cache_dir")
+    configured = tokenizer_section(config).get("cache_dir")
     if configured:
         return Path(configured).expanduser()
-    from bench.data.locate import cache_root
-
     return cache_root() / "tokenizers"
 
 
@@ -119,7 +85,7 @@ def fit_tokenizer(
     tokenizer = build_tokenizer(config)
     if not tokenizer.uses_cf:
         cf_emb = None
-    use_cache = bool(cache) and bool(_section(config).get("cache", True))
+    use_cache = bool(cache) and bool(tokenizer_section(config)["cache"])
     path = cache_path(config, item_emb, cf_emb, cf_mask, tokenizer)
     if not use_cache:
         tokenizer.fit(item_emb, cf_emb, cf_mask)

@@ -16,20 +16,19 @@ import os
 import pickle
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from bench.atomic import atomic_folder
+from bench.config import default_layer
 from bench.errors import UserError, first_line
+from bench.plugins import TOKENIZERS
 from tokenizers_zoo.collision import max_group_size, semantic_ids
 from tokenizers_zoo.stats import code_stats, collapse_warnings, collapsed_levels, report_collapse
 
 SAVE_FORMAT = 1
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "bench" / "configs" / "defaults" / "tokenizer.yaml"
 
 
 class TokenizerError(UserError, ValueError):
@@ -45,23 +44,28 @@ class CodebookCollapseError(TokenizerError):
     ``tokenizer.allow_collapse`` is false): its semantic IDs would mostly be the collision level."""
 
 
-@lru_cache(maxsize=1)
-def _default_sections() -> dict:
-    data = yaml.safe_load(DEFAULTS_FILE.read_text()) or {}
-    return data.get("tokenizer", {})
-
-
 def default_params(name: str) -> dict:
-    """A tokenizer's default parameters: what its registry entry declares (``defaults=``), else
-    ``tokenizer.<name>`` of the defaults file."""
-    from tokenizers_zoo import TOKENIZERS
-
-    if name in TOKENIZERS and TOKENIZERS.info(name).defaults is not None:
-        return dict(TOKENIZERS.info(name).defaults)
-    section = _default_sections().get(name)
+    """A tokenizer's default parameters: ``tokenizer.<name>`` of the default config layer (the
+    defaults file, or what the tokenizer's registration declares with ``defaults=``)."""
+    section = default_layer()["tokenizer"].get(name)
     if not isinstance(section, dict):
-        raise TokenizerError(f"no defaults for tokenizer {name!r} in {DEFAULTS_FILE}")
+        raise TokenizerError(f"no defaults for tokenizer {name!r} (bench/configs/defaults/tokenizer.yaml "
+                             "or its registration's defaults=)")
     return dict(section)
+
+
+def tokenizer_section(config: dict) -> dict:
+    """``config["tokenizer"]``, TokenizerError where it names no tokenizer."""
+    section = config.get("tokenizer")
+    if not isinstance(section, dict) or not section.get("name"):
+        raise TokenizerError("config has no tokenizer.name")
+    return section
+
+
+def tokenizer_seed(config: dict) -> int:
+    """``tokenizer.seed``, else the run's ``seed``."""
+    seed = tokenizer_section(config)["seed"]
+    return int(config["seed"] if seed is None else seed)
 
 
 def check_embeddings(array: Any, what: str, n_items: int | None = None, featureless: bool = False) -> np.ndarray:
@@ -122,6 +126,19 @@ class Tokenizer:
         self.cache_folder: Path | None = None  # its folder in the tokenizer cache (set by fit_tokenizer)
         self.cf_mask: np.ndarray | None = None  # items whose CF row is a real target (set by fit)
         self.validate_params()
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Tokenizer":
+        """An unfitted tokenizer of this class as a resolved config's ``tokenizer`` section describes it."""
+        section = tokenizer_section(config)
+        return cls(
+            dict(section.get(cls.name) or {}),
+            seed=tokenizer_seed(config),
+            device=section["device"] or config["device"] or "cpu",
+            collapse_threshold=section["collapse_threshold"],
+            progress=section["progress"],
+            allow_collapse=section["allow_collapse"],
+        )
 
     # -- to implement --------------------------------------------------------------------
 
@@ -312,8 +329,6 @@ class Tokenizer:
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
         """A fitted tokenizer from a folder written by :meth:`save` (any tokenizer when called on the base)."""
         import torch
-
-        from tokenizers_zoo import TOKENIZERS
 
         path = Path(path)
         try:

@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from bench.commands.common import add_config_options, config_from_args, seed_list
 from bench.config import ConfigError
-from bench.methods import METHODS
+from bench.plugins import METHODS
 from bench.tables import budget_text, metric_header
 
 

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.item_ids import fit_item_ids
+    from recommenders.item_ids import fit_item_ids
     from bench.split import LeaveOneOutSplit
     from tokenizers_zoo import stats_table
 

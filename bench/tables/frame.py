@@ -49,8 +49,8 @@ def param_applies(record: dict, param: str) -> bool:
     if owners and method not in owners:
         return False
     if len(parts) > 2:
-        from bench.methods import METHODS
-        from tokenizers_zoo import TOKENIZERS
+        from bench.plugins import METHODS
+        from bench.plugins import TOKENIZERS
 
         if parts[0] == TOKENIZERS.section and parts[1] in TOKENIZERS:
             return _get(config, f"{TOKENIZERS.section}.name") == parts[1]

@@ -15,13 +15,13 @@ NO_TRAINING = "no training (closed form)"
 
 
 def _methods():
-    from bench.methods import METHODS
+    from bench.plugins import METHODS
 
     return METHODS
 
 
 def _tokenizers():
-    from tokenizers_zoo import TOKENIZERS
+    from bench.plugins import TOKENIZERS
 
     return TOKENIZERS
 
