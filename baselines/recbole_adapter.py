@@ -42,7 +42,6 @@ recbole_compat.apply()  # here too, so any process that imports the adapter gets
 # bump when a change to this adapter (config mapping, losses, training loop, ranking) changes numbers
 ADAPTER_VERSION = 1
 LOSS_NAMES = {"ce": "CE", "bce": "BCE", "bpr": "BPR"}
-DEFAULT_TOLERANCE = 1e-4
 # RecBole's valid_and_test split holds out 2 of a user's (length - 1) training prefixes, but only if
 # at least one prefix is left for training: users need 4 interactions to get both a valid and a test row
 MIN_RECBOLE_LENGTH = 4
@@ -64,7 +63,7 @@ SPECS = {
 
 def loss_of(spec: ModelSpec, section: dict) -> str:
     """The loss a run uses: ``baseline.loss`` (ce | bce | bpr); BERT4Rec only has RecBole's own (ce)."""
-    loss = str(section.get("loss", "ce")).lower()
+    loss = str(section["loss"]).lower()
     if loss not in spec.losses:
         raise ConfigError(
             f"baseline.loss={loss!r} is not available for {spec.display}; choose one of {', '.join(spec.losses)}"
@@ -92,7 +91,7 @@ def recbole_config_dict(
     spec: ModelSpec, section: dict, loss: str, *, seed: int, ks: Sequence[int], leave_one_mode: str,
     checkpoint_dir: Path, data_path: Path,
 ) -> dict:
-    valid_metric = str(section.get("valid_metric", "NDCG@10"))
+    valid_metric = str(section["valid_metric"])
     metric_k = int(valid_metric.split("@")[1])
     config = {
         "data_path": str(data_path),
@@ -239,13 +238,13 @@ def train_sequential(
 
     loss = loss_of(spec, section)
     label = label or f"{spec.display} ({LOSS_NAMES[loss]})"
-    verbose = bool(section.get("verbose", False))
+    verbose = bool(section["verbose"])
     work_dir = Path(work_dir)
     started = time.perf_counter()
     say(f"[{label}] RecBole data (max history {int(section['max_seq_len'])}, leave-one-out {leave_one_mode})")
     data = prepare(
         sequences, n_items, max_seq_len=int(section["max_seq_len"]), leave_one_mode=leave_one_mode,
-        split=split, use_cache=bool(section.get("cache_dataset", True)), scratch_dir=work_dir / "recbole_data",
+        split=split, use_cache=bool(section["cache_dataset"]), scratch_dir=work_dir / "recbole_data",
     )
     if check is not None:
         check(data)
@@ -345,7 +344,7 @@ class RecBoleSequential(Recommender):
 
     @classmethod
     def label(cls, config: dict) -> str:
-        loss = loss_of(cls.spec, config.get("baseline", {}))
+        loss = loss_of(cls.spec, config["baseline"])
         return f"{cls.spec.display} ({LOSS_NAMES[loss]})"
 
     @classmethod
@@ -372,7 +371,7 @@ class RecBoleSequential(Recommender):
         super().__init__(config, context)
         self.section = {k: v for k, v in config["baseline"].items() if k != "cf_embed"}
         self.ks = [int(k) for k in config["eval"]["ks"]]
-        self.k_store = max(int(config["eval"].get("max_k", 0)), max(self.ks))
+        self.k_store = max(int(config["eval"]["max_k"]), max(self.ks))
         self.rankings: dict[str, np.ndarray] = {}
 
     def fit(self, split: LeaveOneOutSplit) -> None:
@@ -392,7 +391,7 @@ class RecBoleSequential(Recommender):
         extras = self.context.extras
         extras.update(self.trained.info)
         extras["targets_checked"] = "RecBole's valid and test targets equal the harness's for every user"
-        tolerance = float(self.section.get("tolerance", DEFAULT_TOLERANCE))
+        tolerance = float(self.section["tolerance"])
         agreement = {"tolerance": tolerance}
         for stage in ("valid", "test"):
             users, tops = self.trained.full_rankings(stage, self.k_store)

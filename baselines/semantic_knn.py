@@ -14,6 +14,7 @@ import numpy as np
 from bench.config import ConfigError
 from bench.methods import Recommender
 from bench.split import LeaveOneOutSplit
+from bench import embed
 
 DEFAULTS = {"history": 5, "aggregate": "mean", "batch_users": 1024}
 
@@ -37,17 +38,13 @@ class SemanticKNN(Recommender):
 
     @classmethod
     def components(cls, config: dict) -> dict[str, int]:
-        from bench.embed import EMBEDDER_VERSION
-
-        return {**super().components(config), "embedder": EMBEDDER_VERSION}
+        return {**super().components(config), "embedder": embed.EMBEDDER_VERSION}
 
     def max_history(self) -> int:
         return min(int(self.config["baseline"]["semantic_knn"]["history"]), int(self.config["split"]["max_history"]))
 
     def fit(self, split: LeaveOneOutSplit) -> None:
-        from bench.embed import item_embeddings
-
-        emb = np.asarray(item_embeddings(split.dataset, self.config), dtype=np.float32)
+        emb = np.asarray(embed.item_embeddings(split.dataset, self.config), dtype=np.float32)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         self.embeddings = emb / np.maximum(norms, 1e-12)
 

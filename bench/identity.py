@@ -13,8 +13,10 @@ import importlib.metadata
 import json
 from typing import Any, Iterable
 
+from bench.config_schema import keys_with_role
+
 # keys that say where files go, not what ran: never part of an identity
-PATH_KEYS = ("results_dir", "work_dir", "data_dir")
+PATH_KEYS = keys_with_role("path")
 
 
 def canonical_json(value: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from bench.split import LeaveOneOutSplit
+from bench.coldstart import COLDSTART_VERSION
 
 
 @dataclass
@@ -45,8 +46,6 @@ class Recommender(abc.ABC):
             raise TypeError(f"method class {cls.__name__} declares no `version`")
         versions = {f"method/{config['method']}": int(cls.version)}
         if (config.get("coldstart") or {}).get("enabled"):
-            from bench.coldstart import COLDSTART_VERSION
-
             versions["protocol/coldstart"] = COLDSTART_VERSION
         return versions
 

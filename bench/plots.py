@@ -29,6 +29,8 @@ from bench.tables import (
     select_best_configs,
 )
 from bench.tables.frame import standard_protocol
+from tokenizers_zoo.stats import entropy_bits
+from bench.tables.coldstart import shown_coldstart_runs
 
 
 class PlotError(UserError, ValueError):
@@ -247,8 +249,6 @@ def code_series_label(record: dict) -> str:
 def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, level: int = 0,
                            title: str | None = None) -> Path:
     """Items per code at ``level``, codes sorted from the most to the least used (LETTER's figure)."""
-    from tokenizers_zoo.stats import entropy_bits
-
     if not series:
         raise PlotError("no code counts to plot")
     fig = _figure(6.0, 3.4)
@@ -296,8 +296,6 @@ def plot_coldstart(records, output: str | Path, title: str | None = None) -> Pat
     """TIGER's two cold-start panels: Recall@K on the cold users against K, one line per method; and
     Recall@10 on the cold users against epsilon, one line per generative method with an epsilon
     curve. The runs are those of the cold-start table (``shown_coldstart_runs``), means over seeds."""
-    from bench.tables.coldstart import shown_coldstart_runs
-
     shown = shown_coldstart_runs(records)
     if not shown:
         raise PlotError("no completed runs under the cold-start protocol")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+import tokenizers_zoo
+from bench import embed
 from bench.errors import UserError
 from bench.progress import say
 from bench.split import LeaveOneOutSplit
@@ -32,22 +34,20 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
     ``unseen`` (the cold-start protocol's unseen items): the tokenizer is fitted on the other items
     only and the unseen ones are encoded by the frozen fit (RQ-VAE/LETTER: encoder + codebooks; LSH:
     its hyperplanes; random IDs: fresh codes), as a new item would be in practice."""
-    import tokenizers_zoo
-    from bench.embed import embed_config, item_embeddings, model_identity, resolve_template
-
     dataset = split.dataset
     timings = {}
     probe = tokenizers_zoo.build_tokenizer(config)
     start = time.perf_counter()
     if probe.uses_text:
         say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
-        item_emb = item_embeddings(dataset, config)
+        item_emb = embed.item_embeddings(dataset, config)  # through the module: tests replace the encoder
     else:  # no features: the tokenizer reads the item count only (and its cache key holds it)
         item_emb = np.zeros((dataset.n_items, 0), dtype=np.float32)
     timings["embed_s"] = round(time.perf_counter() - start, 2)
     cf_emb = cf_mask = None
     if probe.needs_cf:
         try:
+            # defer: RecBole (seconds to import, patched on import), needed only by a tokenizer that uses CF embeddings
             from baselines.cf_embed import cf_item_embeddings
         except ImportError as err:
             raise CFUnavailableError(
@@ -78,9 +78,9 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
                                  (f", saved to {tokenizer.cache_folder}" if tokenizer.cache_folder else "")))
     text = dict.fromkeys(("embedding_model", "embedding_template", "embedding_dim"))  # none read: all None
     if probe.uses_text:
-        section = embed_config(config)
-        text = {"embedding_model": model_identity(section["model"]),
-                "embedding_template": resolve_template(dataset.name, section["template"]),
+        section = embed.embed_config(config)
+        text = {"embedding_model": embed.model_identity(section["model"]),
+                "embedding_template": embed.resolve_template(dataset.name, section["template"]),
                 "embedding_dim": int(item_emb.shape[1])}
     facts = {
         "name": tokenizer.name,

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from bench.atomic import is_running
-from bench.config import flatten, get_path
-from bench.identity import PATH_KEYS
+from bench.config import default_layer, flatten, get_path
+from bench.config_schema import keys_with_role
 from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
 from bench.metrics import category_entropy, evaluate_rankings
@@ -34,6 +34,9 @@ from recommenders.trainer import (
     read_checkpoint, resolve_checkpoint,
 )
 from recommenders.vocab import SemanticIdVocab
+from bench import embed
+from recommenders.item_ids import fit_item_ids
+import tokenizers_zoo
 
 
 def _sha(array: np.ndarray) -> str:
@@ -65,16 +68,7 @@ def _summarise_curve(curve: list[dict], max_points: int = 60) -> list[dict]:
 # settings a resumed training may change: its budget (a checkpoint goes on to more steps), how the
 # process runs, and what happens after training (test decoding, metrics, cold-start mixing);
 # everything else must equal the checkpoint's, or the record would name settings that did not train it
-RESUME_MAY_CHANGE = (
-    "train.max_steps", "train.max_epochs", "train.time_limit_min", "train.resume_from", "train.progress",
-    "train.checkpoint", "train.num_threads", "device", "profile", *PATH_KEYS,
-    "decode.batch_size", "decode.constrained", "decode.report_invalid_rate", "decode.sample_temperatures",
-    "decode.sample_count", "decode.category_depth", "eval", "coldstart.epsilon", "coldstart.epsilon_curve",
-    # where and how the inputs are computed (the semantic IDs themselves are checked by their hash)
-    "embed.batch_size", "embed.device", "embed.cache", "embed.cache_dir", "embed.progress",
-    "tokenizer.device", "tokenizer.cache", "tokenizer.cache_dir", "tokenizer.progress", "tokenizer.collapse_threshold",
-    "tokenizer.allow_collapse",
-)
+RESUME_MAY_CHANGE = keys_with_role("may_change_on_resume")  # declared on the schema (bench.config_schema)
 
 
 def training_config(config: dict) -> dict:
@@ -100,23 +94,22 @@ class TigerRecommender(Recommender):
     @classmethod
     def label(cls, config: dict) -> str:
         """The tokenizer (and the no-user ablation). ``train.tau`` is a setting of the method like its
-        layers: tables tell tau values apart as configurations and pick one on validation."""
-        parts = [str(get_path(config, "tokenizer.name", "?"))]
-        if int(get_path(config, "model.user_buckets", 2000)) == 0:
+        layers: tables tell tau values apart as configurations and pick one on validation. Records
+        older than a key read its default."""
+        parts = [str(config["tokenizer"]["name"])]
+        if int(get_path(config, "model.user_buckets", get_path(default_layer(), "model.user_buckets"))) == 0:
             parts.append("no-user")
         return f"TIGER[{','.join(parts)}]"
 
     @classmethod
     def components(cls, config: dict) -> dict[str, int]:
-        import tokenizers_zoo
-        from bench.embed import EMBEDDER_VERSION
-
         tokenizer = tokenizers_zoo.build_tokenizer(config)
         versions = {**super().components(config), "tiger_checkpoint": CHECKPOINT_FORMAT,
                     **type(tokenizer).component_versions()}
         if tokenizer.uses_text:
-            versions["embedder"] = EMBEDDER_VERSION
+            versions["embedder"] = embed.EMBEDDER_VERSION
         if tokenizer.needs_cf:
+            # defer: RecBole (seconds to import), only for a tokenizer that uses CF embeddings
             from baselines.cf_embed import component_versions as cf_versions
 
             versions.update(cf_versions())
@@ -162,8 +155,6 @@ class TigerRecommender(Recommender):
 
     def tokenize(self, split: LeaveOneOutSplit):
         """Semantic IDs ``[n_items, L+1]``, codebook sizes, and tokenizer facts for the run record."""
-        from recommenders.item_ids import fit_item_ids
-
         stage = fit_item_ids(self.config, split, work_dir=self.context.work_dir, unseen=self.context.unseen_items)
         tokenizer = stage.tokenizer
         facts = stage.facts
@@ -186,7 +177,7 @@ class TigerRecommender(Recommender):
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        seed = int(tcfg["seed"]) if tcfg.get("seed") is not None else int(cfg.get("seed", 0))
+        seed = int(cfg["seed"] if tcfg["seed"] is None else tcfg["seed"])
         self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, int(self.model_cfg["user_buckets"])).to(self.device)
         self.trie = SemanticIdTrie(self.vocab.semantic_ids, self.vocab.codebook_sizes, self.device)
         # cold-start protocol: plain decoding only ever reaches the items seen in training
@@ -253,7 +244,7 @@ class TigerRecommender(Recommender):
             "resumed_from": self.trainer.resumed_from,
             **({"training_config_checked": self.trainer.training_config_checked}
                if self.trainer.resumed_from else {}),
-            "checkpoint_dir": str(self.context.work_dir) if tcfg.get("checkpoint", True) else None,
+            "checkpoint_dir": str(self.context.work_dir) if tcfg["checkpoint"] else None,
         }
 
     # --- decoding --------------------------------------------------------------------------------
@@ -333,7 +324,7 @@ class TigerRecommender(Recommender):
         if self.model is None:
             raise RuntimeError("fit() first")
         batch = split.eval_batch(stage)
-        constrained = bool(self.decode_cfg.get("constrained", True))
+        constrained = bool(self.decode_cfg["constrained"])
         beam = max(int(self.decode_cfg["beam_size"]), k)
         items, valid, scores = self.decode_batch(batch, k, constrained, with_scores=True,
                                                  desc=f"rank {stage}: beam {beam}" + ("" if constrained else " unconstrained"))
@@ -343,9 +334,9 @@ class TigerRecommender(Recommender):
             f"{stage}_beam"] = beam
         unseen = self.context.unseen_items
         if stage == "test" and constrained and unseen is not None and len(unseen):
-            epsilon = float(get_path(self.config, "coldstart.epsilon", 0.0))
+            epsilon = float(self.config["coldstart"]["epsilon"])
             cold = np.flatnonzero(np.isin(batch.targets, unseen))
-            curve = [float(e) for e in get_path(self.config, "coldstart.epsilon_curve", []) or []] if len(cold) else []
+            curve = [float(e) for e in self.config["coldstart"]["epsilon_curve"]] if len(cold) else []
             items, *curve_rankings = self.cold_rankings(batch, k, unseen, [epsilon, *curve], plain=(items, scores))
             share = float(np.isin(items[items >= 0], unseen).mean()) if (items >= 0).any() else 0.0
             extras["coldstart_decoding"] = {"epsilon": epsilon, "max_unseen_per_list": int(np.floor(epsilon * k)),
@@ -361,7 +352,7 @@ class TigerRecommender(Recommender):
             invalid = ~valid & (np.arange(k)[None, :] < self._returned(k))
             items = np.where(invalid, split.n_items + np.arange(k)[None, :], items)
             extras.setdefault("invalid_id_rate", {})[stage] = invalid_rate(valid, self._rate_ks(k))
-        elif stage == "test" and self.decode_cfg.get("report_invalid_rate", True):
+        elif stage == "test" and self.decode_cfg["report_invalid_rate"]:
             _, free_valid = self.decode_batch(batch, k, constrained=False, desc="test: unconstrained beam (invalid IDs)")
             extras["invalid_id_rate"] = {"test (unconstrained beam search)": invalid_rate(free_valid, self._rate_ks(k))}
         if stage == "test" and self.decode_cfg.get("sample_temperatures"):
@@ -372,7 +363,7 @@ class TigerRecommender(Recommender):
         """A tqdm bar over the users being decoded (stderr; off with ``train.progress: false``)."""
         from tqdm.auto import tqdm
 
-        show = desc is not None and bool(self.train_cfg.get("progress", True))
+        show = desc is not None and bool(self.train_cfg["progress"])
         return tqdm(total=total, desc=desc, unit="user", disable=not show, dynamic_ncols=True, mininterval=5.0,
                     file=sys.stderr)
 
@@ -380,7 +371,7 @@ class TigerRecommender(Recommender):
         return min(k, max(int(self.decode_cfg["beam_size"]), k))
 
     def _rate_ks(self, k: int):
-        ks = sorted({int(x) for x in get_path(self.config, "eval.ks", [10, 20]) if int(x) <= k} | {k})
+        ks = sorted({int(x) for x in self.config["eval"]["ks"] if int(x) <= k} | {k})
         return tuple(ks)
 
     # --- diversity (TIGER Table 3) ---------------------------------------------------------------
@@ -399,14 +390,14 @@ class TigerRecommender(Recommender):
         return out
 
     def diversity(self, split: LeaveOneOutSplit, batch: HistoryBatch, beam_items: np.ndarray, k: int) -> dict:
-        categories = item_categories(split.dataset, int(self.decode_cfg.get("category_depth", 1)))
+        categories = item_categories(split.dataset, int(self.decode_cfg["category_depth"]))
         if categories is None:
             return {"error": "the dataset has no item categories"}
         ks = self._rate_ks(k)
-        n_samples = int(self.decode_cfg.get("sample_count", 100))
+        n_samples = int(self.decode_cfg["sample_count"])
         result = {"beam": {f"entropy@{q}": category_entropy(beam_items, categories, q) for q in ks}}
         for temperature in self.decode_cfg["sample_temperatures"]:
-            ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=int(self.config.get("seed", 0)))
+            ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=int(self.config["seed"]))
             metrics = evaluate_rankings(ranked, batch.targets, ks=ks)
             result[f"T={float(temperature):g}"] = {
                 **{f"entropy@{q}": category_entropy(ranked, categories, q) for q in ks},

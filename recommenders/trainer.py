@@ -74,17 +74,17 @@ def learning_rate(step: int, cfg: dict) -> float:
     holds ``lr`` during the warm-up (TIGER's wording), ``linear`` ramps up to it.
     """
     base = float(cfg["lr"])
-    warmup = int(cfg.get("warmup_steps") or 0)
+    warmup = int(cfg["warmup_steps"] or 0)
     step = step + 1
     factor = 1.0
-    if warmup and step <= warmup and cfg.get("warmup", "constant") == "linear":
+    if warmup and step <= warmup and cfg["warmup"] == "linear":
         factor = step / warmup
-    schedule = cfg.get("schedule", "inverse_sqrt")
+    schedule = cfg["schedule"]
     if schedule == "inverse_sqrt":
         if step > max(warmup, 1):
             factor *= math.sqrt(max(warmup, 1) / step)
     elif schedule == "cosine":
-        total = int(cfg.get("max_steps") or 0)
+        total = int(cfg["max_steps"] or 0)
         if total and step > warmup:
             progress = min(1.0, (step - warmup) / max(1, total - warmup))
             factor *= 0.5 * (1 + math.cos(math.pi * progress))
@@ -94,14 +94,14 @@ def learning_rate(step: int, cfg: dict) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    name = str(cfg.get("optimizer", "adamw")).lower()
-    decay = float(cfg.get("weight_decay") or 0.0)
+    name = str(cfg["optimizer"]).lower()
+    decay = float(cfg["weight_decay"] or 0.0)
     # no weight decay on norms and the relative-position biases
     params_decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "bias.embedding" not in n]
     params_rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "bias.embedding" not in n)]
     groups = [{"params": params_decay, "weight_decay": decay}, {"params": params_rest, "weight_decay": 0.0}]
     if name == "adamw":
-        betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
+        betas = tuple(float(b) for b in cfg["betas"])
         return torch.optim.AdamW(groups, lr=float(cfg["lr"]), betas=betas)
     if name == "adafactor":
         return torch.optim.Adafactor(groups, lr=float(cfg["lr"]))
@@ -260,14 +260,9 @@ class Trainer:
         self.evaluate, self.report = evaluate, report
         self.seed = int(seed)
         self.fingerprint = fingerprint or {}
-        self.tau = float(cfg.get("tau", 1.0))
-        if self.tau <= 0:
-            raise ValueError(f"train.tau must be positive, got {self.tau}")
+        self.tau = float(cfg["tau"])  # > 0 and amp's values: checked when the config is resolved
         self.optimizer = make_optimizer(model, cfg)
-        amp = str(cfg.get("amp") or "none").lower()
-        if amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
-        self.amp_dtype = amp_dtype(amp, self.device)
+        self.amp_dtype = amp_dtype(str(cfg["amp"]), self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.best_weights = None
@@ -291,7 +286,7 @@ class Trainer:
         }
 
     def save(self) -> None:
-        if not self.cfg.get("checkpoint", True):
+        if not self.cfg["checkpoint"]:
             return
         self.work_dir.mkdir(parents=True, exist_ok=True)
         _atomic_save(self._checkpoint(), self.work_dir / CHECKPOINT)
@@ -386,7 +381,7 @@ class Trainer:
         eval_every = int(cfg["eval_every"]) if cfg.get("eval_every") is not None else steps_per_epoch
         time_limit = float(cfg["time_limit_min"]) * 60 if cfg.get("time_limit_min") is not None else None
         grad_clip = float(cfg["grad_clip"]) if cfg.get("grad_clip") is not None else 0.0
-        group = bool(cfg.get("group_by_length", True))
+        group = bool(cfg["group_by_length"])
         if st.finished and st.stop_reason in ("max steps", "max epochs", "time limit") and st.step < total:
             st.finished, st.stop_reason = False, ""  # a larger budget than the checkpoint's: go on
         if st.finished or st.step >= total:
@@ -396,7 +391,7 @@ class Trainer:
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=st.step, desc="train TIGER", disable=not cfg.get("progress", True),
+        bar = tqdm(total=total, initial=st.step, desc="train TIGER", disable=not cfg["progress"],
                    dynamic_ncols=True, mininterval=2.0, file=sys.stderr)
         data = examples.to(self.device)
         self.model.train()

@@ -27,12 +27,14 @@ from typing import Callable
 
 from tabulate import tabulate
 
-from bench.config import deep_merge, get_path
+from bench.config import _check_known_keys, deep_merge, default_layer, get_path, parse_assignment
+from bench.config_schema import keys_with_role
 from bench.provenance import cpu_generation
 from bench.records import iter_sweep_records, refuse_curated_store
 from sweeps.ray_runner import DEFAULT_CONNECT_TIMEOUT_S, TrialOutcome, _fmt, _format_point, ray_session, run_tuner
-from sweeps.spec import SweepSpec, check_choices, check_metric, point_key, record_trial_key, resolve_trial_config, trial_key
+from sweeps.spec import check_choices, check_metric, Dimension, point_key, point_of, record_trial_key, resolve_trial_config, SweepSpec, trial_key
 from sweeps.trainable import find_interrupted, find_running
+from recommenders.trainer import checkpoint_step
 
 
 @dataclass
@@ -87,9 +89,6 @@ class SweepSummary:
 # ---------------------------------------------------------------------- preparing
 def apply_options(spec: SweepSpec, options: SweepOptions) -> SweepSpec:
     """The spec with the command line's choices layered on (CLI wins)."""
-    from bench.config import _check_known_keys, default_layer, parse_assignment
-    from sweeps.spec import Dimension
-
     if options.profile:
         spec.profile = options.profile
     if options.allow_test_metric:
@@ -199,7 +198,6 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
 
     if options.dry_run:
         planned = todo_configs if todo is not None else todo_configs * int(spec.num_samples or 10)
-        from recommenders.trainer import checkpoint_step  # torch: only here
 
         timed, here = list(index.values()), cpu_generation()
         stated = spec.minutes_per_trial * 60 if spec.minutes_per_trial else None
@@ -230,7 +228,7 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
 
 
 # test-time settings whose cost can match the training's: decoding studies and the beam's width
-_TEST_TIME_COST = ("decode.sample_temperatures", "decode.sample_count", "eval.max_k")
+_TEST_TIME_COST = keys_with_role("test_time_cost")
 
 
 def estimate_seconds(config: dict, records: list[dict], generation: str | None = None,
@@ -302,8 +300,6 @@ def format_estimate(estimates: list[float | None], spec: SweepSpec, options: Swe
 def stored_results(spec: SweepSpec, index: dict[str, dict]) -> list[tuple[dict, float]]:
     """(point, metric value) of every completed record in the store that is a trial of ``spec``
     (same resolved config and component versions as the point would give)."""
-    from sweeps.spec import point_of
-
     found = []
     for key, record in index.items():
         point = point_of(spec, record["config"])

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from bench.config import ConfigError
 from bench.errors import first_line
-from sweeps.spec import SweepSpec
+from sweeps.spec import DEFAULT_CONNECT_TIMEOUT_S, record_trial_key, SweepSpec
+from bench.records import RecordExistsError, write_record
+from bench.data import load_dataset
+from sweeps.trainable import dataset_key, run_trial
 
 if TYPE_CHECKING:
     from sweeps.launcher import SweepOptions
@@ -31,9 +34,6 @@ class TrialOutcome:
     value: float | None = None
     run_id: str = ""
     error: str = ""
-
-
-DEFAULT_CONNECT_TIMEOUT_S = 30.0  # --connect-timeout: how long joining a cluster (--address) may take
 
 
 class ClusterUnreachableError(SweepError):
@@ -283,9 +283,6 @@ def _records_home(results_dir: str, out: Callable, stored_keys: set[str]):
     the trial keys of the completed records already in the store."""
     from ray import tune
 
-    from bench.records import RecordExistsError, write_record
-    from sweeps.spec import record_trial_key
-
     class RecordsHome(tune.Callback):
         def __init__(self):
             self.written = set(stored_keys)
@@ -320,9 +317,6 @@ def _records_home(results_dir: str, out: Callable, stored_keys: set[str]):
 def ship_datasets(configs: list[dict], out: Callable) -> dict:
     """The datasets of the trials' ``configs``, loaded once here (the driver) and sent to the trials
     through Ray's object store, so worker nodes need no data files."""
-    from bench.data import load_dataset
-    from sweeps.trainable import dataset_key
-
     shipped, failed = {}, set()
     for config in configs:
         key = dataset_key(config)
@@ -442,7 +436,6 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
             # keep it above the number of validations a trial reports
             max_t=int(spec.asha.get("max_t", 10_000)),
         )
-    from sweeps.trainable import run_trial
 
     resources = {"cpu": float(spec.resources.get("cpu", 1)),
                  "gpu": gpu_request(spec.resources.get("gpu", AUTO), list(configs), out),

@@ -45,10 +45,13 @@ from typing import Any
 
 import yaml
 
-from bench.config import ConfigError, deep_merge, load_yaml_text, resolve_config, yaml_problem
+from bench.config import _check_known_keys, ConfigError, deep_merge, default_layer, get_path, load_yaml_text, parse_assignment, resolve_config, yaml_problem
 # PATH_KEYS: where files go, not what runs; left out of a trial's identity, so a trial done under
 # another results folder or data path still counts as done
-from bench.identity import PATH_KEYS
+from bench.identity import PATH_KEYS, stable_hash, what_ran
+from bench.plugins import METHODS
+
+DEFAULT_CONNECT_TIMEOUT_S = 30.0  # --connect-timeout: how long joining a cluster (--address) may take
 
 SPEC_DIR = Path(__file__).parent
 SEARCHES = ("grid", "optuna")
@@ -189,8 +192,6 @@ def point_overrides(dims: dict, point: dict) -> dict:
 def point_of(spec: "SweepSpec", config: dict) -> dict | None:
     """The point of ``spec`` whose trial config is ``config`` (None when it is not one of the spec's):
     how a sweep recognises the trials it already ran, e.g. to tell Optuna their results."""
-    from bench.config import get_path
-
     point = {}
     for dim in spec.dimensions:
         if dim.cases:
@@ -229,9 +230,6 @@ def trial_key(config: dict, components: dict | None = None) -> str:
     """A trial's identity: the resolved config (path keys and ``train.resume_from`` left out) and the versions of
     the code that runs it (``components``; by default what this code's method declares). A record
     made by another component version is a different trial: a sweep runs it again."""
-    from bench.identity import stable_hash, what_ran
-    from bench.plugins import METHODS
-
     if components is None:
         components = METHODS.get(config["method"]).components(config)
     return stable_hash({"config": what_ran(config, PATH_KEYS), "components": components}, 10)
@@ -343,7 +341,6 @@ def parse_spec(data: Any, path: Path | None = None, name: str | None = None, bud
         fixed["results_dir"] = str(data["results_dir"])
     sets = data.get("set") or {}
     if isinstance(sets, list):  # ["key=value", ...] like --set
-        from bench.config import parse_assignment
 
         for text in sets:
             fixed = deep_merge(fixed, parse_assignment(str(text)))
@@ -423,8 +420,6 @@ def _resources(raw: Any, where: str) -> dict:
 def check_config_keys(spec: SweepSpec, where: str) -> None:
     """ConfigError naming ``where`` (the spec file) for a key of the spec's ``set``, ``space`` or cases
     that no config declares, before the trials are resolved (where it would read as the command line's)."""
-    from bench.config import _check_known_keys, default_layer
-
     defaults = default_layer()
     _check_known_keys(defaults, spec.fixed, "", f"{where}: set")
     for dim in spec.dimensions:

@@ -13,8 +13,14 @@ import json
 import math
 from pathlib import Path
 
-from bench.records import iter_sweep_records
+from bench.records import _jsonable, iter_sweep_records
 from sweeps.spec import record_trial_key, resolve_trial_config, trial_key
+from bench import runner
+from bench.runner import WORK_RUN_FILE
+from bench.atomic import is_running
+from recommenders.trainer import CHECKPOINT, ResumeError
+from bench.identity import stable_hash
+from bench.device import CORE_SHARE_ENV
 
 
 def flat_metrics(metrics: dict) -> dict:
@@ -35,8 +41,6 @@ def find_completed(results_dir: str, key: str) -> dict | None:
 def trial_folders(work_dir: str, key: str) -> list[Path]:
     """Work folders of earlier runs of this trial (their ``run.json`` names its config), oldest first.
     Only folders this machine can see."""
-    from bench.runner import WORK_RUN_FILE
-
     found = []
     for run_file in sorted(Path(work_dir).glob(f"*/{WORK_RUN_FILE}")):  # run ids start with their start time
         try:
@@ -51,8 +55,6 @@ def trial_folders(work_dir: str, key: str) -> list[Path]:
 def find_running(work_dir: str, key: str) -> Path | None:
     """The work folder of a run of this trial that is running now, in another process (another
     sweep sharing the trial, a ``bench run``): starting it again would do the work twice."""
-    from bench.atomic import is_running
-
     return next((folder for folder in trial_folders(work_dir, key) if is_running(folder)), None)
 
 
@@ -60,17 +62,12 @@ def find_interrupted(work_dir: str, key: str) -> Path | None:
     """The newest work folder of an earlier run of this trial that left a checkpoint, is not running
     and left no record (a sweep killed mid-training, a session that ended): the trial resumes from
     it instead of starting again. The caller has checked there is no record."""
-    from bench.atomic import is_running
-    from recommenders.trainer import CHECKPOINT
-
     folders = [f for f in trial_folders(work_dir, key) if (f / CHECKPOINT).is_file() and not is_running(f)]
     return folders[-1] if folders else None
 
 
 def dataset_key(config: dict) -> str:
     """Which loaded dataset a trial needs: its name, folder and generator options."""
-    from bench.identity import stable_hash
-
     return stable_hash([config["dataset"], config.get("data_dir"), (config.get("data") or {}).get(config["dataset"])], 16)
 
 
@@ -78,9 +75,6 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
     """Ray calls this with ``{"base": ..., "point": {dimension: value}, "metric": name}`` and the
     datasets the driver loaded (``{dataset_key: SequenceDataset}``)."""
     from ray import tune
-
-    from bench.runner import run
-    from recommenders.trainer import ResumeError
 
     config = resolve_trial_config(trial["base"], trial["point"])
     metric = trial.get("metric", "valid_ndcg@10")
@@ -113,13 +107,13 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
     annotations = {"sweep": sweep} if sweep else None
     try:
         try:
-            record = run(config, report=report, write=False, annotations=annotations, dataset=dataset)
+            record = runner.run(config, report=report, write=False, annotations=annotations, dataset=dataset)
         except ResumeError as err:  # e.g. the checkpoint is for semantic IDs this machine no longer has
             if interrupted is None:
                 raise
             print(f"cannot resume ({err}); training this trial from the start", flush=True)
             config = {**config, "train": {**config["train"], "resume_from": None}}
-            record = run(config, report=report, write=False, annotations=annotations, dataset=dataset)
+            record = runner.run(config, report=report, write=False, annotations=annotations, dataset=dataset)
     except Exception as err:
         failed = getattr(err, "run_record", None)
         if failed is not None:  # home through Ray; the driver writes it if no retry succeeds
@@ -134,8 +128,6 @@ def share_cores_ray_reserved() -> None:
 
     import ray
 
-    from bench.device import CORE_SHARE_ENV
-
     if not ray.is_initialized():  # called outside Ray (tests of the trainable)
         return
     try:
@@ -147,8 +139,6 @@ def share_cores_ray_reserved() -> None:
 
 
 def _plain(record: dict) -> dict:
-    from bench.records import _jsonable
-
     return _jsonable({k: v for k, v in record.items() if not k.startswith("_")})
 
 

@@ -20,7 +20,7 @@ from bench.cli import main
 from bench.errors import UserError
 from bench.records import iter_records
 from bench.tables import build_ablation_table, build_main_table, holm, render, select_ablation
-from bench.tables.selection import build_selected
+from bench.tables.selected import build_selected
 
 SEEDS_A, SEEDS_B = "1,2,3", "4,5,6"
 NO_OP = "decode.batch_size=32"  # users per beam-search batch (smoke: 128): changes no number

@@ -94,7 +94,7 @@ def test_learning_rate_schedules():
     ramp = {"lr": 0.004, "schedule": "inverse_sqrt", "warmup": "linear", "warmup_steps": 100}
     assert learning_rate(49, ramp) == pytest.approx(0.002)
     assert learning_rate(399, ramp) == pytest.approx(0.002)
-    cosine = {"lr": 1.0, "schedule": "cosine", "warmup_steps": 0, "max_steps": 100}
+    cosine = {"lr": 1.0, "schedule": "cosine", "warmup": "constant", "warmup_steps": 0, "max_steps": 100}
     assert learning_rate(49, cosine) == pytest.approx(0.5, abs=0.02) and learning_rate(99, cosine) < 1e-6
 
 

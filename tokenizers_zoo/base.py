@@ -55,17 +55,18 @@ def default_params(name: str) -> dict:
 
 
 def tokenizer_section(config: dict) -> dict:
-    """``config["tokenizer"]``, TokenizerError where it names no tokenizer."""
+    """``config["tokenizer"]`` over the default section (a partial config from library code works
+    too), TokenizerError where it names no tokenizer."""
     section = config.get("tokenizer")
     if not isinstance(section, dict) or not section.get("name"):
         raise TokenizerError("config has no tokenizer.name")
-    return section
+    return {**default_layer()["tokenizer"], **section}
 
 
 def tokenizer_seed(config: dict) -> int:
-    """``tokenizer.seed``, else the run's ``seed``."""
+    """``tokenizer.seed``, else the run's ``seed`` (else the default run seed)."""
     seed = tokenizer_section(config)["seed"]
-    return int(config["seed"] if seed is None else seed)
+    return int((config["seed"] if "seed" in config else default_layer()["seed"]) if seed is None else seed)
 
 
 def check_embeddings(array: Any, what: str, n_items: int | None = None, featureless: bool = False) -> np.ndarray:
@@ -102,10 +103,15 @@ class Tokenizer:
         params: dict | None = None,
         seed: int = 0,
         device: str | None = "cpu",
-        collapse_threshold: float = 0.1,
-        progress: bool = False,
-        allow_collapse: bool = False,
+        collapse_threshold: float | None = None,
+        progress: bool | None = None,
+        allow_collapse: bool | None = None,
     ):
+        """``None``: the value of ``tokenizer.<option>`` in the default config (one source for both)."""
+        section = default_layer()["tokenizer"]
+        collapse_threshold = section["collapse_threshold"] if collapse_threshold is None else collapse_threshold
+        progress = section["progress"] if progress is None else progress
+        allow_collapse = section["allow_collapse"] if allow_collapse is None else allow_collapse
         defaults = default_params(self.name)
         params = dict(params or {})
         unknown = sorted(set(params) - set(defaults))
@@ -134,7 +140,7 @@ class Tokenizer:
         return cls(
             dict(section.get(cls.name) or {}),
             seed=tokenizer_seed(config),
-            device=section["device"] or config["device"] or "cpu",
+            device=section["device"] or config.get("device") or "cpu",
             collapse_threshold=section["collapse_threshold"],
             progress=section["progress"],
             allow_collapse=section["allow_collapse"],

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bench.config import profile_names, resolve_config
+from bench.data import DATASETS
 from bench.errors import UserError
 
 DEFAULT_PROFILE = "cpu"
@@ -17,7 +18,7 @@ DEFAULT_PROFILE = "cpu"
 def add_config_options(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
     group = parser.add_argument_group("configuration (defaults < --profile < --config < --set)")
     if dataset:
-        group.add_argument("--dataset", help="dataset name (beauty, sports, toys, ml-100k, synthetic)")
+        group.add_argument("--dataset", help=f"dataset name ({', '.join(DATASETS.names())})")
         group.add_argument("--data-dir", help="folder holding the dataset (else $BENCH_DATA_DIR, else the cache)")
     group.add_argument(
         "--profile", default=DEFAULT_PROFILE, choices=profile_names(),

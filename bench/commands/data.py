@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from bench.data import DATASETS, load_dataset
 from bench.data.locate import cache_root
+from bench.data.download import download_dataset
 
 
 def add_parser(subparsers) -> None:
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
         description="Download reviews_<Cat>_5.json.gz and meta_<Cat>.json.gz of an Amazon 2014 category. "
         "Fails at once with a clear message on a machine without internet.",
     )
-    download.add_argument("name", help="dataset: beauty, sports or toys")
+    download.add_argument("name", help="dataset: " + ", ".join(n for n in DATASETS.names() if not DATASETS.info(n).extras.get("embedded")))
     download.add_argument("--data-dir", help=f"target folder [default: {cache_root() / 'data'}]")
     download.set_defaults(func=download_main)
 
@@ -48,8 +49,6 @@ def stats_main(args: argparse.Namespace) -> int:
 
 
 def download_main(args: argparse.Namespace) -> int:
-    from bench.data.download import download_dataset
-
     spec = DATASETS.get(args.name)
     root = Path(args.data_dir) if args.data_dir else cache_root() / "data"
     for path in download_dataset(spec, root / args.name, args.name):

@@ -10,12 +10,11 @@ from bench.config import ConfigError
 from bench.errors import UserError
 from bench.records import SCRATCH_STORE, read_record
 from bench.tables import filter_records
+from bench.plots import code_counts_from_store, code_series_label, counts_from_codes, load_codes, plot_code_distribution, plot_coldstart, plot_format, plot_param_curves, PlotError, record_code_counts
 
 
 def check_plot_output(output: str) -> None:
     """--output: a known image format, in a folder that can be written; checked before any work."""
-    from bench.plots import plot_format
-
     plot_format(output, "--output")
     check_output(output, "--output")
 
@@ -75,8 +74,6 @@ def _add_coldstart(kinds) -> None:
 
 
 def main_coldstart(args: argparse.Namespace) -> int:
-    from bench.plots import PlotError, plot_coldstart
-
     check_plot_output(args.output)
     store = open_store(args.results_dir)
     records = filter_records(store.records, args.dataset, parse_where(args.where))
@@ -97,8 +94,6 @@ def _store_options(parser) -> None:
 
 
 def main_curve(args: argparse.Namespace) -> int:
-    from bench.plots import PlotError, plot_param_curves
-
     check_plot_output(args.output)
     store = open_store(args.results_dir)
     records = filter_records(store.records, args.dataset, parse_where(args.where))
@@ -125,11 +120,6 @@ def _codes_from(source: str, compute):
 
 
 def main_codes(args: argparse.Namespace) -> int:
-    from bench.plots import (
-        PlotError, code_counts_from_store, code_series_label, counts_from_codes, load_codes, plot_code_distribution,
-        record_code_counts,
-    )
-
     check_plot_output(args.output)
     if args.level < 0:
         raise UserError(f"--level {args.level}: a code level counts from 0 (the first level)")

@@ -9,7 +9,13 @@ from pathlib import Path
 from bench.commands.common import check_output, writing
 from bench.errors import UserError
 from bench.records import PUBLISHED_STORE, load_store
-from bench.tables.selection import SELECTION_NAME, TableSelection, read_selection
+from bench.tables.selected import build_selected
+from bench.tables.selection import check_runs, read_selection, SELECTION_NAME, TableSelection
+from bench.tables.names import format_value
+from bench.atomic import atomic_write_text
+from bench.plots import code_counts_from_store, plot_code_distribution, plot_coldstart, plot_param_curves, PlotError
+from bench.tables import render
+from bench.commands.select import select_all
 
 SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
 
@@ -40,8 +46,6 @@ def curve_slice(selection: TableSelection, name: str) -> tuple[set[str], str | N
     """The runs a sweep's curve of dimension ``name`` draws, and what it holds fixed: with other swept
     dimensions (alpha x beta), only the settings that hold those at the spec's default, as the papers'
     one-parameter curves do (otherwise each point would be the best over the others, chosen unsaid)."""
-    from bench.tables.names import format_value
-
     dims = [d["name"] for d in selection.facts.get("dims", [])]
     default = selection.facts.get("default") or {}
     others = [d for d in dims if d != name]
@@ -64,14 +68,7 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
                selection: dict[str, TableSelection] | None = None, datasets=None) -> list[Path]:
     """Write the tables (and plots) of ``selection`` (by file stem; by default what `bench select`
     would choose from ``records`` now) built from ``records``; the written paths."""
-    from bench.atomic import atomic_write_text
-    from bench.plots import PlotError, code_counts_from_store, plot_code_distribution, plot_param_curves
-    from bench.tables import render
-    from bench.tables.selection import build_selected, check_runs
-
     if selection is None:
-        from bench.commands.select import select_all
-
         selection = select_all(records)[0]
     selection = {name: _only(s, datasets) for name, s in sorted(selection.items())}
     completed = {r.get("run_id") for r in records if r.get("status", "completed") == "completed"}
@@ -92,8 +89,6 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
     for name, table_selection in drawn.items():
         shown = [by_id[run] for run in sorted(table_selection.run_ids)]
         if table_selection.kind == "coldstart":
-            from bench.plots import plot_coldstart
-
             for suffix in ("png", "pdf"):
                 written.append(plot_coldstart(shown, out / "plots" / f"coldstart.{suffix}"))
         elif table_selection.kind == "sweep":  # a curve per swept key, the default marked

@@ -10,6 +10,7 @@ from bench.commands.common import add_config_options, config_from_args, seed_lis
 from bench.config import ConfigError
 from bench.plugins import METHODS
 from bench.tables import budget_text, metric_header
+from bench.runner import RecordNotWritten, run
 
 
 def add_parser(subparsers) -> None:
@@ -57,8 +58,6 @@ def format_metrics(metrics: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.runner import RecordNotWritten, run
-
     overrides = method_overrides(args)
     if args.seeds and (args.resume or any(a.split("=", 1)[0].strip() == "seed" for a in args.assignments)):
         raise ConfigError("--seeds runs one record per seed: it cannot be combined with --resume (a checkpoint is "

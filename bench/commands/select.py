@@ -14,6 +14,13 @@ from bench.commands.common import check_output, writing
 from bench.errors import UserError
 from bench.records import PUBLISHED_STORE, load_store
 from bench.tables.selection import SELECTION_NAME, TableSelection, selection_json
+from sweeps.spec import load_spec, shipped_specs
+from bench.tables import records_frame
+from bench.tables.coldstart import select_coldstart
+from bench.tables.decoding import select_decoding
+from bench.tables.model import select_ablation, select_main, select_tokenizers
+from bench.tables.sweep import sweep_selections
+from bench.atomic import atomic_write
 
 # hyper-parameters whose ablation tables are rendered when the store holds at least two values of
 # them for one (dataset, method); the shipped sweep specs' keys are added to these
@@ -41,7 +48,6 @@ def add_parser(subparsers) -> None:
 
 def swept_params() -> list[str]:
     params = list(ABLATION_PARAMS)
-    from sweeps.spec import load_spec, shipped_specs
 
     for path in shipped_specs():  # a broken shipped spec is a ConfigError naming it, not skipped
         for dim in load_spec(path).dimensions:
@@ -55,8 +61,6 @@ def swept_params() -> list[str]:
 
 def varied(records, param: str) -> bool:
     """Whether some (dataset, method) has runs with two or more values of ``param``."""
-    from bench.tables import records_frame
-
     frame = records_frame(records, params=[param])
     column = f"param:{param}"
     if frame.empty or frame[column].isna().all():
@@ -83,12 +87,6 @@ def _skipped_for_ids(selection: TableSelection) -> dict | None:
 def select_all(records) -> tuple[dict[str, TableSelection], dict[str, dict]]:
     """The selection of every table `bench render` writes (by file stem), and the tables that are
     not rendered though they had runs (why, and the runs they left out)."""
-    from bench.tables.coldstart import select_coldstart
-    from bench.tables.decoding import select_decoding
-    from bench.tables.model import select_ablation, select_main, select_tokenizers
-    from bench.tables.sweep import sweep_selections
-    from sweeps.spec import shipped_specs
-
     records = [r for r in records if r.get("status", "completed") == "completed"]
     tables: dict[str, TableSelection] = {}
     for selection in (select_main(records), select_tokenizers(records), select_coldstart(records),
@@ -122,8 +120,6 @@ def main(args: argparse.Namespace) -> int:
     tables, not_rendered = select_all(completed)
     path = Path(out) / SELECTION_NAME
     with writing("--out", out):
-        from bench.atomic import atomic_write
-
         atomic_write(path, selection_json(tables, not_rendered).encode("utf-8"))
     print(store.summary(used=len(completed)))
     for name, selection in tables.items():

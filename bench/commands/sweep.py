@@ -5,8 +5,7 @@ import argparse
 
 from bench.commands.common import seed_list
 from bench.config import profile_names
-from sweeps.ray_runner import DEFAULT_CONNECT_TIMEOUT_S
-from sweeps.spec import SCHEDULERS, SEARCHES
+from sweeps.spec import DEFAULT_CONNECT_TIMEOUT_S, SCHEDULERS, SEARCHES, load_spec
 
 
 def _seconds(text: str) -> float:
@@ -86,9 +85,9 @@ def add_parser(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # defer: the launcher imports torch and Ray (seconds); `bench --help` and the other commands need neither
     from sweeps.launcher import SweepOptions, format_summary, launch, print_flush
     from sweeps.ray_runner import ClusterUnreachableError
-    from sweeps.spec import load_spec
 
     spec = load_spec(args.spec, budget=args.budget)
     options = SweepOptions(

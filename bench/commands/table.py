@@ -11,6 +11,10 @@ from bench.records import PUBLISHED_STORE, SCRATCH_STORE, Store, load_store
 from bench.tables import (
     MAIN_METRICS, build_table, filter_records, records_frame, render, render_table,
 )
+from bench.tables.sweep import build_sweep_table
+from sweeps.spec import load_spec
+from bench.tables.coldstart import build_coldstart_table
+from bench.tables.decoding import build_decoding_table
 
 KINDS = ("main", "tokenizers", "ablation", "sweep", "diversity", "invalid", "coldstart", "simple")
 
@@ -135,19 +139,13 @@ def build_kind(args: argparse.Namespace, records, metrics):
     if args.kind == "sweep":
         if not args.spec:
             raise ConfigError("--kind sweep needs --spec SPEC (a sweep spec file or a shipped spec's name)")
-        from bench.tables.sweep import build_sweep_table
-        from sweeps.spec import load_spec
 
         return build_sweep_table(records, load_spec(args.spec, budget=args.budget), split=args.split,
                                  alpha=args.alpha, test=args.test, profile=args.profile,
                                  **({"metrics": metrics} if metrics else {}))
     if args.kind == "coldstart":
-        from bench.tables.coldstart import build_coldstart_table
-
         return build_coldstart_table(records, profile=args.profile)
     if args.kind in ("diversity", "invalid"):
-        from bench.tables.decoding import build_decoding_table
-
         return build_decoding_table(records, args.kind, profile=args.profile)
     options = {"split": args.split, "alpha": args.alpha, "test": args.test}
     if metrics:

@@ -6,7 +6,11 @@ import json
 import sys
 
 from bench.config import profile_names, resolve_config
-from bench.data import load_dataset
+from bench.data import DATASETS, load_dataset
+from bench.plugins import TOKENIZERS
+from recommenders.item_ids import fit_item_ids
+from bench.split import LeaveOneOutSplit
+from tokenizers_zoo import stats_table
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -14,13 +18,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "tokenize",
         help="fit (or load) an item tokenizer and print its quality statistics",
         description=(
-            "Embed the dataset's item texts, fit the tokenizer (random_id, lsh, rqvae, letter) or load it "
+            f"Embed the dataset's item texts, fit the tokenizer ({', '.join(TOKENIZERS.names())}) or load it "
             "from the cache, and print codebook utilisation, collisions, first-level entropy/Gini and, "
             "where there is one, reconstruction error and CF alignment."
         ),
     )
-    parser.add_argument("--tokenizer", metavar="NAME", help="random_id | lsh | rqvae | letter (default: the config's)")
-    parser.add_argument("--dataset", metavar="NAME", help="beauty, sports, toys, ml-100k, synthetic (default: the config's)")
+    parser.add_argument("--tokenizer", metavar="NAME", help=f"{' | '.join(TOKENIZERS.names())} (default: the config's)")
+    parser.add_argument("--dataset", metavar="NAME", help=f"{', '.join(DATASETS.names())} (default: the config's)")
     parser.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset (else $BENCH_DATA_DIR, else the cache)")
     parser.add_argument("--profile", default="cpu", choices=profile_names(), help="compute profile (default: cpu)")
     parser.add_argument("--set", dest="assignments", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
@@ -34,10 +38,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recommenders.item_ids import fit_item_ids
-    from bench.split import LeaveOneOutSplit
-    from tokenizers_zoo import stats_table
-
     overrides: dict = {}
     if args.dataset:
         overrides["dataset"] = args.dataset

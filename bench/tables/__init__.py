@@ -53,7 +53,8 @@ from bench.tables.names import (
 from bench.tables.render import (
     latex_booktabs, latex_escape, render, render_table, summarize, table_to_csv, table_to_latex, table_to_markdown,
 )
-from bench.tables.selection import Pick, TableSelection, build_selected, read_selection, selection_json
+from bench.tables.selected import build_selected
+from bench.tables.selection import Pick, TableSelection, read_selection, selection_json
 from bench.tables.significance import MIN_SEEDS, best_on_validation, holm, paired_pvalue, per_user_values, welch_pvalue
 
 __all__ = [

@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 
 from bench.config import flatten, profile_value
+from bench.config_schema import keys_with_role
 from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
 from bench.records import record_budget, record_machine, record_max_history
 from bench.tables.names import (
     SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners,
 )
+from bench.plugins import METHODS, TOKENIZERS
 
 
 def _get(config, dotted: str):
@@ -49,9 +51,6 @@ def param_applies(record: dict, param: str) -> bool:
     if owners and method not in owners:
         return False
     if len(parts) > 2:
-        from bench.plugins import METHODS
-        from bench.plugins import TOKENIZERS
-
         if parts[0] == TOKENIZERS.section and parts[1] in TOKENIZERS:
             return _get(config, f"{TOKENIZERS.section}.name") == parts[1]
         if parts[0] == "baseline" and parts[1] in METHODS:
@@ -158,7 +157,7 @@ def _hashable(value):
 
 
 # keys that say where a run came from or wrote to, not what it computed
-_NOT_A_SETTING = ("seed", "train.resume_from", *PATH_KEYS)
+_NOT_A_SETTING = keys_with_role("not_a_setting")
 
 
 def flat_config(config: dict) -> dict:
@@ -166,7 +165,7 @@ def flat_config(config: dict) -> dict:
     return {key: _hashable(value) for key, value in flatten(config, _NOT_A_SETTING).items()}
 
 
-_AT_TEST = ("decode", "eval")  # config sections that change how a trained model is decoded and scored
+_AT_TEST = keys_with_role("at_test")  # sections that change how a trained model is decoded and scored
 
 
 def config_differences(records: dict[str, dict], limit: int = 3) -> dict[str, str]:

@@ -10,16 +10,15 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.tables.budget import budget_text
-from bench.tables.frame import (
-    best_configs, choose_profiles, latest_code, profile_budget, protocol_differences, records_frame,
-    standard_protocol,
-)
+from bench.tables.frame import _hashable, _same, best_configs, choose_profiles, config_identity, latest_code, profile_budget, protocol_differences, records_frame, standard_protocol
 from bench.tables.names import (
     IMPROVEMENT_ROW, MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, WORSE_MARK, dataset_name, format_value,
     is_generative, method_order, order_datasets, tokenizer_name, value_order,
 )
 from bench.tables.selection import Pick, TableSelection, keys_keep_item_ids, left_out_reasons
 from bench.tables.significance import MIN_SEEDS, compare_rows
+from bench.config import profile_value, resolve_config
+from bench.identity import config_identity, PATH_KEYS
 
 NOT_IN_TABLE = "not a run this table compares"
 
@@ -265,9 +264,6 @@ def default_config_key(profile: str | None, method_key: str, dataset: str, token
     """The configuration identity of the profile's defaults for a generative method with this
     tokenizer on this dataset (what ``bench run --tokenizer T --dataset D --profile P`` resolves
     today; the sweep tables find a spec's trials the same way); None where it cannot be resolved."""
-    from bench.config import resolve_config
-    from bench.tables.frame import config_identity
-
     try:
         config = resolve_config(profile, overrides={"method": method_key, "dataset": dataset,
                                                     "tokenizer": {"name": tokenizer}})
@@ -331,8 +327,6 @@ def select_ablation(records, param: str, profile: str | None = None, name: str |
     method only runs that differ in ``param`` alone, per value the configuration best on validation.
     The reference row of each method is the value the profile sets today; where ``param`` cannot
     change the items' semantic IDs, a run whose IDs differ from the reference's at its seed is left out."""
-    from bench.config import profile_value
-
     records = list(records)
     frame, profiles, reasons = _prepare(records, params=[param], profile=profile)
     column = f"param:{param}"
@@ -370,8 +364,6 @@ def select_ablation(records, param: str, profile: str | None = None, name: str |
 
 
 def _same_value(a, b) -> bool:
-    from bench.tables.frame import _hashable, _same
-
     return _same(a, _hashable(b))
 
 
@@ -380,8 +372,6 @@ def _held_fixed(part: pd.DataFrame, records, param: str) -> tuple[pd.DataFrame, 
     runs sharing every other setting with the most values of ``param`` (ties: more runs, newest), so
     an ablation row never mixes other changes in. Returns the runs and a reason per run left out."""
     import copy
-
-    from bench.identity import PATH_KEYS, config_identity
 
     rest, shown = {}, set(part["run_id"])
     for record in records:

@@ -3,6 +3,8 @@ methods and tokenizers, all read from the plug-in registries (no name lists here
 from __future__ import annotations
 
 import numbers
+from bench.plugins import METHODS, TOKENIZERS
+from bench.data import DATASETS
 
 DEFAULT_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
 MAIN_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -15,20 +17,14 @@ NO_TRAINING = "no training (closed form)"
 
 
 def _methods():
-    from bench.plugins import METHODS
-
     return METHODS
 
 
 def _tokenizers():
-    from bench.plugins import TOKENIZERS
-
     return TOKENIZERS
 
 
 def _datasets():
-    from bench.data import DATASETS
-
     return DATASETS
 
 

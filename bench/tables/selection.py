@@ -125,21 +125,3 @@ def check_runs(selection: TableSelection, known: set[str]) -> None:
     if missing:
         raise UserError(f"table {selection.name}: the selection names run(s) that are not completed runs of the store: "
                         f"{', '.join(missing)}; run `bench select` again")
-
-
-def build_selected(records, selection: TableSelection, **options):
-    """The table of ``selection`` from ``records`` (which must hold its runs): the builder of its kind."""
-    by_id = {r.get("run_id"): r for r in records if r.get("status", "completed") == "completed"}
-    check_runs(selection, set(by_id))
-    shown = [by_id[run] for run in sorted(selection.run_ids)]
-    if selection.kind in ("diversity", "invalid"):
-        from bench.tables.decoding import table_from_decoding_selection
-
-        return table_from_decoding_selection(shown, selection)
-    if selection.kind == "coldstart":
-        from bench.tables.coldstart import table_from_coldstart_selection
-
-        return table_from_coldstart_selection(shown, selection)
-    from bench.tables.model import table_from_selection
-
-    return table_from_selection(shown, selection, **options)

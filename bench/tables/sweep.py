@@ -6,6 +6,7 @@ from bench.tables.frame import choose_profiles, config_identity, latest_code, re
 from bench.tables.model import Table, _finish_selection, frame_picks, same_semantic_ids, table_from_selection
 from bench.tables.names import MAIN_METRICS, format_value, order_datasets
 from bench.tables.selection import TableSelection, keys_keep_item_ids
+from sweeps.spec import load_spec, point_key, point_of, resolve_trial_config
 
 
 def sweep_point_label(spec, point: dict) -> str:
@@ -25,8 +26,6 @@ def _on_grid(spec, point: dict) -> bool:
 def sweep_records(records, spec) -> list[tuple[dict, dict]]:
     """(record, point) for every completed record that is a trial of ``spec``: its config is what
     the spec resolves for that point (paths and seed aside). Reads today's profiles: selection time."""
-    from sweeps.spec import point_of, resolve_trial_config
-
     base = spec.base()
     found = []
     for record in records:
@@ -117,8 +116,6 @@ def build_sweep_table(records, spec, metrics=MAIN_METRICS, split: str = "test", 
 
 def _coverage(spec, found: list[tuple[dict, dict]]) -> dict:
     """dataset -> [trials in the table, trials of the grid] (grid specs only)."""
-    from sweeps.spec import point_key
-
     if spec.search != "grid" or any(d.kind != "grid" for d in spec.dimensions):
         return {}
     planned = {point_key(p) for p in spec.grid_points()}
@@ -138,8 +135,6 @@ def sweep_selections(records, specs) -> tuple[list[TableSelection], dict[str, di
     """The sweep tables `bench render` writes: per spec (and each of its budgets) with at least two
     settings in ``records``, its selection (a papers' grid holding exactly a budget's runs is not
     repeated). Also the sweeps with trials that are not rendered, and why."""
-    from sweeps.spec import load_spec
-
     out, skipped = [], {}
     for path in specs:
         spec = load_spec(path)
