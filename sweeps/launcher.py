@@ -29,6 +29,7 @@ from tabulate import tabulate
 
 from bench.config import _check_known_keys, deep_merge, default_layer, get_path, parse_assignment
 from bench.config_schema import keys_with_role
+from bench.plugins import METHODS
 from bench.provenance import cpu_generation
 from bench.records import iter_sweep_records, refuse_curated_store
 from sweeps.ray_runner import DEFAULT_CONNECT_TIMEOUT_S, TrialOutcome, _fmt, _format_point, ray_session, run_tuner
@@ -245,12 +246,16 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
     def study(record_config: dict) -> tuple:
         return tuple(repr(get_path(record_config, key)) for key in _TEST_TIME_COST)
 
+    method = METHODS.info(config["method"])  # what the method reads and which keys fix its budget
+    reads_tokenizer = "tokenizer" in method.extras.get("sections", ())
+    step_budget = "train.max_steps" in method.extras.get("budget_keys", ())
+
     def same(record: dict) -> bool:
         other = record.get("config") or {}
         keys = ("method", "dataset", "profile")
         if any(other.get(k) != config.get(k) for k in keys):
             return False
-        return config["method"] != "tiger" or get_path(other, "tokenizer.name") == get_path(config, "tokenizer.name")
+        return not reads_tokenizer or get_path(other, "tokenizer.name") == get_path(config, "tokenizer.name")
 
     def seconds_of(record: dict) -> float:
         timings = record.get("timings_s") or {}
@@ -259,7 +264,7 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
         steps, train = budget.get("optimizer_steps"), budget.get("train_seconds")
         if train and "fit" in timings:  # training seconds of all sessions, the fit only this one's
             seconds += max(float(train) - float(timings["fit"]), 0.0)
-        planned = get_path(config, "train.max_steps") if config["method"] == "tiger" else None
+        planned = get_path(config, "train.max_steps") if step_budget else None
         if steps and planned and train:  # the training part scales with the steps, whatever stopped it
             left = max(float(planned) - float(done_steps or 0), 0.0)  # a resumed trial: the steps it has left
             seconds += train * (left / float(steps) - 1.0)
