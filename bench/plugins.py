@@ -39,4 +39,5 @@ TOKENIZERS.register("random_id", "tokenizers_zoo.random_id:RandomIDTokenizer", d
 TOKENIZERS.register("lsh", "tokenizers_zoo.lsh:LSHTokenizer", display="LSH", order=1)
 TOKENIZERS.register("rqvae", "tokenizers_zoo.rqvae:RQVAETokenizer", display="RQ-VAE", order=2)
 TOKENIZERS.register("letter", "tokenizers_zoo.letter:LetterTokenizer", display="LETTER", order=3)
+TOKENIZERS.register("rqkmeans", "tokenizers_zoo.rqkmeans:RQKMeansTokenizer", display="RQ-KMeans", order=4)
 

@@ -31,6 +31,7 @@ SMALL = {
               "optimizer": "adamw", "lr": 1e-3},
     "letter": {"levels": 3, "codebook_size": 16, "code_dim": 8, "hidden": [32, 16], "epochs": 6, "batch_size": 128,
                "alpha": 0.1, "beta": 0.01, "n_clusters": 4, "cluster_n_init": 2},
+    "rqkmeans": {"levels": 3, "codebook_size": 16, "max_iter": 50},
 }
 
 
@@ -145,7 +146,7 @@ def test_collapse_is_detected_and_reported_loudly(capsys):
 # ----------------------------------------------------------------------------- every tokenizer
 
 
-@pytest.mark.parametrize("name", ["random_id", "lsh", "rqvae", "letter"])
+@pytest.mark.parametrize("name", ["random_id", "lsh", "rqvae", "letter", "rqkmeans"])
 def test_unique_deterministic_ids(name, data):
     x, cf = data
     first = fit(name, x, cf, seed=11)
@@ -161,13 +162,13 @@ def test_unique_deterministic_ids(name, data):
     assert (ids[:, :-1] < np.array(first.level_sizes)).all() and (ids >= 0).all()
     stats = first.stats()
     assert stats["tokenizer"] == name and len(stats["utilisation"]) == first.levels
-    if name in ("rqvae", "letter"):
+    if name in ("rqvae", "letter", "rqkmeans"):
         assert stats["reconstruction_mse"] > 0
     if name == "letter":
         assert {"cf_alignment", "cf_top1_in_batch"} <= set(stats)
 
 
-@pytest.mark.parametrize("name", ["random_id", "lsh", "rqvae", "letter"])
+@pytest.mark.parametrize("name", ["random_id", "lsh", "rqvae", "letter", "rqkmeans"])
 def test_save_load_round_trip(name, data, tmp_path):
     x, cf = data
     tokenizer = fit(name, x, cf, seed=3)
@@ -452,3 +453,47 @@ def test_concurrent_fits_of_one_tokenizer_fit_once(tmp_path, data, monkeypatch):
     assert sorted(r.source is None for r in results) == [False, True]  # one fitted, one loaded
     np.testing.assert_array_equal(results[0].codes(), results[1].codes())
     assert len(cache_entries(tmp_path)) == 1
+
+
+# ----------------------------------------------------------------------------- RQ-KMeans
+
+
+def _clustered(n=600, dim=16, seed=0):
+    """Items in a few tight clusters of very unequal size: plain k-means gives the big ones many
+    items per code, balanced k-means may not."""
+    rng = np.random.default_rng(seed)
+    sizes = [300, 150, 80, 40, 20, 10]
+    centres = rng.normal(scale=5.0, size=(len(sizes), dim))
+    return np.concatenate([c + rng.normal(scale=0.3, size=(s, dim)) for c, s in zip(centres, sizes)]).astype(np.float32)
+
+
+def test_rqkmeans_balanced_spreads_items_evenly_over_the_codes():
+    x = _clustered()
+    plain = fit("rqkmeans", x, None, seed=0, codebook_size=16)
+    balanced = fit("rqkmeans", x, None, seed=0, codebook_size=16, balanced=True)
+    per_code = lambda t: [np.bincount(t.codes()[:, level], minlength=16).max() for level in range(t.levels)]
+    assert max(per_code(balanced)) == int(np.ceil(len(x) / 16))  # floor(n/K) .. ceil(n/K) at every level
+    assert per_code(balanced)[0] < per_code(plain)[0]
+
+
+def test_rqkmeans_levels_cluster_the_residuals():
+    """Each level is k-means on what the levels above left: the reconstruction error falls with depth,
+    and a frozen fit encodes an item by the nearest centroid level by level."""
+    x = _clustered(seed=1)
+    errors = [fit("rqkmeans", x, None, seed=0, levels=levels).stats()["reconstruction_mse"] for levels in (1, 2, 3)]
+    assert errors[0] > errors[1] > errors[2] > 0
+    tokenizer = fit("rqkmeans", x, None, seed=0)
+    moved = x[:5] + 0.01
+    residual, expected = moved.astype(np.float64), []
+    for centres in tokenizer.centroids.astype(np.float64):
+        nearest = ((residual[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+        expected.append(nearest)
+        residual = residual - centres[nearest]
+    np.testing.assert_array_equal(tokenizer.encode(moved), np.stack(expected, axis=1))
+
+
+def test_rqkmeans_refuses_fewer_items_than_codes():
+    with pytest.raises(TokenizerError, match="at least codebook_size"):
+        fit("rqkmeans", np.ones((8, 4), dtype=np.float32), None, seed=0, codebook_size=16)
+    with pytest.raises(TokenizerError, match="balanced must be true or false"):
+        TOKENIZERS.get("rqkmeans")({"balanced": "yes"})
