@@ -101,6 +101,7 @@ class Embed(Section):
 
 
 class Model(Section):
+    arch: Literal["encoder_decoder", "decoder_only"]
     encoder_layers: PositiveInt
     decoder_layers: PositiveInt
     d_model: PositiveInt
@@ -133,6 +134,7 @@ class Train(Section):
     grad_clip: Optional[PositiveFloat]  # null = no clipping
     amp: Literal["none", "bf16", "fp16"]
     group_by_length: bool
+    loss_positions: Literal["last", "all"]
     checkpoint: Annotated[bool, role("may_change_on_resume")]
     resume_from: Annotated[Optional[str], role("may_change_on_resume", "not_a_setting")]
     progress: Annotated[bool, role("may_change_on_resume")]

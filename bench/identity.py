@@ -43,10 +43,16 @@ def config_hash(config: dict, length: int = 10) -> str:
 def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
     """``config`` without ``drop`` and without where training resumed from (``train.resume_from``
     set to None, which keeps the identities of every stored record): a resumed run takes the same
-    steps as an uninterrupted one (see recommenders.trainer), so it is the same setting."""
+    steps as an uninterrupted one (see recommenders.trainer), so it is the same setting. The sections
+    of tokenizers and datasets the run does not use are left out: registering a new one changes no
+    stored run's identity."""
     config = public_config(config, drop)
     if isinstance(config.get("train"), dict) and config["train"].get("resume_from") is not None:
         config["train"] = {**config["train"], "resume_from": None}
+    for section, selected in (("tokenizer", (config.get("tokenizer") or {}).get("name")), ("data", config.get("dataset"))):
+        part = config.get(section)  # the parameters of plug-ins this run does not use are not what ran
+        if isinstance(part, dict):
+            config[section] = {k: v for k, v in part.items() if not isinstance(v, dict) or k == selected}
     for (section, key), default in ADDED_LATER.items():  # absent in older records: the same setting
         part = config.get(section)
         if isinstance(part, dict) and key in part and part[key] == default:
@@ -68,7 +74,8 @@ def one_number_form(value):
 
 # config keys added after records were stored, with the default that behaves as before: left out of
 # every identity at that value, so the records made before the key existed keep their identities
-ADDED_LATER = {("tokenizer", "allow_collapse"): False}
+ADDED_LATER = {("tokenizer", "allow_collapse"): False, ("model", "arch"): "encoder_decoder",
+               ("train", "loss_positions"): "last"}
 
 
 def config_identity(config: dict, drop: Iterable[str] = ("seed", *PATH_KEYS), length: int = 10) -> str:

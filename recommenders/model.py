@@ -47,6 +47,7 @@ class TigerModelConfig:
     relative_max_distance: int = 128
     layer_norm_eps: float = 1e-6
     pad_id: int = 0
+    arch: str = "encoder_decoder"  # encoder_decoder (TIGER) | decoder_only (recommenders.decoder_only)
 
     @classmethod
     def from_config(cls, model_cfg: dict, vocab_size: int, pad_id: int = 0) -> "TigerModelConfig":
@@ -63,6 +64,7 @@ class TigerModelConfig:
             relative_buckets=int(model_cfg["relative_buckets"]),
             relative_max_distance=int(model_cfg["relative_max_distance"]),
             pad_id=int(pad_id),
+            arch=str(model_cfg["arch"]),
         )
 
     def to_dict(self) -> dict:

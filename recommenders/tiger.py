@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bench.atomic import is_running
-from bench.config import default_layer, flatten, get_path
+from bench.config import ConfigError, default_layer, flatten, get_path
 from bench.config_schema import keys_with_role
 from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
@@ -28,6 +28,7 @@ from recommenders.decoding import (
     item_categories,
     sample_decode,
 )
+from recommenders.architectures import build_model, uses_separators
 from recommenders.model import TigerModel, TigerModelConfig
 from recommenders.trainer import (
     CHECKPOINT_FORMAT, ResumeError, Trainer, TrainExamples, check_format, check_training_config, differences,
@@ -77,6 +78,18 @@ def training_config(config: dict) -> dict:
     return flatten(config, RESUME_MAY_CHANGE)
 
 
+# bump when a change to the decoder-only model or its all-positions loss changes numbers
+DECODER_ONLY_VERSION = 1
+ARCH_LABELS = {"encoder_decoder": "TIGER", "decoder_only": "TIGER-dec"}
+
+
+def _latest_per_user(examples: HistoryBatch) -> HistoryBatch:
+    """Each user's example with the latest target (its history the longest window before it)."""
+    order = np.lexsort((np.arange(len(examples.users)), examples.users))
+    last = order[np.r_[examples.users[order][1:] != examples.users[order][:-1], True]]
+    return HistoryBatch(examples.items[last], examples.lengths[last], examples.users[last], examples.targets[last])
+
+
 class TigerRecommender(Recommender):
     """The generative recommender; ``fit`` tokenizes items, trains, ``rank`` decodes."""
 
@@ -99,13 +112,22 @@ class TigerRecommender(Recommender):
         parts = [str(config["tokenizer"]["name"])]
         if int(get_path(config, "model.user_buckets", get_path(default_layer(), "model.user_buckets"))) == 0:
             parts.append("no-user")
-        return f"TIGER[{','.join(parts)}]"
+        arch = get_path(config, "model.arch", get_path(default_layer(), "model.arch"))
+        return f"{ARCH_LABELS[arch]}[{','.join(parts)}]"
+
+    @classmethod
+    def check_config(cls, config: dict) -> None:
+        if config["train"]["loss_positions"] == "all" and config["model"]["arch"] != "decoder_only":
+            raise ConfigError("train.loss_positions=all needs model.arch=decoder_only (the encoder-decoder "
+                              "reads each prefix as its own example)")
 
     @classmethod
     def components(cls, config: dict) -> dict[str, int]:
         tokenizer = tokenizers_zoo.build_tokenizer(config)
         versions = {**super().components(config), "tiger_checkpoint": CHECKPOINT_FORMAT,
                     **type(tokenizer).component_versions()}
+        if config["model"]["arch"] == "decoder_only":
+            versions["tiger_decoder_only"] = DECODER_ONLY_VERSION
         if tokenizer.uses_text:
             versions["embedder"] = embed.EMBEDDER_VERSION
         if tokenizer.needs_cf:
@@ -178,7 +200,8 @@ class TigerRecommender(Recommender):
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         seed = int(cfg["seed"] if tcfg["seed"] is None else tcfg["seed"])
-        self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, int(self.model_cfg["user_buckets"])).to(self.device)
+        self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, int(self.model_cfg["user_buckets"]),
+                                     separators=uses_separators(self.model_cfg["arch"])).to(self.device)
         self.trie = SemanticIdTrie(self.vocab.semantic_ids, self.vocab.codebook_sizes, self.device)
         # cold-start protocol: plain decoding only ever reaches the items seen in training
         unseen = self.context.unseen_items
@@ -190,9 +213,11 @@ class TigerRecommender(Recommender):
                                               self.device)
         self.user_tokens = self.vocab.user_tokens(split.dataset.user_ids)
         torch.manual_seed(seed)
-        self.model = TigerModel(TigerModelConfig.from_config(self.model_cfg, self.vocab.vocab_size)).to(self.device)
+        self.model = build_model(TigerModelConfig.from_config(self.model_cfg, self.vocab.vocab_size)).to(self.device)
 
         train = split.train_examples
+        if tcfg["loss_positions"] == "all":  # one example per user, its latest window: every item in it is a target
+            train = _latest_per_user(train)
         examples = TrainExamples(train.items, train.lengths, self.user_tokens[train.users], train.targets)
         valid = split.eval_batch("valid")
         n_valid = tcfg.get("valid_users")

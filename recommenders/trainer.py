@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from bench.atomic import atomic_write
 from bench.device import cpu_has_bf16
 from bench.errors import UserError, first_line
+from bench.identity import ADDED_LATER
 from recommenders.model import TigerModel
 from recommenders.vocab import SemanticIdVocab
 
@@ -214,7 +215,10 @@ def check_format(ckpt: dict, path) -> None:
 
 
 def check_training_config(saved: dict, current: dict, path) -> None:
-    """A resume must be trained by the settings its checkpoint was: name the ones that differ."""
+    """A resume must be trained by the settings its checkpoint was: name the ones that differ (a key
+    added since the checkpoint was written counts at its old behaviour, bench.identity.ADDED_LATER)."""
+    added = {f"{section}.{key}": value for (section, key), value in ADDED_LATER.items()}
+    saved = {**{key: value for key, value in added.items() if key in current}, **saved}
     if saved != current:
         raise ResumeError(
             f"{path} was trained with other settings ({differences(saved, current)}); a resume may change only "
@@ -298,8 +302,9 @@ class Trainer:
         path = resolve_checkpoint(path)
         ckpt = read_checkpoint(path, map_location=self.device)
         check_format(ckpt, path)
-        if ckpt.get("model_config") != self.model.cfg.to_dict():
-            raise ResumeError(f"{path} was made for another model shape ({differences(ckpt.get('model_config'), self.model.cfg.to_dict())})")
+        saved_model = {"arch": "encoder_decoder", **(ckpt.get("model_config") or {})}  # before model.arch existed
+        if saved_model != self.model.cfg.to_dict():
+            raise ResumeError(f"{path} was made for another model shape ({differences(saved_model, self.model.cfg.to_dict())})")
         saved = ckpt.get("fingerprint", {})
         self.training_config_checked = "training_config" in saved or "training_config" not in self.fingerprint
         if not self.training_config_checked:  # checkpoints written before they carried it
@@ -477,7 +482,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            logits = self.model(input_ids, decoder_ids)
+            if self.cfg["loss_positions"] == "all":  # the decoder-only model: every item after the first
+                logits, targets = self.model.all_positions(input_ids, decoder_ids, targets, vocab.user_offset)
+            else:
+                logits = self.model(input_ids, decoder_ids)
         loss = tau_cross_entropy(logits, targets, self.tau)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

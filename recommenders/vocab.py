@@ -7,6 +7,8 @@ tokens (none when ``user_buckets == 0``: the "no user information" ablation).
 
 Encoder input per example: ``[pad ... pad, user, item_1 codes, ..., item_n codes]``, left padded to
 the longest history of the batch (dynamic padding); decoder target: the next item's semantic ID.
+With ``separators`` (the decoder-only model) each history item is ``[BOS, codes]``, as the item the
+model generates next is: one causal sequence then reads the same way at every item.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def hash_user(user_id: str, buckets: int) -> int:
 
 
 class SemanticIdVocab:
-    def __init__(self, semantic_ids: np.ndarray, codebook_sizes, user_buckets: int = 2000):
+    def __init__(self, semantic_ids: np.ndarray, codebook_sizes, user_buckets: int = 2000, separators: bool = False):
         sids = np.asarray(semantic_ids, dtype=np.int64)
         if sids.ndim != 2:
             raise ValueError(f"semantic_ids must be 2-D [n_items, levels], got shape {sids.shape}")
@@ -47,9 +49,14 @@ class SemanticIdVocab:
         tokens = sids + self.level_offsets[None, :]
         # row n_items is all padding, so index -1 (a history pad) maps to pad tokens
         self.item_tokens = torch.from_numpy(np.vstack([tokens, np.full((1, self.n_levels), PAD)]))
+        self.separators = bool(separators)
+        self.tokens_per_item = self.n_levels + int(self.separators)
+        history = np.hstack([np.full((len(tokens), 1), BOS), tokens]) if self.separators else tokens
+        self.history_tokens = torch.from_numpy(np.vstack([history, np.full((1, self.tokens_per_item), PAD)]))
 
     def to(self, device) -> "SemanticIdVocab":
         self.item_tokens = self.item_tokens.to(device)
+        self.history_tokens = self.history_tokens.to(device)
         return self
 
     def user_tokens(self, user_ids) -> np.ndarray:
@@ -60,20 +67,21 @@ class SemanticIdVocab:
     def encoder_inputs(self, items, lengths, user_tokens=None, width: int | None = None) -> torch.Tensor:
         """``items [n, H]`` left-padded with -1, ``lengths [n]`` -> token ids ``[n, W]``, left padded.
 
-        ``W = (user token ? 1 : 0) + levels * max(lengths)``: the batch is only as wide as its longest
-        history. ``width`` (= ``max(lengths)``, when the caller knows it) saves a device sync.
+        ``W = (user token ? 1 : 0) + tokens_per_item * max(lengths)``: the batch is only as wide as its
+        longest history. ``width`` (= ``max(lengths)``, when the caller knows it) saves a device sync.
         """
         device = self.item_tokens.device
         items = torch.as_tensor(items, device=device)
         lengths = torch.as_tensor(lengths, device=device)
         if width is None:
             width = int(lengths.max()) if len(lengths) else 1
-        tokens = self.item_tokens[items[:, items.shape[1] - width:]].reshape(len(items), width * self.n_levels)
+        per_item = self.tokens_per_item
+        tokens = self.history_tokens[items[:, items.shape[1] - width:]].reshape(len(items), width * per_item)
         if self.user_buckets == 0 or user_tokens is None:
             return tokens
         out = torch.full((len(items), tokens.shape[1] + 1), PAD, dtype=torch.long, device=device)
         out[:, 1:] = tokens
-        position = tokens.shape[1] - self.n_levels * lengths  # the column just before the history
+        position = tokens.shape[1] - per_item * lengths  # the column just before the history
         out[torch.arange(len(items), device=device), position] = torch.as_tensor(user_tokens, device=device)
         return out
 

@@ -334,3 +334,22 @@ def test_whole_floats_and_ints_are_one_setting():
     assert config_identity(grid) == config_identity(cli)
     assert config_identity(grid) != config_identity({**cli, "train": {"tau": 1.2}})
     assert config_identity({"x": True}) != config_identity({"x": 1.5})
+
+
+def test_registering_a_tokenizer_changes_no_stored_runs_identity():
+    """A new plug-in adds its section to every resolved config; a run that does not use it keeps its
+    identity (else every sweep would run its finished trials again and tables would split rows)."""
+    from bench.config import resolve_config
+    from bench.identity import config_identity
+    from bench.plugins import TOKENIZERS
+
+    before = resolve_config("smoke", overrides={"method": "tiger", "tokenizer": {"name": "lsh"}})
+    TOKENIZERS.register("later", "tokenizers_zoo.lsh:LSHTokenizer", defaults={"levels": 2, "bits": 3})
+    try:
+        after = resolve_config("smoke", overrides={"method": "tiger", "tokenizer": {"name": "lsh"}})
+    finally:
+        TOKENIZERS.unregister("later")
+    assert "later" in after["tokenizer"] and "later" not in before["tokenizer"]
+    assert config_identity(after) == config_identity(before)
+    other = resolve_config("smoke", assignments=["tokenizer.rqvae.epochs=7"], overrides={"method": "tiger", "tokenizer": {"name": "lsh"}})
+    assert config_identity(other) == config_identity(before)  # lsh does not read tokenizer.rqvae
