@@ -322,3 +322,48 @@ def plot_coldstart(records, output: str | Path, title: str | None = None) -> Pat
             ax.legend(fontsize="small")
     fig.suptitle(title or "Cold-start recommendation", fontsize="medium")
     return _save(fig, output)
+
+
+def training_curves(records) -> dict[str, list[dict]]:
+    """``{label: [run, ...]}`` of the completed runs that recorded a validation curve (generative
+    runs: ``method_info.training.curve``), each run ``{"seed", "seconds", "examples", "ndcg"}``;
+    examples seen = optimizer steps x ``train.batch_size`` (prefix examples for TIGER, user windows
+    for the decoder-only model on all positions)."""
+    out: dict[str, list[dict]] = {}
+    for record in records:
+        training = ((record.get("method_info") or {}).get("training") or {})
+        curve = [point for point in training.get("curve") or [] if "valid_ndcg@10" in point]
+        if record.get("status", "completed") != "completed" or not curve:
+            continue
+        batch = ((record.get("config") or {}).get("train") or {}).get("batch_size")
+        out.setdefault(str(record.get("label")), []).append({
+            "seed": record.get("seed"),
+            "seconds": [float(p.get("seconds", np.nan)) for p in curve],
+            "examples": [float(p["step"]) * float(batch) if batch else np.nan for p in curve],
+            "ndcg": [float(p["valid_ndcg@10"]) for p in curve],
+        })
+    return out
+
+
+def plot_time_to_quality(records, output: str | Path, title: str | None = None) -> Path:
+    """Validation NDCG@10 during training against training seconds and against examples seen, one
+    colour per method (one line per run: filter with --where to compare configurations): which model is better at *equal compute*, not only at
+    equal steps. Seconds compare only runs timed on one machine under one load."""
+    curves = training_curves(records)
+    if not curves:
+        raise PlotError("no completed runs with a training curve (generative runs record one)")
+    fig = _figure(8.4, 3.4)
+    by_time, by_examples = fig.subplots(1, 2)
+    for index, label in enumerate(sorted(curves)):
+        for run_index, run in enumerate(curves[label]):
+            name = f"{label} ({len(curves[label])} run{'s' if len(curves[label]) > 1 else ''})" if run_index == 0 else None
+            by_time.plot(np.array(run["seconds"]) / 60, run["ndcg"], color=f"C{index}", alpha=0.8, label=name)
+            by_examples.plot(run["examples"], run["ndcg"], color=f"C{index}", alpha=0.8, label=name)
+    by_time.set_xlabel("training minutes")
+    by_examples.set_xlabel("training examples seen (steps x batch)")
+    for ax in (by_time, by_examples):
+        ax.set_ylabel("validation NDCG@10")
+        ax.grid(True, alpha=0.3)
+    by_time.legend(fontsize="small")
+    fig.suptitle(title or "Time to quality", fontsize="medium")
+    return _save(fig, output)

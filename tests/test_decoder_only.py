@@ -106,7 +106,7 @@ def test_all_positions_needs_the_decoder_only_model():
 
 
 @pytest.mark.slow
-def test_bench_run_decoder_only_on_synthetic_data_beats_popularity(tmp_path):
+def test_bench_run_decoder_only_on_synthetic_data_beats_popularity(tmp_path, capsys):
     store = tmp_path / "runs"
     common = ["--dataset", "synthetic", "--profile", "smoke", "--results-dir", str(store),
               "--set", f"work_dir={tmp_path / 'work'}", "train.progress=false", "embed.progress=false"]
@@ -116,3 +116,10 @@ def test_bench_run_decoder_only_on_synthetic_data_beats_popularity(tmp_path):
     dec = records["TIGER-dec[rqkmeans]"]
     assert dec["config"]["model"]["arch"] == "decoder_only" and dec["components"]["tiger_decoder_only"] == 1
     assert dec["metrics"]["test"]["ndcg@10"] > records["Pop"]["metrics"]["test"]["ndcg@10"]
+    assert main(["run", "--tokenizer", "rqkmeans", *common]) == 0  # the encoder-decoder on the same IDs
+    figure = tmp_path / "quality.png"
+    assert main(["plot", "quality", "--results-dir", str(store), "--output", str(figure)]) == 0
+    assert figure.stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["plot", "quality", "--results-dir", str(store), "--where", "method=pop", "--output", str(figure)]) == 2
+    assert "no completed runs with a training curve" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from bench.config import ConfigError
 from bench.errors import UserError
 from bench.records import SCRATCH_STORE, read_record
 from bench.tables import filter_records
-from bench.plots import code_counts_from_store, code_series_label, counts_from_codes, load_codes, plot_code_distribution, plot_coldstart, plot_format, plot_param_curves, PlotError, record_code_counts
+from bench.plots import code_counts_from_store, code_series_label, counts_from_codes, load_codes, plot_code_distribution, plot_coldstart, plot_format, plot_param_curves, plot_time_to_quality, PlotError, record_code_counts
 
 
 def check_plot_output(output: str) -> None:
@@ -58,6 +58,30 @@ def add_parser(subparsers) -> None:
     codes.add_argument("--title")
     codes.set_defaults(func=main_codes)
     _add_coldstart(kinds)
+    quality = kinds.add_parser(
+        "quality", help="validation NDCG@10 against training time and examples seen (generative runs)",
+        description="Time to quality: each generative run's validation NDCG@10 during training against training "
+        "minutes and against examples seen, one colour per method and one line per seed, to compare models at "
+        "equal compute (e.g. --where model.arch=decoder_only against the encoder-decoder). Minutes compare only "
+        "runs timed on one machine under one load.",
+    )
+    _store_options(quality)
+    quality.add_argument("--output", required=True, metavar="FILE")
+    quality.add_argument("--title")
+    quality.set_defaults(func=main_quality)
+
+
+def main_quality(args: argparse.Namespace) -> int:
+    check_plot_output(args.output)
+    store = open_store(args.results_dir)
+    records = filter_records(store.records, args.dataset, parse_where(args.where))
+    try:
+        with writing("--output", args.output):
+            path = plot_time_to_quality(records, args.output, title=args.title)
+    except PlotError as err:
+        raise ConfigError(f"{err} in {args.results_dir}{scratch_hint(args.results_dir, store)}") from err
+    print(f"wrote {path}")
+    return 0
 
 
 def _add_coldstart(kinds) -> None:
