@@ -100,6 +100,10 @@ class Embed(Section):
     progress: Annotated[bool, role("may_change_on_resume")]
 
 
+class Track(Section):
+    tensorboard: bool
+
+
 class Model(Section):
     arch: Literal["encoder_decoder", "decoder_only"]
     encoder_layers: PositiveInt
@@ -248,6 +252,8 @@ class RunConfig(Section):
     data: Data
     split: Split
     eval: Annotated[Eval, role("may_change_on_resume", "at_test")]
+    # where progress is logged: like the paths, not what runs
+    track: Annotated[Track, role("path", "not_a_setting", "may_change_on_resume")]
     coldstart: ColdStartSection
     embed: Embed
     model: Model

@@ -257,11 +257,13 @@ class Trainer:
         report: Callable[[int, dict], None] = lambda step, metrics: None,
         seed: int = 0,
         fingerprint: dict | None = None,
+        scalars: Callable[[int, dict], None] | None = None,
     ):
         self.model, self.vocab, self.cfg = model, vocab, cfg
         self.device = torch.device(device)
         self.work_dir = Path(work_dir)
         self.evaluate, self.report = evaluate, report
+        self.scalars = scalars or (lambda step, values: None)  # TensorBoard etc. (bench.tracking)
         self.seed = int(seed)
         self.fingerprint = fingerprint or {}
         self.tau = float(cfg["tau"])  # > 0 and amp's values: checked when the config is resolved
@@ -363,6 +365,7 @@ class Trainer:
             "lr": learning_rate(max(st.step - 1, 0), self.cfg), "seconds": round(self.elapsed(), 1),
         })
         self.report(st.step, {"valid_ndcg@10": score, "loss": running_loss})
+        self.scalars(st.step, {"valid/ndcg@10": score, "valid/best_ndcg@10": st.best_score})
         patience = self.cfg.get("patience")
         return patience is not None and st.evals_since_best >= int(patience)
 
@@ -403,6 +406,7 @@ class Trainer:
         self._clock = session_start = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
         loss_count, smooth, stop = 0, None, False
+        seen_at, logged_at = st.examples_seen, time.perf_counter()
         log_every = 20
         try:
             while not stop:
@@ -433,6 +437,10 @@ class Trainer:
                                 f"training loss became {mean_loss} by step {st.step}; lower train.lr"
                             )
                         smooth = mean_loss if smooth is None else 0.7 * smooth + 0.3 * mean_loss
+                        now = time.perf_counter()
+                        self.scalars(st.step, {"train/loss": mean_loss, "train/lr": learning_rate(st.step - 1, cfg),
+                                               "train/examples_per_s": (st.examples_seen - seen_at) / max(now - logged_at, 1e-9)})
+                        seen_at, logged_at = st.examples_seen, now
                         if not validate:
                             loss_sum.zero_()
                             loss_count = 0

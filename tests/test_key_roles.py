@@ -30,7 +30,7 @@ def test_the_modules_read_their_key_lists_from_the_schema():
 
 
 def test_what_the_roles_hold():
-    assert set(keys_with_role("path")) == {"results_dir", "work_dir", "data_dir"}
+    assert set(keys_with_role("path")) == {"results_dir", "work_dir", "data_dir", "track"}  # where files go
     assert set(keys_with_role("path")) < set(keys_with_role("not_a_setting")) and "seed" in keys_with_role("not_a_setting")
     resume = set(keys_with_role("may_change_on_resume"))
     assert {"train.max_steps", "eval", "decode.sample_count", "tokenizer.cache_dir"} <= resume
