@@ -36,6 +36,7 @@ from bench.methods import Recommender, RunContext
 from bench.progress import say
 from bench.metrics import evaluate_rankings
 from bench.split import LeaveOneOutSplit
+from bench.tracking import open_tracker
 
 recbole_compat.apply()  # here too, so any process that imports the adapter gets the patches
 
@@ -231,6 +232,7 @@ def train_sequential(
     report: Callable[[int, dict], None] | None = None,
     label: str | None = None,
     check: Callable[[PreparedData], None] | None = None,
+    scalars: Callable[[int, dict], None] | None = None,
 ) -> TrainedModel:
     """Prepare (or load) RecBole's data for ``sequences``, train ``spec``'s model, keep the best weights."""
     from recbole.data.utils import create_samplers, get_dataloader
@@ -283,6 +285,9 @@ def train_sequential(
                   f"{valid_score:.4f} (best {best:.4f} @ {trainer.best_epoch}), {now - clock['last']:.1f}s",
                   file=sys.stderr, flush=True)
         clock["last"] = now
+        if scalars is not None:  # the same tags as TIGER's, per epoch (bench.tracking)
+            scalars(epoch, {**({} if train_loss is None else {"train/loss": float(train_loss)}),
+                            f"valid/{rb_config['valid_metric'].lower()}": float(valid_score)})
         if report is not None:
             report(epoch, {f"valid_{rb_config['valid_metric'].lower()}": float(valid_score)})
 
@@ -382,12 +387,17 @@ class RecBoleSequential(Recommender):
                 f"leave-one-out gives such users no validation target (it needs two training prefixes first), "
                 f"so its split would differ from the harness's"
             )
-        self.trained = train_sequential(
-            self.spec, self.section, split.dataset.sequences, split.n_items,
-            seed=int(self.config["seed"]), ks=self.ks, device=self.context.device,
-            work_dir=self.context.work_dir, split=split, report=self.context.report,
-            label=self.label(self.config), check=lambda data: check_targets(data, split),
-        )
+        tracker = open_tracker(self.config, self.context.work_dir)
+        try:
+            self.trained = train_sequential(
+                self.spec, self.section, split.dataset.sequences, split.n_items,
+                seed=int(self.config["seed"]), ks=self.ks, device=self.context.device,
+                work_dir=self.context.work_dir, split=split, report=self.context.report,
+                label=self.label(self.config), check=lambda data: check_targets(data, split),
+                scalars=tracker.scalars,
+            )
+        finally:
+            tracker.close()
         extras = self.context.extras
         extras.update(self.trained.info)
         extras["targets_checked"] = "RecBole's valid and test targets equal the harness's for every user"

@@ -47,3 +47,15 @@ def test_tracking_is_not_part_of_a_runs_identity():
     assert config_identity(on) == config_identity(off)
     stored = {k: v for k, v in on.items() if k != "track"}  # a record from before tracking existed
     assert config_identity(stored) == config_identity(on)
+
+
+@pytest.mark.slow
+def test_a_recbole_run_writes_its_epochs_to_tensorboard(tmp_path):
+    store, work = tmp_path / "runs", tmp_path / "work"
+    assert main(["run", "--baseline", "sasrec", "--dataset", "ml-100k", "--profile", "smoke", "--results-dir", str(store),
+                 "--set", f"work_dir={work}"]) == 0
+    [record] = [json.loads(p.read_text()) for p in store.glob("*.json")]
+    [folder] = list(work.glob(f"*/{TENSORBOARD_DIR}"))
+    scalars = _scalars(folder)
+    assert {"train/loss", "valid/ndcg@10"} <= set(scalars)
+    assert len(scalars["valid/ndcg@10"]) == record["budget"]["epochs"]
