@@ -18,7 +18,6 @@ from sweeps.spec import record_trial_key, resolve_trial_config, trial_key
 from bench import runner
 from bench.runner import WORK_RUN_FILE
 from bench.atomic import is_running
-from recommenders.trainer import CHECKPOINT, ResumeError
 from bench.identity import stable_hash
 from bench.device import CORE_SHARE_ENV
 
@@ -62,6 +61,10 @@ def find_interrupted(work_dir: str, key: str) -> Path | None:
     """The newest work folder of an earlier run of this trial that left a checkpoint, is not running
     and left no record (a sweep killed mid-training, a session that ended): the trial resumes from
     it instead of starting again. The caller has checked there is no record."""
+    # defer: torch; a Ray worker imports this module to unpickle the trainable, and trials of
+    # pop/random/RecBole methods never need TIGER's trainer (as before the layering)
+    from recommenders.trainer import CHECKPOINT
+
     folders = [f for f in trial_folders(work_dir, key) if (f / CHECKPOINT).is_file() and not is_running(f)]
     return folders[-1] if folders else None
 
@@ -75,6 +78,9 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
     """Ray calls this with ``{"base": ..., "point": {dimension: value}, "metric": name}`` and the
     datasets the driver loaded (``{dataset_key: SequenceDataset}``)."""
     from ray import tune
+
+    # defer: torch, as above
+    from recommenders.trainer import ResumeError
 
     config = resolve_trial_config(trial["base"], trial["point"])
     metric = trial.get("metric", "valid_ndcg@10")
