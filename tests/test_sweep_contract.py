@@ -122,6 +122,16 @@ def test_join_cluster_fails_at_once_when_the_port_refuses_and_never_calls_init()
     assert isinstance(caught.value, UserError) and "10.1.2.3:6379" in str(caught.value)
 
 
+def _join_abandoned_connects():
+    """Let the abandoned connect threads finish now: each ends with ``ray.shutdown()``, which would
+    stop the Ray session of whatever test this worker process runs next (it did: a sweep test's
+    trial actors were killed mid-sweep, "Can't find actor")."""
+    for thread in threading.enumerate():
+        if thread.name == "bench-ray-connect":
+            thread.join(10)
+            assert not thread.is_alive()
+
+
 def test_join_cluster_gives_up_on_an_init_that_never_returns():
     release = threading.Event()
     start = time.monotonic()
@@ -130,6 +140,7 @@ def test_join_cluster_gives_up_on_an_init_that_never_returns():
     assert caught.value.init_stuck
     assert time.monotonic() - start < 30  # generous: the deadline is 0.5 s
     release.set()  # the abandoned init "connects" late: it disconnects again (ray.shutdown, a no-op here)
+    _join_abandoned_connects()
 
 
 def test_join_cluster_turns_rays_errors_into_one_user_error():
@@ -142,13 +153,17 @@ def test_join_cluster_turns_rays_errors_into_one_user_error():
 
 
 def test_a_probe_that_hangs_is_cut_at_the_deadline():
+    release = threading.Event()
+
     def hangs(host, port, timeout):
-        time.sleep(60)
+        release.wait(60)
 
     start = time.monotonic()
     with pytest.raises(ClusterUnreachableError, match="no answer within 0.3 s") as caught:
         join_cluster("10.1.2.3:6379", 0.3, lambda: None, probe=hangs)
     assert not caught.value.init_stuck and time.monotonic() - start < 30
+    release.set()
+    _join_abandoned_connects()
 
 
 @pytest.mark.parametrize("address, expected", [
