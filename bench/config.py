@@ -179,7 +179,14 @@ def check_key(dotted: str, what: str = "config key") -> str:
 def default_layer() -> dict:
     """Every key a config may have, with its default: the YAML files under ``configs/defaults``
     and the sections registered plug-ins declare (:func:`plugin_defaults`)."""
-    return deep_merge(load_layer(DEFAULTS_DIR), plugin_defaults())
+    return deep_merge(_default_files(), plugin_defaults())  # deep_merge copies: the cache stays as read
+
+
+@functools.lru_cache(maxsize=1)
+def _default_files() -> dict:
+    """The YAML files under ``configs/defaults``, read once per process (every tokenizer built and
+    every config resolved reads the defaults; the plug-in part is merged in fresh each time)."""
+    return load_layer(DEFAULTS_DIR)
 
 
 def plugin_defaults() -> dict:
