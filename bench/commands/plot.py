@@ -57,53 +57,39 @@ def add_parser(subparsers) -> None:
     codes.add_argument("--output", required=True, metavar="FILE")
     codes.add_argument("--title")
     codes.set_defaults(func=main_codes)
-    _add_coldstart(kinds)
-    quality = kinds.add_parser(
-        "quality", help="validation NDCG@10 against training time and examples seen (generative runs)",
+    _add_store_figure(
+        kinds, "coldstart", plot_coldstart,
+        help="Recall@K on cold users vs K, and Recall@10 vs epsilon (TIGER's cold-start panels)",
+        description="From the runs of the cold-start protocol (coldstart.enabled): Recall@K on the users whose "
+        "test item is unseen, against K per method; and Recall@10 on them against epsilon for the generative "
+        "runs that recorded an epsilon curve (coldstart.epsilon_curve).",
+    )
+    _add_store_figure(
+        kinds, "quality", plot_time_to_quality,
+        help="validation NDCG@10 against training time and examples seen (generative runs)",
         description="Time to quality: each generative run's validation NDCG@10 during training against training "
         "minutes and against examples seen, one colour per method and one line per seed, to compare models at "
         "equal compute (e.g. --where model.arch=decoder_only against the encoder-decoder). Minutes compare only "
         "runs timed on one machine under one load.",
     )
-    _store_options(quality)
-    quality.add_argument("--output", required=True, metavar="FILE")
-    quality.add_argument("--title")
-    quality.set_defaults(func=main_quality)
 
 
-def main_quality(args: argparse.Namespace) -> int:
+def _add_store_figure(kinds, name: str, plot, **texts) -> None:
+    """A figure drawn by ``plot(records, output, title=...)`` from the (filtered) runs of a store."""
+    parser = kinds.add_parser(name, **texts)
+    _store_options(parser)
+    parser.add_argument("--output", required=True, metavar="FILE")
+    parser.add_argument("--title")
+    parser.set_defaults(func=lambda args: main_store_figure(args, plot))
+
+
+def main_store_figure(args: argparse.Namespace, plot) -> int:
     check_plot_output(args.output)
     store = open_store(args.results_dir)
     records = filter_records(store.records, args.dataset, parse_where(args.where))
     try:
         with writing("--output", args.output):
-            path = plot_time_to_quality(records, args.output, title=args.title)
-    except PlotError as err:
-        raise ConfigError(f"{err} in {args.results_dir}{scratch_hint(args.results_dir, store)}") from err
-    print(f"wrote {path}")
-    return 0
-
-
-def _add_coldstart(kinds) -> None:
-    cold = kinds.add_parser(
-        "coldstart", help="Recall@K on cold users vs K, and Recall@10 vs epsilon (TIGER's cold-start panels)",
-        description="From the runs of the cold-start protocol (coldstart.enabled): Recall@K on the users whose "
-        "test item is unseen, against K per method; and Recall@10 on them against epsilon for the generative "
-        "runs that recorded an epsilon curve (coldstart.epsilon_curve).",
-    )
-    _store_options(cold)
-    cold.add_argument("--output", required=True, metavar="FILE")
-    cold.add_argument("--title")
-    cold.set_defaults(func=main_coldstart)
-
-
-def main_coldstart(args: argparse.Namespace) -> int:
-    check_plot_output(args.output)
-    store = open_store(args.results_dir)
-    records = filter_records(store.records, args.dataset, parse_where(args.where))
-    try:
-        with writing("--output", args.output):
-            path = plot_coldstart(records, args.output, title=args.title)
+            path = plot(records, args.output, title=args.title)
     except PlotError as err:
         raise ConfigError(f"{err} in {args.results_dir}{scratch_hint(args.results_dir, store)}") from err
     print(f"wrote {path}")
