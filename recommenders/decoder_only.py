@@ -18,28 +18,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recommenders.model import FeedForward, RelativeBias, RMSNorm, SelfAttention, TigerModel, TigerModelConfig
+from recommenders.model import EncoderLayer, RelativeBias, RMSNorm, TigerModel, TigerModelConfig
 from recommenders.vocab import N_SPECIAL
 
 
-class CausalLayer(nn.Module):
-    def __init__(self, cfg: TigerModelConfig):
-        super().__init__()
-        self.norm1 = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
-        self.self_attn = SelfAttention(cfg)
-        self.norm2 = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
-        self.ff = FeedForward(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+class CausalLayer(EncoderLayer):
+    """The encoder layer's parts (pre-norm self-attention + feed-forward) under a causal mask;
+    ``forward`` also returns its keys/values, ``step`` runs new tokens against a cached history."""
 
     def forward(self, x, mask):
-        attn, kv = self.self_attn(self.norm1(x), mask)
+        attn, kv = self.attn(self.norm1(x), mask)
         x = x + self.drop(attn)
         return x + self.drop(self.ff(self.norm2(x))), kv
 
     def step(self, x, history_kv, history_mask, own_cache, own_mask):
         """``x [R, t, d]`` (R = B users x n hypotheses) against the user's history keys/values
         ``[B, H, S, dh]`` and the hypothesis's own earlier tokens."""
-        attn = self.self_attn
+        attn = self.attn
         r, t, _ = x.shape
         q, k, v = attn.qkv(self.norm1(x)).view(r, t, 3, attn.h, attn.dh).permute(2, 0, 3, 1, 4)
         if own_cache is not None:
