@@ -31,6 +31,7 @@ from bench.provenance import hardware
 from bench.split import LeaveOneOutSplit
 from recommenders.architectures import build_model
 from recommenders.model import TigerModelConfig
+from recommenders.tiger import latest_per_user
 from recommenders.trainer import epoch_batches, tau_cross_entropy, TrainExamples
 from recommenders.vocab import SemanticIdVocab
 from tokenizers_zoo.collision import max_group_size, semantic_ids
@@ -98,9 +99,8 @@ def main(argv=None) -> int:
     train = split.train_examples
     users = plain.user_tokens(split.dataset.user_ids)
     prefixes = TrainExamples(train.items, train.lengths, users[train.users], train.targets)
-    order = np.lexsort((np.arange(len(train.users)), train.users))
-    latest = order[np.r_[train.users[order][1:] != train.users[order][:-1], True]]
-    windows = TrainExamples(train.items[latest], train.lengths[latest], users[train.users[latest]], train.targets[latest])
+    latest = latest_per_user(train)  # what train.loss_positions=all trains on
+    windows = TrainExamples(latest.items, latest.lengths, users[latest.users], latest.targets)
     cfg = resolve_config(args.profile, overrides={"method": "tiger"})["model"]
     n = args.steps + 2
     variants = [

@@ -84,7 +84,7 @@ DECODER_ONLY_VERSION = 1
 ARCH_LABELS = {"encoder_decoder": "TIGER", "decoder_only": "TIGER-dec"}
 
 
-def _latest_per_user(examples: HistoryBatch) -> HistoryBatch:
+def latest_per_user(examples: HistoryBatch) -> HistoryBatch:
     """Each user's example with the latest target (its history the longest window before it)."""
     order = np.lexsort((np.arange(len(examples.users)), examples.users))
     last = order[np.r_[examples.users[order][1:] != examples.users[order][:-1], True]]
@@ -218,7 +218,7 @@ class TigerRecommender(Recommender):
 
         train = split.train_examples
         if tcfg["loss_positions"] == "all":  # one example per user, its latest window: every item in it is a target
-            train = _latest_per_user(train)
+            train = latest_per_user(train)
         examples = TrainExamples(train.items, train.lengths, self.user_tokens[train.users], train.targets)
         valid = split.eval_batch("valid")
         n_valid = tcfg.get("valid_users")
