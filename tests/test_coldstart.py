@@ -95,7 +95,7 @@ def test_tiger_reaches_unseen_items_only_in_cold_start_decoding_and_at_most_epsi
     cold = apply_coldstart(load_dataset("synthetic"), fraction=0.15, seed=0)
     split = LeaveOneOutSplit(cold.dataset)
     config = resolve_config("smoke", assignments=["method=tiger", "dataset=synthetic", "train.progress=false",
-                                                  "train.checkpoint=false"])
+                                                  "train.checkpoint=false", "track.tensorboard=false"])  # writes nothing
     torch.set_num_threads(1)
     model = TigerRecommender(config, RunContext(work_dir=Path("unused"), device="cpu", unseen_items=cold.unseen))
     sids, sizes = category_ids(split)

@@ -390,7 +390,7 @@ def test_bf16_training_on_the_cpu_learns_like_float32(synthetic_split, monkeypat
     for amp in ("none", "bf16"):
         context = RunContext(work_dir=Path("unused"), device="cpu")
         model = TigerRecommender(smoke_config(**{"train.progress": False, "train.checkpoint": False,
-                                                 "train.amp": amp}), context)
+                                                 "track.tensorboard": False, "train.amp": amp}), context)
         model.fit_semantic_ids(synthetic_split, sids, sizes)
         scores[amp] = recall10(model.rank(synthetic_split, "test", 20), synthetic_split)
     assert scores["bf16"] > 0.3 and abs(scores["bf16"] - scores["none"]) < 0.1, scores
