@@ -20,7 +20,7 @@ from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
 from bench.metrics import category_entropy, evaluate_rankings
 from bench.split import HistoryBatch, LeaveOneOutSplit
-from bench.tracking import Tracker, open_tracker
+from bench.tracking import open_tracker
 from recommenders.decoding import (
     SemanticIdTrie,
     beam_search,
@@ -238,7 +238,7 @@ class TigerRecommender(Recommender):
             "components": self.components(cfg) if "method" in cfg else None,
             "training_config": training_config(cfg),
         }
-        tracker = open_tracker(cfg, self.context.work_dir) if "track" in cfg else Tracker()
+        tracker = open_tracker(cfg, self.context.work_dir)
         self.trainer = Trainer(
             self.model, self.vocab, tcfg, str(self.device), self.context.work_dir, evaluate,
             report=self.context.report, seed=seed, fingerprint=fingerprint, scalars=tracker.scalars,
