@@ -25,14 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines.recbole_adapter import ADAPTER_VERSION, SPECS, train_sequential
+from baselines.recbole_adapter import train_sequential
 from baselines.recbole_data import PACKAGES as RECBOLE_PACKAGES, RECBOLE_DATA_VERSION
+from baselines.recbole_models import ADAPTER_VERSION
 from bench.atomic import atomic_write, cache_lock
 from bench.config import deep_merge
+from bench.config_schema import CF_MODEL
 from bench.data.locate import cache_root
 from bench.device import resolve_device
 from bench.errors import first_line
 from bench.identity import artifact_key
+from bench.plugins import METHODS
 from bench.split import LeaveOneOutSplit
 
 CF_EMBED_VERSION = 1  # bump when a change makes the CF embeddings differ (what is trained, how rows map)
@@ -85,7 +88,7 @@ def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
                   "computing them again", file=sys.stderr)
 
     settings = cf_settings(config)
-    spec = SPECS["sasrec"]
+    spec = METHODS.get(CF_MODEL).spec_for(CF_MODEL)
     scratch = None
     if work_dir is None:
         scratch = tempfile.TemporaryDirectory(prefix="cf-embed-")

@@ -30,61 +30,17 @@ import numpy as np
 
 from baselines import recbole_compat
 from baselines.recbole_data import RECBOLE_DATA_VERSION, PreparedData, eval_args, prepare, quiet_recbole
-from bench.config import ConfigError
-from bench.data.types import DataError
-from bench.methods import Recommender, RunContext
+from baselines.recbole_models import LOSS_NAMES, ModelSpec, loss_of
 from bench.progress import say
-from bench.metrics import evaluate_rankings
 from bench.split import LeaveOneOutSplit
-from bench.tracking import open_tracker
 
 recbole_compat.apply()  # here too, so any process that imports the adapter gets the patches
-
-# bump when a change to this adapter (config mapping, losses, training loop, ranking) changes numbers
-ADAPTER_VERSION = 1
-LOSS_NAMES = {"ce": "CE", "bce": "BCE", "bpr": "BPR"}
-# RecBole's valid_and_test split holds out 2 of a user's (length - 1) training prefixes, but only if
-# at least one prefix is left for training: users need 4 interactions to get both a valid and a test row
-MIN_RECBOLE_LENGTH = 4
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    key: str  # name in the harness (--baseline KEY) and the config section under `baseline`
-    recbole_name: str  # RecBole's model class
-    display: str  # table label stem
-    losses: tuple[str, ...]
-
-
-SPECS = {
-    "sasrec": ModelSpec("sasrec", "SASRec", "SASRec", ("ce", "bce", "bpr")),
-    "bert4rec": ModelSpec("bert4rec", "BERT4Rec", "BERT4Rec", ("ce",)),
-    "gru4rec": ModelSpec("gru4rec", "GRU4Rec", "GRU4Rec", ("ce", "bce", "bpr")),
-}
-
-def loss_of(spec: ModelSpec, section: dict) -> str:
-    """The loss a run uses: ``baseline.loss`` (ce | bce | bpr); BERT4Rec only has RecBole's own (ce)."""
-    loss = str(section["loss"]).lower()
-    if loss not in spec.losses:
-        raise ConfigError(
-            f"baseline.loss={loss!r} is not available for {spec.display}; choose one of {', '.join(spec.losses)}"
-            + (" (BERT4Rec is trained as RecBole defines it: masked-item CE)" if spec.key == "bert4rec" else "")
-        )
-    return loss
-
 
 def model_settings(spec: ModelSpec, section: dict, loss: str) -> dict:
     """RecBole model hyper-parameters from a ``baseline``-like config section."""
     settings = dict(section.get(spec.key) or {})
-    hidden = int(section["hidden_size"])
-    if spec.key == "gru4rec":
-        settings["embedding_size"] = hidden  # GRU4Rec's hidden_size (the GRU state) stays in its section
-    else:
-        settings["hidden_size"] = hidden
-    if spec.key == "bert4rec":
-        settings["loss_type"] = "CE"
-    else:
-        settings["loss_type"] = "CE" if loss == "ce" else "BPR"  # BCE reads BPR's sampled negatives
+    settings[spec.hidden_size_key] = int(section["hidden_size"])
+    settings["loss_type"] = "CE" if loss == "ce" else "BPR"  # BCE reads BPR's sampled negatives
     return settings
 
 
@@ -340,113 +296,3 @@ def check_targets(data: PreparedData, split: LeaveOneOutSplit) -> None:
                 f"RecBole's {stage} target differs from the harness's for {len(wrong)} users "
                 f"(first: user {user}: RecBole {items[wrong[0]]}, harness {expected[user]})"
             )
-
-
-class RecBoleSequential(Recommender):
-    """A RecBole sequential model trained and ranked on the harness's split."""
-
-    spec: ModelSpec
-
-    @classmethod
-    def label(cls, config: dict) -> str:
-        loss = loss_of(cls.spec, config["baseline"])
-        return f"{cls.spec.display} ({LOSS_NAMES[loss]})"
-
-    @classmethod
-    def components(cls, config: dict) -> dict[str, int]:
-        return {**super().components(config), "recbole_adapter": ADAPTER_VERSION,
-                "recbole_data": RECBOLE_DATA_VERSION}
-
-    def budget(self) -> dict:
-        info = self.trained.info
-        epochs = int(info["epochs_run"])
-        return {
-            "optimizer_steps": epochs * int(info["steps_per_epoch"]),
-            "epochs": epochs,
-            "examples_seen": epochs * int(info["train_examples_per_epoch"]),
-            "train_seconds": float(info["train_seconds"]),
-            "stop_reason": info["stop_reason"],
-            "best_epoch": info["best_epoch"],
-        }
-
-    def max_history(self) -> int:
-        return int(self.section["max_seq_len"])
-
-    def __init__(self, config: dict, context: RunContext):
-        super().__init__(config, context)
-        self.section = {k: v for k, v in config["baseline"].items() if k != "cf_embed"}
-        self.ks = [int(k) for k in config["eval"]["ks"]]
-        self.k_store = max(int(config["eval"]["max_k"]), max(self.ks))
-        self.rankings: dict[str, np.ndarray] = {}
-
-    def fit(self, split: LeaveOneOutSplit) -> None:
-        short = sum(1 for s in split.dataset.sequences if len(s) < MIN_RECBOLE_LENGTH)
-        if short:
-            raise DataError(
-                f"{split.dataset.name}: {short} users have fewer than {MIN_RECBOLE_LENGTH} interactions; RecBole's "
-                f"leave-one-out gives such users no validation target (it needs two training prefixes first), "
-                f"so its split would differ from the harness's"
-            )
-        tracker = open_tracker(self.config, self.context.work_dir)
-        try:
-            self.trained = train_sequential(
-                self.spec, self.section, split.dataset.sequences, split.n_items,
-                seed=int(self.config["seed"]), ks=self.ks, device=self.context.device,
-                work_dir=self.context.work_dir, split=split, report=self.context.report,
-                label=self.label(self.config), check=lambda data: check_targets(data, split),
-                scalars=tracker.scalars,
-            )
-        finally:
-            tracker.close()
-        extras = self.context.extras
-        extras.update(self.trained.info)
-        extras["targets_checked"] = "RecBole's valid and test targets equal the harness's for every user"
-        tolerance = float(self.section["tolerance"])
-        agreement = {"tolerance": tolerance}
-        for stage in ("valid", "test"):
-            users, tops = self.trained.full_rankings(stage, self.k_store)
-            rankings = np.full((split.n_users, self.k_store), -1, dtype=np.int64)
-            rankings[users] = tops
-            self.rankings[stage] = rankings
-            recbole_result = self.trained.evaluate(stage)
-            harness = evaluate_rankings(rankings[users], split.targets(stage)[users], self.trained.rb_config["topk"])
-            diffs = {name: abs(harness[name] - value) for name, value in recbole_result.items() if name in harness}
-            extras[f"recbole_{stage}_result"] = recbole_result
-            extras[f"harness_{stage}_result_same_users"] = {n: harness[n] for n in recbole_result if n in harness}
-            agreement[f"{stage}_max_abs_diff"] = max(diffs.values()) if diffs else None
-            agreement[f"{stage}_users"] = int(len(users))
-        agreement["agree"] = all(
-            agreement[f"{s}_max_abs_diff"] is not None and agreement[f"{s}_max_abs_diff"] <= tolerance
-            for s in ("valid", "test")
-        )
-        extras["recbole_agreement"] = agreement
-        if not agreement["agree"]:
-            raise RuntimeError(
-                f"harness and RecBole metrics disagree beyond {tolerance}: "
-                f"valid {agreement['valid_max_abs_diff']}, test {agreement['test_max_abs_diff']}"
-            )
-
-    def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
-        if stage not in ("valid", "test"):
-            raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
-        if k > self.k_store:
-            users, tops = self.trained.full_rankings(stage, k)
-            rankings = np.full((split.n_users, k), -1, dtype=np.int64)
-            rankings[users] = tops
-            return rankings
-        return self.rankings[stage][:, :k]
-
-
-class SASRec(RecBoleSequential):
-    spec = SPECS["sasrec"]
-    version = 1
-
-
-class BERT4Rec(RecBoleSequential):
-    spec = SPECS["bert4rec"]
-    version = 1
-
-
-class GRU4Rec(RecBoleSequential):
-    spec = SPECS["gru4rec"]
-    version = 1

@@ -9,32 +9,27 @@ embeddings (``bench.embed``, the ``embed`` section).
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
-from bench.config import ConfigError
+from bench.config_schema import PositiveInt, Section
 from bench.methods import Recommender
 from bench.split import LeaveOneOutSplit
 from bench import embed
-
-DEFAULTS = {"history": 5, "aggregate": "mean", "batch_users": 1024}
 
 
 class SemanticKNN(Recommender):
     version = 1
 
+    class Params(Section):  # baseline.semantic_knn (its values: the registration's defaults)
+        history: PositiveInt  # the user's last items the score averages (or maximises) over
+        aggregate: Literal["mean", "max"]
+        batch_users: PositiveInt
+
     @classmethod
     def label(cls, config: dict) -> str:
         return "Semantic-KNN"
-
-    @classmethod
-    def check_config(cls, config: dict) -> None:
-        section = config["baseline"]["semantic_knn"]
-        if not isinstance(section.get("history"), int) or isinstance(section.get("history"), bool) or section["history"] < 1:
-            raise ConfigError(f"baseline.semantic_knn.history must be an integer >= 1, got {section.get('history')!r}")
-        if section.get("aggregate") not in ("mean", "max"):
-            raise ConfigError(f"baseline.semantic_knn.aggregate must be mean or max, got {section.get('aggregate')!r}")
-        if not isinstance(section.get("batch_users"), int) or section["batch_users"] < 1:
-            raise ConfigError("baseline.semantic_knn.batch_users must be an integer >= 1")
 
     @classmethod
     def components(cls, config: dict) -> dict[str, int]:

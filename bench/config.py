@@ -262,8 +262,8 @@ def derive_paths(config: dict) -> None:
 
 
 def check_config(config: dict) -> None:
-    """ConfigError (or UnknownNameError) unless every value has its type and range and every
-    plug-in name is registered; the selected tokenizer checks its own parameters."""
+    """ConfigError (or UnknownNameError) unless every value has its type and range (plug-in sections
+    too: each by its plug-in's ``Params``) and every plug-in name is registered."""
     problems = validate_config(config)
     if problems:
         more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
@@ -272,8 +272,6 @@ def check_config(config: dict) -> None:
     DATASETS.check(config["dataset"])
     TOKENIZERS.check(config["tokenizer"]["name"])
     METHODS.get(config["method"]).check_config(config)
-    if METHODS.info(config["method"]).generative:
-        TOKENIZERS.get(config["tokenizer"]["name"]).from_config(config)  # TokenizerError on a parameter out of range
 
 
 def derive_protocol(config: dict) -> None:

@@ -6,6 +6,11 @@ files under ``bench/configs``; these models only say what a valid value is. Conv
 means "unset" (and each field says what unset does); ``0`` is a value and is accepted only where it
 means something (``model.user_buckets: 0`` = no user token, ``train.warmup_steps: 0`` = no warm-up).
 
+Plug-in sections are typed by the plug-ins themselves: each tokenizer class and each method whose
+registration lists the ``baseline`` section declares ``Params`` (a :class:`Section`), and
+:func:`run_config_model` composes them under ``tokenizer.<name>`` / ``baseline.<name>``, so the one
+validation checks every key of a run's config, a plug-in's included.
+
 Pydantic rather than dataclasses: it checks nested types, ranges and enumerations and reports every
 problem with its dotted location, which is what a user needs from one error message.
 """
@@ -13,12 +18,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from bench.plugins import METHODS, TOKENIZERS
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+CodebookSize = Annotated[int, Field(ge=2)]  # a codebook of one code tells no items apart
 Probability = Annotated[float, Field(ge=0, le=1)]
 DropoutRate = Annotated[float, Field(ge=0, lt=1)]
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
@@ -47,6 +55,8 @@ def role(*names: str):
 
 
 class Section(BaseModel):
+    """A config section: strict types, no unknown keys. Plug-ins subclass it for their ``Params``."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
@@ -164,7 +174,9 @@ class Decode(Section):
 
 
 class TokenizerSection(Section):
-    model_config = ConfigDict(extra="allow", strict=True)  # tokenizer.<name>: each tokenizer checks its own
+    """The shared keys; :func:`run_config_model` adds ``tokenizer.<name>`` typed by each registered
+    tokenizer's ``Params``."""
+
     name: str
     seed: Optional[Seed]
     device: Annotated[Optional[Device], role("may_change_on_resume")]
@@ -173,31 +185,6 @@ class TokenizerSection(Section):
     collapse_threshold: Annotated[Probability, role("may_change_on_resume")]
     allow_collapse: Annotated[bool, role("may_change_on_resume")]
     progress: Annotated[bool, role("may_change_on_resume")]
-
-
-class SASRecSection(Section):
-    n_layers: PositiveInt
-    n_heads: PositiveInt
-    inner_size: PositiveInt
-    hidden_dropout_prob: DropoutRate
-    attn_dropout_prob: DropoutRate
-    hidden_act: Literal["gelu", "relu", "swish", "tanh", "sigmoid"]
-
-
-class BERT4RecSection(Section):
-    n_layers: PositiveInt
-    n_heads: PositiveInt
-    inner_size: PositiveInt
-    hidden_dropout_prob: DropoutRate
-    attn_dropout_prob: DropoutRate
-    mask_ratio: Annotated[float, Field(gt=0, lt=1)]
-    ft_ratio: Probability
-
-
-class GRU4RecSection(Section):
-    hidden_size: PositiveInt
-    num_layers: PositiveInt
-    dropout_prob: DropoutRate
 
 
 class _BaselineTraining(Section):
@@ -219,22 +206,28 @@ class _BaselineTraining(Section):
 
 
 def _partial(model: type[Section], name: str) -> type[Section]:
-    """``model`` with every field optional: a section that overrides some of another's values."""
-    from pydantic import create_model
-
-    fields = {key: (Optional[field.annotation], None) for key, field in model.model_fields.items()}
+    """``model`` with every field optional: a section that overrides some of another's values (each
+    value, where given, checked as in ``model``: the field's constraints are kept)."""
+    fields = {key: (Optional[Annotated[(field.annotation, *field.metadata)]] if field.metadata
+                    else Optional[field.annotation], None)
+              for key, field in model.model_fields.items()}
     return create_model(name, __base__=Section, **fields)
 
 
+# LETTER's collaborative signal is the item table of this method (DESIGN.md); baseline.cf_embed.<it>
+# overrides some of its baseline.<it> values
+CF_MODEL = "sasrec"
+
+
 class CFEmbedSection(_partial(_BaselineTraining, "_CFTraining")):
-    sasrec: Optional[_partial(SASRecSection, "_CFSASRec")] = None
+    """The CF model's training; :func:`run_config_model` adds ``cf_embed.<CF_MODEL>`` (its ``Params``,
+    every key optional)."""
 
 
 class Baseline(_BaselineTraining):
-    model_config = ConfigDict(extra="allow", strict=True)  # baseline.<name> of a plug-in method
-    sasrec: SASRecSection
-    bert4rec: BERT4RecSection
-    gru4rec: GRU4RecSection
+    """The training shared by the RecBole models; :func:`run_config_model` adds ``baseline.<name>``
+    typed by the ``Params`` of each method whose registration lists the ``baseline`` section."""
+
     cf_embed: CFEmbedSection
 
 
@@ -263,6 +256,41 @@ class RunConfig(Section):
     baseline: Baseline
 
 
+_COMPOSED: dict[tuple, type[RunConfig]] = {}
+
+
+def plugin_params() -> tuple[dict[str, type[Section]], dict[str, type[Section]]]:
+    """(tokenizer name -> its ``Params``, method name -> its ``Params``) of every registered plug-in
+    that has a section: each tokenizer, and each method whose registration lists ``baseline``. Loads
+    those classes through the registries (at check time, never at import)."""
+    tokenizers = {name: TOKENIZERS.get(name).Params for name in TOKENIZERS}
+    methods = {name: METHODS.get(name).Params for name in METHODS
+               if "baseline" in METHODS.info(name).extras.get("sections", ())}
+    for kind, params in (("tokenizer", tokenizers), ("method", methods)):
+        for name, model in params.items():
+            if not (isinstance(model, type) and issubclass(model, Section)):
+                raise TypeError(f"{kind} {name!r} declares no `Params` (a bench.config_schema.Section subclass)")
+    return tokenizers, methods
+
+
+def run_config_model() -> type[RunConfig]:
+    """:class:`RunConfig` with every plug-in's own section typed by the plug-in's ``Params``, so a
+    tokenizer's or a baseline's keys are checked like the core ones (composed once per registry state)."""
+    tokenizers, methods = plugin_params()
+    key = (tuple(tokenizers.items()), tuple(methods.items()))
+    if key not in _COMPOSED:
+        tokenizer = create_model("TokenizerSection", __base__=TokenizerSection,
+                                 **{name: (model, ...) for name, model in tokenizers.items()})
+        cf_fields = ({CF_MODEL: (Optional[_partial(methods[CF_MODEL], f"_CF{CF_MODEL}")], None)}
+                     if CF_MODEL in methods else {})
+        cf_embed = create_model("CFEmbedSection", __base__=CFEmbedSection, **cf_fields)
+        baseline = create_model("Baseline", __base__=Baseline, cf_embed=(cf_embed, ...),
+                                **{name: (model, ...) for name, model in methods.items()})
+        _COMPOSED[key] = create_model("RunConfig", __base__=RunConfig, tokenizer=(tokenizer, ...),
+                                      baseline=(baseline, ...))
+    return _COMPOSED[key]
+
+
 def keys_with_role(name: str, model: type[BaseModel] | None = None, prefix: str = "") -> tuple[str, ...]:
     """The dotted config keys (or whole sections) the schema gives role ``name``, in schema order."""
     if name not in ROLES:
@@ -277,8 +305,20 @@ def keys_with_role(name: str, model: type[BaseModel] | None = None, prefix: str 
     return tuple(keys)
 
 
-def _describe(error: dict) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "config"
+def describe_errors(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem in ``err``, each with its dotted location (under ``prefix``); an unknown
+    top-level key of ``model`` lists the known ones."""
+    lines = []
+    for error in err.errors(include_url=False):
+        line = _describe(error, prefix)
+        if model is not None and error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+            line += f" (known: {', '.join(model.model_fields)})"
+        lines.append(line)
+    return lines
+
+
+def _describe(error: dict, prefix: str = "") -> str:
+    where = prefix + ".".join(str(part) for part in error["loc"]) or "config"
     value = error.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     message = error["msg"]
@@ -295,7 +335,7 @@ def validate_config(config: dict) -> list[str]:
     """Every problem with ``config``'s values, one line each (empty when it is valid)."""
     payload = {k: v for k, v in config.items() if not str(k).startswith("_")}
     try:
-        RunConfig.model_validate(payload)
+        run_config_model().model_validate(payload)
     except ValidationError as err:
-        return [_describe(e) for e in err.errors(include_url=False)]
+        return describe_errors(err)
     return []

@@ -19,16 +19,18 @@ RECBOLE = {"sections": ("baseline",), "id_based": True}
 METHODS.register("random", "baselines.simple:RandomItems", display="Random", group="baseline", order=0)
 METHODS.register("pop", "baselines.simple:MostPopular", display="Pop", group="baseline", order=1,
                  extras={"id_based": True})
-METHODS.register("gru4rec", "baselines.recbole_adapter:GRU4Rec", display="GRU4Rec", group="baseline", order=2,
+METHODS.register("gru4rec", "baselines.recbole_models:GRU4Rec", display="GRU4Rec", group="baseline", order=2,
                  extras=RECBOLE)
-METHODS.register("bert4rec", "baselines.recbole_adapter:BERT4Rec", display="BERT4Rec", group="baseline", order=3,
+METHODS.register("bert4rec", "baselines.recbole_models:BERT4Rec", display="BERT4Rec", group="baseline", order=3,
                  extras=RECBOLE)
-METHODS.register("sasrec", "baselines.recbole_adapter:SASRec", display="SASRec", group="baseline", order=4,
+METHODS.register("sasrec", "baselines.recbole_models:SASRec", display="SASRec", group="baseline", order=4,
                  extras=RECBOLE)
 METHODS.register("semantic_knn", "baselines.semantic_knn:SemanticKNN", display="Semantic-KNN", group="baseline",
                  order=5, extras={"sections": ("baseline", "embed")},
                  defaults={"history": 5, "aggregate": "mean", "batch_users": 1024})
-METHODS.register("tiger", "recommenders.tiger:TigerRecommender", display="TIGER", group="generative", order=0,
+# the method `--tokenizer NAME` runs: the shared generative recommender, over that tokenizer's IDs
+TOKENIZED_METHOD = "tiger"
+METHODS.register(TOKENIZED_METHOD, "recommenders.tiger:TigerRecommender", display="TIGER", group="generative", order=0,
                  extras={"sections": ("model", "train", "decode", "tokenizer", "embed"),
                          "budget_keys": ("train.max_steps", "train.max_epochs", "train.batch_size")})
 

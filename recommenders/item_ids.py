@@ -36,16 +36,16 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
     its hyperplanes; random IDs: fresh codes), as a new item would be in practice."""
     dataset = split.dataset
     timings = {}
-    probe = tokenizers_zoo.build_tokenizer(config)
+    unfitted = tokenizers_zoo.build_tokenizer(config)  # the one instance of this run: fitted below
     start = time.perf_counter()
-    if probe.uses_text:
+    if unfitted.uses_text:
         say(f"item text embeddings of {dataset.n_items} {dataset.name} items")
         item_emb = embed.item_embeddings(dataset, config)  # through the module: tests replace the encoder
     else:  # no features: the tokenizer reads the item count only (and its cache key holds it)
         item_emb = np.zeros((dataset.n_items, 0), dtype=np.float32)
     timings["embed_s"] = round(time.perf_counter() - start, 2)
     cf_emb = cf_mask = None
-    if probe.needs_cf:
+    if unfitted.needs_cf:
         try:
             # defer: RecBole (seconds to import, patched on import), needed only by a tokenizer that uses CF embeddings
             from baselines.cf_embed import cf_item_embeddings
@@ -69,7 +69,7 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         + ("" if len(fitted) == dataset.n_items else f" on the {len(fitted)} seen items"))
     tokenizer = tokenizers_zoo.fit_tokenizer(
         config, item_emb[fitted], None if cf_emb is None else cf_emb[fitted], cache=cache, refit=refit,
-        cf_mask=None if cf_mask is None else cf_mask[fitted])
+        cf_mask=None if cf_mask is None else cf_mask[fitted], tokenizer=unfitted)
     if len(fitted) < dataset.n_items:
         tokenizer.extend(item_emb, fitted)
     timings["tokenizer_s"] = round(time.perf_counter() - start, 2)
@@ -77,7 +77,7 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
                                  f"fitted in {timings['tokenizer_s']} s" +
                                  (f", saved to {tokenizer.cache_folder}" if tokenizer.cache_folder else "")))
     text = dict.fromkeys(("embedding_model", "embedding_template", "embedding_dim"))  # none read: all None
-    if probe.uses_text:
+    if unfitted.uses_text:
         section = embed.embed_config(config)
         text = {"embedding_model": embed.model_identity(section["model"]),
                 "embedding_template": embed.resolve_template(dataset.name, section["template"]),
@@ -86,7 +86,7 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
         "name": tokenizer.name,
         "dataset": dataset.name,
         "n_items": dataset.n_items,
-        "text_embeddings": probe.uses_text,
+        "text_embeddings": unfitted.uses_text,
         **text,
         "cf_embeddings": cf_emb is not None,
         "cf_targets": int(cf_mask.sum()) if cf_mask is not None else None,

@@ -49,7 +49,7 @@ from bench.config import _check_known_keys, ConfigError, deep_merge, default_lay
 # PATH_KEYS: where files go, not what runs; left out of a trial's identity, so a trial done under
 # another results folder or data path still counts as done
 from bench.identity import PATH_KEYS, stable_hash, what_ran
-from bench.plugins import METHODS
+from bench.plugins import METHODS, TOKENIZED_METHOD
 
 DEFAULT_CONNECT_TIMEOUT_S = 30.0  # --connect-timeout: how long joining a cluster (--address) may take
 
@@ -329,9 +329,10 @@ def parse_spec(data: Any, path: Path | None = None, name: str | None = None, bud
     if data.get("method"):
         fixed["method"] = data["method"]
     if data.get("tokenizer"):
-        if data.get("method") not in (None, "tiger"):
-            raise ConfigError(f"{where}: `tokenizer` runs the generative model (method tiger), not {data['method']!r}")
-        fixed["method"] = "tiger"
+        if data.get("method") not in (None, TOKENIZED_METHOD):
+            raise ConfigError(f"{where}: `tokenizer` runs the generative model (method {TOKENIZED_METHOD}), "
+                              f"not {data['method']!r}")
+        fixed["method"] = TOKENIZED_METHOD
         fixed["tokenizer"] = {"name": data["tokenizer"]}
     if data.get("dataset"):
         fixed["dataset"] = data["dataset"]

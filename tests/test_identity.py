@@ -344,7 +344,7 @@ def test_registering_a_tokenizer_changes_no_stored_runs_identity():
     from bench.plugins import TOKENIZERS
 
     before = resolve_config("smoke", overrides={"method": "tiger", "tokenizer": {"name": "lsh"}})
-    TOKENIZERS.register("later", "tokenizers_zoo.lsh:LSHTokenizer", defaults={"levels": 2, "bits": 3})
+    TOKENIZERS.register("later", "tokenizers_zoo.lsh:LSHTokenizer", defaults={"levels": 2, "bits": 3, "center": True})
     try:
         after = resolve_config("smoke", overrides={"method": "tiger", "tokenizer": {"name": "lsh"}})
     finally:

@@ -9,9 +9,15 @@ import pytest
 
 from bench.cli import main
 from bench.config import resolve_config
+from bench.config_schema import PositiveInt, Section
 from bench.registry import Registry, UnknownNameError
 from tokenizers_zoo import TOKENIZERS
 from tokenizers_zoo.base import Tokenizer
+
+
+class ToyParams(Section):
+    levels: PositiveInt
+    bits: PositiveInt
 
 
 class ToyTokenizer(Tokenizer):
@@ -19,10 +25,7 @@ class ToyTokenizer(Tokenizer):
 
     name = "toy"
     version = 1
-
-    def validate_params(self) -> None:
-        self._positive_int("levels")
-        self._positive_int("bits")
+    Params = ToyParams
 
     @property
     def level_sizes(self) -> list[int]:
@@ -75,3 +78,45 @@ def test_unknown_names_suggest_the_closest():
         registry.check("lettre")
     with pytest.raises(UnknownNameError, match="valid thing names: letter"):
         registry.check("zzz")
+
+
+class NARMParams(Section):
+    n_layers: PositiveInt
+    dropout_probs: list[float]
+
+
+@pytest.fixture
+def narm_registered():
+    """A RecBole model the harness does not ship, added as a user would: a subclass (its RecBole class,
+    losses and typed section) and one registration line with its section's defaults."""
+    pytest.importorskip("recbole")
+    from baselines.recbole_models import RecBoleSequential
+    from bench.plugins import METHODS, RECBOLE
+
+    class NARM(RecBoleSequential):
+        recbole_name = "NARM"
+        losses = ("ce",)
+        hidden_size_key = "embedding_size"
+        Params = NARMParams
+        version = 1
+
+    METHODS.register("narm", NARM, display="NARM", group="baseline", order=9, extras=RECBOLE,
+                     defaults={"n_layers": 1, "dropout_probs": [0.25, 0.5]})
+    yield
+    METHODS.unregister("narm")
+
+
+def test_a_recbole_model_registered_in_a_test_is_checked_and_runs(narm_registered, tmp_path, capsys):
+    with pytest.raises(Exception, match="baseline.narm.n_layers"):
+        resolve_config("smoke", assignments=["baseline.narm.n_layers=0"], overrides={"method": "narm"})
+    with pytest.raises(Exception, match="not available for NARM"):
+        resolve_config("smoke", assignments=["baseline.loss=bce"], overrides={"method": "narm"})
+    store = tmp_path / "runs"
+    assert main(["run", "--baseline", "narm", "--dataset", "synthetic", "--profile", "smoke",
+                 "--results-dir", str(store), "--set", f"work_dir={tmp_path / 'work'}",
+                 "baseline.verbose=false", "baseline.epochs=2", "track.tensorboard=false"]) == 0
+    record = json.loads(next(store.glob("*.json")).read_text())
+    assert record["label"] == "NARM (CE)" and record["config"]["baseline"]["narm"]["n_layers"] == 1
+    assert record["method_info"]["recbole_model"] == "NARM"
+    assert record["method_info"]["recbole_agreement"]["agree"]  # harness and RecBole metrics agree
+    assert record["method_info"]["recbole_config"]["embedding_size"] == record["config"]["baseline"]["hidden_size"]

@@ -72,17 +72,18 @@ def cache_path(config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = N
 
 def fit_tokenizer(
     config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cache: bool = True, refit: bool = False,
-    cf_mask: np.ndarray | None = None,
+    cf_mask: np.ndarray | None = None, tokenizer: Tokenizer | None = None,
 ) -> Tokenizer:
     """The tokenizer of ``config`` fitted on ``item_emb`` (and ``cf_emb``), loaded from the cache when there.
 
+    ``tokenizer``: the unfitted tokenizer ``build_tokenizer(config)`` gave the caller (built once per run).
     ``tokenizer.source`` is the cache folder it was loaded from, else None (freshly fitted; then it
     is saved there when caching is on); ``tokenizer.cache_folder`` is that folder when caching is on.
     ``refit`` fits again and replaces the cached entry; ``cache=False`` (or ``tokenizer.cache: false``)
     neither reads nor writes the cache. A learned codebook that collapsed raises CodebookCollapseError
     unless ``tokenizer.allow_collapse`` (after caching the fit, so allowing it needs no new fit).
     """
-    tokenizer = build_tokenizer(config)
+    tokenizer = tokenizer or build_tokenizer(config)
     if not tokenizer.uses_cf:
         cf_emb = None
     use_cache = bool(cache) and bool(tokenizer_section(config)["cache"])

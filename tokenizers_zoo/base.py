@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 
 from bench.atomic import atomic_folder
+from pydantic import ValidationError
+
 from bench.config import default_layer
+from bench.config_schema import Section, describe_errors
 from bench.errors import UserError, first_line
 from bench.plugins import TOKENIZERS
 from tokenizers_zoo.collision import max_group_size, semantic_ids
@@ -86,9 +89,13 @@ def check_embeddings(array: Any, what: str, n_items: int | None = None, featurel
 
 
 class Tokenizer:
-    """Base class. Subclasses set ``name`` and implement ``level_sizes`` and ``_fit``."""
+    """Base class. Subclasses set ``name``, ``version`` and ``Params`` and implement ``level_sizes``
+    and ``_fit``."""
 
     name = "base"
+    # the types and ranges of tokenizer.<name> (a bench.config_schema.Section): checked here and, through
+    # the registry, when a config is resolved; the values themselves are in the defaults
+    Params: type[Section] | None = None
     # bump when a change makes fitted tokenizers differ (here: the shared fit/collision/save code);
     # every subclass declares its own ``version`` too, see :meth:`component_versions`
     version = 1
@@ -112,14 +119,13 @@ class Tokenizer:
         collapse_threshold = section["collapse_threshold"] if collapse_threshold is None else collapse_threshold
         progress = section["progress"] if progress is None else progress
         allow_collapse = section["allow_collapse"] if allow_collapse is None else allow_collapse
-        defaults = default_params(self.name)
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(defaults))
-        if unknown:
-            raise TokenizerError(
-                f"unknown {self.name} parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}"
-            )
-        self.params = {**defaults, **params}
+        if self.Params is None:
+            raise TypeError(f"tokenizer class {type(self).__name__} ({self.name}) declares no `Params`")
+        self.params = {**default_params(self.name), **dict(params or {})}
+        try:
+            self.Params.model_validate(self.params)
+        except ValidationError as err:
+            raise TokenizerError("; ".join(describe_errors(err, f"{self.name}.", self.Params))) from None
         self.seed = int(seed)
         self.device = device
         self.collapse_threshold = float(collapse_threshold)
@@ -131,7 +137,7 @@ class Tokenizer:
         self.source: str | None = None  # where it was loaded from, when it was
         self.cache_folder: Path | None = None  # its folder in the tokenizer cache (set by fit_tokenizer)
         self.cf_mask: np.ndarray | None = None  # items whose CF row is a real target (set by fit)
-        self.validate_params()
+        self._init_state()
 
     @classmethod
     def from_config(cls, config: dict) -> "Tokenizer":
@@ -148,8 +154,8 @@ class Tokenizer:
 
     # -- to implement --------------------------------------------------------------------
 
-    def validate_params(self) -> None:
-        """Raise TokenizerError for parameters out of range."""
+    def _init_state(self) -> None:
+        """Set the fitted state's attributes to "not fitted" (the parameters are checked by ``Params``)."""
 
     @property
     def level_sizes(self) -> list[int]:
@@ -187,18 +193,6 @@ class Tokenizer:
         if f"tokenizer/{cls.name}" not in versions:
             raise TokenizerError(f"tokenizer class {cls.__name__} ({cls.name}) declares no `version`")
         return versions
-
-    def _positive_int(self, key: str, minimum: int = 1) -> int:
-        value = self.params[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise TokenizerError(f"{self.name}.{key} must be an integer >= {minimum}, got {value!r}")
-        return int(value)
-
-    def _nonnegative(self, key: str) -> float:
-        value = self.params[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not np.isfinite(value):
-            raise TokenizerError(f"{self.name}.{key} must be a number >= 0, got {value!r}")
-        return float(value)
 
     @property
     def levels(self) -> int:

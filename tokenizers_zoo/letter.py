@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from typing import Annotated
 
+import numpy as np
+from pydantic import Field, model_validator
+
+from bench.config_schema import NonNegativeFloat, PositiveFloat, PositiveInt
 from tokenizers_zoo.base import TokenizerError
-from tokenizers_zoo.rqvae import RQVAETokenizer, _torch
+from tokenizers_zoo.rqvae import RQVAEParams, RQVAETokenizer, _torch
 
 ALIGNMENT_BATCH = 1024
 
@@ -38,27 +42,33 @@ def equal_size_clusters(points: np.ndarray, n_clusters: int, seed: int, n_init: 
     return np.asarray(model.fit_predict(np.asarray(points, dtype=np.float64)), dtype=np.int64)
 
 
+class LetterParams(RQVAEParams):
+    alpha: NonNegativeFloat  # 0 = no collaborative loss (no CF embeddings needed)
+    beta: NonNegativeFloat  # 0 = no diversity loss
+    cf_temperature: PositiveFloat
+    cf_normalize: bool
+    n_clusters: Annotated[int, Field(ge=2)]
+    recluster_every: PositiveInt
+    cluster_n_init: PositiveInt
+    cluster_max_iter: PositiveInt
+    diversity_temperature: PositiveFloat
+
+    @model_validator(mode="after")
+    def _groups_have_another_code(self):
+        if self.n_clusters > self.codebook_size // 2:
+            raise ValueError(f"n_clusters ({self.n_clusters}) must be at most codebook_size / 2 "
+                             f"({self.codebook_size // 2}) so every group has another code to pull towards")
+        return self
+
+
 class LetterTokenizer(RQVAETokenizer):
     name = "letter"
     version = 2  # 2: the collaborative loss leaves out items without a CF target (cf_mask)
     uses_cf = True
+    Params = LetterParams
 
-    def validate_params(self) -> None:
-        super().validate_params()
-        self._nonnegative("alpha")
-        self._nonnegative("beta")
-        for key in ("cf_temperature", "diversity_temperature"):
-            if self._nonnegative(key) == 0:
-                raise TokenizerError(f"letter.{key} must be > 0")
-        self._positive_int("recluster_every")
-        self._positive_int("cluster_n_init")
-        self._positive_int("cluster_max_iter")
-        n_clusters = self._positive_int("n_clusters", minimum=2)
-        if n_clusters > self.params["codebook_size"] // 2:
-            raise TokenizerError(
-                f"letter.n_clusters ({n_clusters}) must be at most codebook_size / 2 "
-                f"({self.params['codebook_size'] // 2}) so every group has another code to pull towards"
-            )
+    def _init_state(self) -> None:
+        super()._init_state()
         self.projection = None
         self.cluster_labels: list[np.ndarray] = []
         self._groups = None

@@ -5,20 +5,28 @@ bit j says on which side of hyperplane j the (optionally mean-centred) embedding
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Annotated
 
+import numpy as np
+from pydantic import Field
+
+from bench.config_schema import PositiveInt, Section
 from tokenizers_zoo.base import TokenizerError, Tokenizer, check_embeddings
+
+
+class LSHParams(Section):
+    levels: PositiveInt
+    bits: Annotated[int, Field(ge=1, le=30)]  # K = 2^bits codes per level
+    center: bool
 
 
 class LSHTokenizer(Tokenizer):
     name = "lsh"
     version = 1  # bump when a change makes fitted lsh codes differ
 
-    def validate_params(self) -> None:
-        self._positive_int("levels")
-        bits = self._positive_int("bits")
-        if bits > 30:
-            raise TokenizerError(f"lsh.bits must be at most 30 (K = 2^bits), got {bits}")
+    Params = LSHParams
+
+    def _init_state(self) -> None:
         self.planes: np.ndarray | None = None  # [L, b, d]
         self.mean: np.ndarray | None = None  # [d]
 

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.config_schema import CodebookSize, PositiveInt, Section
 from tokenizers_zoo.base import Tokenizer
+
+
+class RandomIDParams(Section):
+    levels: PositiveInt
+    codebook_size: CodebookSize
 
 
 class RandomIDTokenizer(Tokenizer):
     name = "random_id"
     version = 1  # bump when a change makes fitted random_id codes differ
     uses_text = False  # the codes depend on the seed and the item count only
-
-    def validate_params(self) -> None:
-        self._positive_int("levels")
-        self._positive_int("codebook_size", minimum=2)
+    Params = RandomIDParams
 
     @property
     def level_sizes(self) -> list[int]:

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from bench.config_schema import CodebookSize, PositiveInt, Section
 from tokenizers_zoo.base import Tokenizer, TokenizerError, check_embeddings
 
 
@@ -36,17 +37,21 @@ def kmeans_labels(points: np.ndarray, k: int, balanced: bool, seed: int, n_init:
     return np.asarray(labels, dtype=np.int64), np.asarray(model.cluster_centers_, dtype=np.float32)
 
 
+class RQKMeansParams(Section):
+    levels: PositiveInt
+    codebook_size: CodebookSize
+    balanced: bool
+    n_init: PositiveInt
+    max_iter: PositiveInt
+
+
 class RQKMeansTokenizer(Tokenizer):
     name = "rqkmeans"
     version = 1  # bump when a change makes fitted rqkmeans codes differ
 
-    def validate_params(self) -> None:
-        self._positive_int("levels")
-        self._positive_int("codebook_size", minimum=2)
-        self._positive_int("n_init")
-        self._positive_int("max_iter")
-        if not isinstance(self.params["balanced"], bool):
-            raise TokenizerError(f"rqkmeans.balanced must be true or false, got {self.params['balanced']!r}")
+    Params = RQKMeansParams
+
+    def _init_state(self) -> None:
         self.centroids: np.ndarray | None = None  # [L, K, d]
 
     @property

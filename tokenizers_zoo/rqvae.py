@@ -31,9 +31,11 @@ which codes stay in use).
 from __future__ import annotations
 
 import math
+from typing import Literal, Optional
 
 import numpy as np
 
+from bench.config_schema import CodebookSize, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section
 from bench.device import resolve_device
 from tokenizers_zoo.base import (
     TokenizerError,
@@ -136,33 +138,35 @@ def kmeans_centres(points: np.ndarray, k: int, iters: int, seed: int) -> np.ndar
     return centres.astype(np.float32)
 
 
+class RQVAEParams(Section):
+    levels: PositiveInt
+    codebook_size: CodebookSize
+    code_dim: PositiveInt
+    hidden: list[PositiveInt]  # encoder layer widths (the decoder mirrors them)
+    standardize: bool
+    commitment: NonNegativeFloat
+    epochs: NonNegativeInt  # 0 = codebooks from the k-means initialisation only
+    batch_size: PositiveInt
+    optimizer: Literal[OPTIMIZERS]
+    lr: PositiveFloat
+    adagrad_initial_accumulator: NonNegativeFloat
+    weight_decay: NonNegativeFloat
+    kmeans_init: bool
+    kmeans_iters: PositiveInt
+    dead_code_reset: bool
+    dead_code_every: PositiveInt
+    dead_code_until: Optional[PositiveInt]  # null = every epoch but the last
+
+
 class RQVAETokenizer(Tokenizer):
     """TIGER's RQ-VAE. Subclasses add loss terms through :meth:`_extra_losses`."""
 
     name = "rqvae"
     version = 1  # bump when a change makes fitted rqvae codes differ
     collapse_is_error = True  # a learned codebook: collapse means a failed fit (tokenizer.allow_collapse)
+    Params = RQVAEParams
 
-    def validate_params(self) -> None:
-        self._positive_int("levels")
-        self._positive_int("codebook_size", minimum=2)
-        self._positive_int("code_dim")
-        self._positive_int("epochs", minimum=0)
-        self._positive_int("batch_size")
-        self._positive_int("kmeans_iters")
-        self._positive_int("dead_code_every")
-        if self.params.get("dead_code_until") is not None:
-            self._positive_int("dead_code_until")
-        self._nonnegative("commitment")
-        self._nonnegative("weight_decay")
-        self._nonnegative("adagrad_initial_accumulator")
-        if self._nonnegative("lr") == 0:
-            raise TokenizerError(f"{self.name}.lr must be > 0")
-        hidden = self.params["hidden"]
-        if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in hidden):
-            raise TokenizerError(f"{self.name}.hidden must be a list of positive layer widths, got {hidden!r}")
-        if str(self.params["optimizer"]).lower() not in OPTIMIZERS:
-            raise TokenizerError(f"{self.name}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.params['optimizer']!r}")
+    def _init_state(self) -> None:
         self.model = None
         self.in_dim: int | None = None
         self.input_mean: np.ndarray | None = None  # per-dimension input standardisation (``standardize``)

@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from bench.commands.common import add_config_options, config_from_args, seed_list
 from bench.config import ConfigError
-from bench.plugins import METHODS
+from bench.plugins import METHODS, TOKENIZED_METHOD, TOKENIZERS
 from bench.tables import budget_text, metric_header
 from bench.runner import RecordNotWritten, run
 
@@ -21,8 +21,10 @@ def add_parser(subparsers) -> None:
         "print its validation and test metrics and write one JSON run record to the results store.",
     )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--baseline", help=f"a baseline method: {', '.join(n for n in METHODS.names() if n != 'tiger')}")
-    which.add_argument("--tokenizer", help="run the generative recommender (TIGER) with this item tokenizer")
+    which.add_argument("--baseline", help="a baseline method: "
+                       + ", ".join(n for n in METHODS.names() if not METHODS.info(n).generative))
+    which.add_argument("--tokenizer", help="run the generative recommender (TIGER) with this item tokenizer: "
+                       + ", ".join(TOKENIZERS.names()))
     add_config_options(parser)
     parser.add_argument("--results-dir", help="folder of the results store [default: results/runs, the git-ignored "
                         "scratch store; `bench publish RUN_ID` copies a run into the curated results/published]")
@@ -41,7 +43,7 @@ def method_overrides(args: argparse.Namespace) -> dict:
     if args.baseline:
         overrides["method"] = args.baseline
     if args.tokenizer:
-        overrides["method"] = "tiger"
+        overrides["method"] = TOKENIZED_METHOD
         overrides["tokenizer"] = {"name": args.tokenizer}
     if args.results_dir:
         overrides["results_dir"] = args.results_dir
