@@ -19,7 +19,8 @@ import yaml
 from bench.cli import main
 from bench.errors import UserError
 from bench.records import iter_records
-from bench.tables import build_ablation_table, build_main_table, holm, render, select_ablation
+from bench.config import resolve_config
+from bench.tables import build_ablation_table, build_main_table, build_table, holm, render, select_ablation
 from bench.tables.selected import build_selected
 
 SEEDS_A, SEEDS_B = "1,2,3", "4,5,6"
@@ -260,3 +261,30 @@ def test_the_tokenizer_table_compares_defaults_and_shows_the_tuned_best_with_its
     assert "‡" in lsh  # 20 fewer hits of 1000 in every seed than the validation-best default (RQ-VAE)
     single = render(build_tokenizer_table([tiger("lsh", 80, 1)]), "md")
     assert "±" not in single.split("\n\n")[1] and "| 1 " in single  # n = 1: no ±, and n says 1
+
+
+def test_the_architecture_table_compares_each_variant_with_its_tokenizers_encoder_decoder():
+    def tiger(tokenizer, hits, seed, run_id, **overrides):
+        config = resolve_config("cpu", overrides={"method": "tiger", "dataset": "beauty", "seed": seed,
+                                                  "tokenizer": {"name": tokenizer}, **overrides})
+        arch = "-dec" if config["model"]["arch"] == "decoder_only" else ""
+        made = record(f"TIGER{arch}[{tokenizer}]", "tiger", hits, seed, run_id=run_id)  # labels as runs give them
+        made["config"] = config
+        return made
+
+    dec = {"model": {"arch": "decoder_only"}, "train": {"loss_positions": "all", "max_steps": 1500}}
+    store = [tiger("rqvae", 100 + s, s, f"enc-{s}") for s in (1, 2, 3)]
+    store += [tiger("rqvae", 140 + s, s, f"dec-{s}", **dec) for s in (1, 2, 3)]
+    store += [tiger("rqvae", 200, 1, "enc-tau", train={"tau": 0.8})]  # not the default: not the reference row
+    store += [tiger("lsh", 90, 1, "lsh-enc")]  # one architecture only: no row
+    from bench.tables.model import select_architectures
+
+    selection = select_architectures(store)
+    assert [(p.labels, p.runs, p.reference) for p in selection.picks] == [
+        (["RQ-VAE", "encoder-decoder"], ["enc-1", "enc-2", "enc-3"], True),
+        (["RQ-VAE", "decoder-only, loss on all positions"], ["dec-1", "dec-2", "dec-3"], False)]
+    assert selection.left_out["enc-tau"].startswith("not the tokenizer's default configuration")
+    assert selection.left_out["lsh-enc"].startswith("no other architecture")
+    text = render(build_table("architectures", store), "md")
+    line = next(row for row in text.splitlines() if "decoder-only" in row)
+    assert "†" in line  # 40 more hits of 1000 at every seed than the encoder-decoder: Welch over 3 seeds each

@@ -197,6 +197,20 @@ def test_a_decoding_study_is_left_out_of_the_main_and_tokenizer_tables():
     assert "0.9000" in render(build_main_table(store), "md")
 
 
+def test_the_tokenizer_table_compares_tokenizers_in_one_architecture():
+    # a decoder-only run of a tokenizer is another model: not one of the tokenizer's configurations
+    # (it would win its "tuned" row on validation here); records without model.arch ran the encoder-decoder
+    dec = run("TIGER-dec[letter]", "tiger", "beauty", (0.9, 0.9, 0.9, 0.9), tokenizer="letter", valid=0.5,
+              model__arch="decoder_only")
+    store = paper_store() + [dec]
+    from bench.tables import select_tokenizers
+
+    assert "0.9000" not in render(build_tokenizer_table(store), "md")
+    assert select_tokenizers(store).left_out[dec["run_id"]].startswith("another architecture (model.arch=decoder_only")
+    dec["config"]["model"]["arch"] = "encoder_decoder"  # = the LETTER run without the key: one configuration
+    assert dec["run_id"] in select_tokenizers(store).run_ids
+
+
 def ranks_with_hits(n_users, hits, rank=1):
     ranks = np.zeros(n_users, dtype=int)
     ranks[:hits] = rank

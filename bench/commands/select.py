@@ -18,7 +18,7 @@ from sweeps.spec import load_spec, shipped_specs
 from bench.tables import records_frame
 from bench.tables.coldstart import select_coldstart
 from bench.tables.decoding import select_decoding
-from bench.tables.model import select_ablation, select_main, select_tokenizers
+from bench.tables.model import select_ablation, select_architectures, select_main, select_tokenizers
 from bench.tables.sweep import sweep_selections
 from bench.atomic import atomic_write
 
@@ -89,7 +89,8 @@ def select_all(records) -> tuple[dict[str, TableSelection], dict[str, dict]]:
     not rendered though they had runs (why, and the runs they left out)."""
     records = [r for r in records if r.get("status", "completed") == "completed"]
     tables: dict[str, TableSelection] = {}
-    for selection in (select_main(records), select_tokenizers(records), select_coldstart(records),
+    for selection in (select_main(records), select_tokenizers(records), select_architectures(records),
+                      select_coldstart(records),
                       select_decoding(records, "diversity"), select_decoding(records, "invalid")):
         if selection.picks:
             tables[selection.name] = selection

@@ -16,7 +16,7 @@ from sweeps.spec import load_spec
 from bench.tables.coldstart import build_coldstart_table
 from bench.tables.decoding import build_decoding_table
 
-KINDS = ("main", "tokenizers", "ablation", "sweep", "diversity", "invalid", "coldstart", "simple")
+KINDS = ("main", "tokenizers", "architectures", "ablation", "sweep", "diversity", "invalid", "coldstart", "simple")
 
 
 def add_parser(subparsers) -> None:
@@ -24,7 +24,9 @@ def add_parser(subparsers) -> None:
         "table", help="render run records as a paper-style table",
         description="Render the completed runs of the results store as a table. "
         "main: TIGER Table 1 (methods x datasets x R@5 N@5 R@10 N@10, an 'Improvement over best baseline' "
-        "row); tokenizers: TIGER Table 2 (one row per item tokenizer of the generative model); ablation: "
+        "row); tokenizers: TIGER Table 2 (one row per item tokenizer of the generative model); architectures: "
+        "per tokenizer, TIGER's encoder-decoder against the decoder-only variants (model.arch, "
+        "train.loss_positions), each row with its own budget; ablation: "
         "one row per value of --param (e.g. model.encoder_layers, TIGER Table 5); sweep: one row per setting of "
         "--spec, compared with its default; diversity: TIGER Table 3 (category entropy by decoding temperature); "
         "invalid: invalid-ID rate of unconstrained decoding; coldstart: Recall@K on cold users under the "

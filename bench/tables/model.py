@@ -17,8 +17,10 @@ from bench.tables.names import (
 )
 from bench.tables.selection import Pick, TableSelection, keys_keep_item_ids, left_out_reasons
 from bench.tables.significance import MIN_SEEDS, compare_rows
-from bench.config import profile_value, resolve_config
-from bench.identity import config_identity, PATH_KEYS
+from bench.config import default_layer, get_path, profile_value, resolve_config
+from bench.identity import ADDED_LATER, config_identity, PATH_KEYS
+
+ARCH_KEY = "model.arch"  # the generative model's architecture (recommenders.architectures)
 
 NOT_IN_TABLE = "not a run this table compares"
 
@@ -278,7 +280,7 @@ def select_tokenizers(records, profile: str | None = None, name: str = "tokenize
     ran, or none at the default, the one best on validation among them (rows 'tuned', with how many
     were tried; never tested: chosen among several, they do not compare like with like)."""
     records = list(records)
-    frame, profiles, reasons = _prepare(records, profile=profile)
+    frame, profiles, reasons = _prepare(records, params=[ARCH_KEY], profile=profile)
     selection = TableSelection(name, "tokenizers", "Item tokenizers of the generative model", ["Tokenizer", "Setting"],
                                profiles=profiles, empty_message="(no completed runs of the generative model)")
     if frame.empty:
@@ -286,6 +288,14 @@ def select_tokenizers(records, profile: str | None = None, name: str = "tokenize
     generative = frame["method_key"].map(is_generative).astype(bool)
     reasons.update(dict.fromkeys(frame.loc[~generative, "run_id"], "not the generative model (see the main table)"))
     gen = frame[generative].copy()
+    # tokenizers compared in one architecture, the default (TIGER's encoder-decoder); records older than
+    # the key ran it (identity.ADDED_LATER)
+    arch = gen[f"param:{ARCH_KEY}"].where(gen[f"param:{ARCH_KEY}"].notna(), ADDED_LATER[tuple(ARCH_KEY.split("."))])
+    default_arch = get_path(default_layer(), ARCH_KEY)
+    reasons.update({run: f"another architecture ({ARCH_KEY}={value}; the tokenizer table compares tokenizers in "
+                         f"{default_arch})" for run, value in zip(gen.loc[arch != default_arch, "run_id"],
+                                                                   arch[arch != default_arch])})
+    gen = gen[arch == default_arch]
     gen["tokenizer"] = gen["tokenizer"].fillna("?")
     defaults, tuned = [], []
     for (dataset, tokenizer), group in gen.groupby(["dataset", "tokenizer"], sort=False):
@@ -311,6 +321,76 @@ def select_tokenizers(records, profile: str | None = None, name: str = "tokenize
         best = best_pick(frame, [p for p in selection.picks if p.dataset == dataset and p.group == "default"])
         if best is not None:
             best.reference = True
+    return _finish_selection(selection, records, reasons)
+
+
+POSITIONS_KEY = "train.loss_positions"  # where the generative model's loss is taken (last item | all)
+
+
+def architecture_text(arch: str, positions: str) -> str:
+    """The Architecture cell: ``encoder-decoder`` or ``decoder-only, loss on all positions``."""
+    text = str(arch).replace("_", "-")
+    return text if positions == "last" and arch == "encoder_decoder" else f"{text}, loss on {positions} position" + (
+        "s" if positions == "all" else "")
+
+
+def select_architectures(records, profile: str | None = None, name: str = "architectures") -> TableSelection:
+    """The generative model's architectures, per tokenizer: TIGER's encoder-decoder at the profile's
+    default configuration (the tokenizer's reference row) against every other (``model.arch``,
+    ``train.loss_positions``), each at its configuration best on validation (tested against the
+    reference where it is the only one: a choice among several is not). Budgets differ by design
+    (e.g. equal training time): each row shows its own. Tokenizers with one architecture are left out."""
+    records = list(records)
+    frame, profiles, reasons = _prepare(records, params=[ARCH_KEY, POSITIONS_KEY], profile=profile)
+    selection = TableSelection(name, "architectures", "Architectures of the generative model",
+                               ["Tokenizer", "Architecture"], profiles=profiles,
+                               empty_message="(no tokenizer with runs of two architectures)")
+    if frame.empty:
+        return _finish_selection(selection, records, reasons)
+    generative = frame["method_key"].map(is_generative).astype(bool)
+    reasons.update(dict.fromkeys(frame.loc[~generative, "run_id"], "not the generative model (see the main table)"))
+    gen = frame[generative].copy()
+    gen["tokenizer"] = gen["tokenizer"].fillna("?")
+    for key in (ARCH_KEY, POSITIONS_KEY):  # records older than the key ran its default (identity.ADDED_LATER)
+        column = f"param:{key}"
+        gen[column] = gen[column].where(gen[column].notna(), ADDED_LATER[tuple(key.split("."))])
+    default_arch = (get_path(default_layer(), ARCH_KEY), get_path(default_layer(), POSITIONS_KEY))
+    picks = []
+    for (dataset, tokenizer), group in gen.groupby(["dataset", "tokenizer"], sort=False):
+        variants = group.groupby([f"param:{ARCH_KEY}", f"param:{POSITIONS_KEY}"], sort=True)
+        if len(variants) < 2 or default_arch not in variants.groups:
+            reasons.update(dict.fromkeys(group["run_id"], "no other architecture with this tokenizer (architecture "
+                                                          "table)" if len(variants) < 2 else
+                                         "no encoder-decoder run to compare with (architecture table)"))
+            continue
+        first = group.iloc[0]
+        rows = []
+        for variant, runs in variants:
+            label = [tokenizer_name(tokenizer), architecture_text(*variant)]
+            if variant == default_arch:
+                key = default_config_key(profiles.get(dataset), first["method_key"], dataset, tokenizer)
+                chosen, n_configs = runs[runs["config_key"] == key], 1
+                why = "not the tokenizer's default configuration (the encoder-decoder row is the default's)"
+            else:
+                n_configs = int(runs["config_key"].nunique())
+                chosen, _, _ = best_configs(runs, ["dataset"])
+                why = f"not the best of {n_configs} configurations of this architecture on validation"
+            reasons.update(dict.fromkeys(set(runs["run_id"]) - set(chosen["run_id"]), why))
+            if not chosen.empty:
+                rows.append(Pick(label, dataset, sorted(chosen["run_id"]), n_configs,
+                                 "tuned" if n_configs > 1 else "architecture", reference=variant == default_arch))
+        if sum(1 for pick in rows if pick.reference) == 1 and len(rows) >= 2:
+            picks.extend(rows)
+        else:
+            reasons.update(dict.fromkeys((run for pick in rows for run in pick.runs),
+                                         "no encoder-decoder run at the default configuration to compare with"))
+    order = order_datasets(gen["dataset"])
+    first_of = {run: row for run, row in zip(gen["run_id"], gen.itertuples())}
+    picks.sort(key=lambda p: (method_order(first_of[p.runs[0]].method_key, first_of[p.runs[0]].tokenizer, ""),
+                              not p.reference, p.labels[1], order.index(p.dataset)))
+    selection.picks = picks
+    selection.facts = {"keys": [ARCH_KEY, POSITIONS_KEY]}  # they keep the items' IDs: every row on the reference's
+    reasons.update(same_semantic_ids(selection, frame, family=lambda pick: pick.labels[0]))
     return _finish_selection(selection, records, reasons)
 
 
@@ -450,8 +530,11 @@ def check_semantic_ids(selection: TableSelection, frame: pd.DataFrame, family=la
 
 
 # ---------------------------------------------------------------------- building from a selection
+FAMILY_BY_FIRST_LABEL = ("ablation", "architectures")  # kinds whose rows compare within their first label's rows
+
+
 def _family(kind: str):
-    return (lambda row: row.labels[0]) if kind == "ablation" else (lambda row: "")
+    return (lambda row: row.labels[0]) if kind in FAMILY_BY_FIRST_LABEL else (lambda row: "")
 
 
 def table_from_selection(records, selection: TableSelection, metrics=MAIN_METRICS, split: str = "test",
@@ -466,7 +549,7 @@ def table_from_selection(records, selection: TableSelection, metrics=MAIN_METRIC
     if not selection.picks or frame.empty:
         return table
     family = _family(selection.kind)
-    check_semantic_ids(selection, frame, lambda pick: pick.labels[0] if selection.kind == "ablation" else "")
+    check_semantic_ids(selection, frame, lambda pick: pick.labels[0] if selection.kind in FAMILY_BY_FIRST_LABEL else "")
     rows = rows_from_picks(frame, selection.picks, metrics)
     table.datasets, table.rows = order_datasets(p.dataset for p in selection.picks), rows
     references = {(family(r), d): r for r in rows for d in r.reference}
@@ -510,7 +593,8 @@ def _improvement(table: Table, selection: TableSelection) -> None:
 def _reference_text(table: Table, selection: TableSelection) -> str:
     names = " / ".join(dict.fromkeys(", ".join(r.labels) for r in table.rows if r.reference)) or "no row to compare with"
     what = {"main": "the validation-best baseline", "tokenizers": "the validation-best default row",
-            "ablation": "the method's default value", "sweep": "the sweep's default"}
+            "ablation": "the method's default value", "sweep": "the sweep's default",
+            "architectures": "the tokenizer's encoder-decoder row"}
     return f"{what.get(selection.kind, 'the reference row')} ({names})"
 
 
@@ -609,6 +693,8 @@ def select_table(kind: str, records, param: str | None = None, profile: str | No
         return select_main(records, profile)
     if kind == "tokenizers":
         return select_tokenizers(records, profile)
+    if kind == "architectures":
+        return select_architectures(records, profile)
     if kind == "ablation":
         if not param:
             raise ValueError("an ablation table needs the config key to vary (--param)")
