@@ -9,7 +9,7 @@ import threading
 
 from bench.errors import UserError
 
-COMMANDS = ["run", "data", "tokenize", "cf_embed", "table", "sweep", "publish", "plot", "select", "render"]  # modules under bench/commands, in --help order
+COMMANDS = ["run", "data", "tokenize", "cf_embed", "table", "sweep", "publish", "plot", "select", "render", "report"]  # modules under bench/commands, in --help order
 
 USER_ERRORS = (UserError, FileNotFoundError)
 

@@ -112,6 +112,7 @@ class Embed(Section):
 
 class Track(Section):
     tensorboard: bool
+    mlflow: Optional[Annotated[str, Field(min_length=1)]]  # a tracking URI; null = off
 
 
 class Model(Section):

@@ -15,7 +15,7 @@ import numpy as np
 
 from bench.atomic import run_lock
 from bench.coldstart import apply_coldstart, cold_users, drop_unseen
-from bench.config import ConfigError
+from bench.config import ConfigError, flatten
 from bench.data import load_dataset
 from bench.device import resolve_device, torch_state
 from bench.errors import UserError
@@ -27,6 +27,7 @@ from bench.metrics import evaluate_rankings, target_ranks
 from bench.provenance import git_commit, hardware, package_versions
 from bench.records import SCHEMA_VERSION, refuse_curated_store, write_json_atomic, write_record
 from bench.split import LeaveOneOutSplit
+from bench.tracking import MLflowRun, NoMLflowRun
 
 STAGES = ("valid", "test")
 # in a generative run's work folder: its run id, config and components (``sweeps.trainable.find_interrupted``)
@@ -117,6 +118,26 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
         ensure_writable_dir(config["work_dir"], "work folder (work_dir / --set work_dir=...)")
     method_cls.preflight(config)
     work_dir = Path(config["work_dir"]) / run_id
+    with mlflow_run(config, head) as mlflow:
+        record = _run_tracked(config, method_cls, head, timer, report, write, dataset, generative, work_dir)
+        mlflow.finish(record)
+        return record
+
+
+def mlflow_run(config: dict, head: dict):
+    """The run's MLflow run where ``track.mlflow`` names a tracking store (else a no-op context)."""
+    uri = config["track"]["mlflow"]
+    if not uri:
+        return nullcontext(NoMLflowRun())
+    tags = {"bench.run_id": head["run_id"], "bench.label": head["label"], "bench.method": config["method"],
+            "bench.dataset": config["dataset"], "bench.seed": config["seed"], "bench.profile": config.get("profile"),
+            "bench.config_hash": head.get("config_hash"), "git.commit": (head.get("git") or {}).get("commit"),
+            "git.dirty": (head.get("git") or {}).get("dirty")}
+    return MLflowRun(uri, head["run_id"], flatten(config), tags)
+
+
+def _run_tracked(config, method_cls, head, timer, report, write, dataset, generative, work_dir) -> dict:
+    run_id, label = head["run_id"], head["label"]
     started_work = False
     try:
         seed_everything(int(config["seed"]))
@@ -134,8 +155,8 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
             + (f"; work folder {work_dir}" if generative else ""))
         started_work = True
         if generative:  # what runs here, so an interrupted trial can be resumed (sweeps.trainable)
-            write_json_atomic(work_dir / WORK_RUN_FILE, {"run_id": run_id, "started_at": started,
-                                                         "config": config, "components": components})
+            write_json_atomic(work_dir / WORK_RUN_FILE, {"run_id": run_id, "started_at": head["started_at"],
+                                                         "config": config, "components": head["components"]})
         # torch_state: a method may set threads / TF32 for its run; restored afterwards
         with run_lock(work_dir) if generative else nullcontext(), torch_state():
             return _run(config, method_cls, head, timer, report, write, split, work_dir, cold)

@@ -20,7 +20,7 @@ from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
 from bench.metrics import category_entropy, evaluate_rankings
 from bench.split import HistoryBatch, LeaveOneOutSplit
-from bench.tracking import open_tracker
+from bench.tracking import open_tracker, track_tokenizer_fit
 from recommenders.decoding import (
     SemanticIdTrie,
     beam_search,
@@ -181,9 +181,15 @@ class TigerRecommender(Recommender):
         stage = fit_item_ids(self.config, split, work_dir=self.context.work_dir, unseen=self.context.unseen_items)
         tokenizer = stage.tokenizer
         facts = stage.facts
+        stats = tokenizer.stats()
+        tracker = open_tracker(self.config, self.context.work_dir)
+        try:
+            track_tokenizer_fit(tracker, tokenizer.name, tokenizer.info, stats)
+        finally:
+            tracker.close()
         info = {
             "name": tokenizer.name,
-            "stats": tokenizer.stats(),
+            "stats": stats,
             "from_cache": facts["from_cache"],
             "cache_folder": facts["saved_to"] or facts["loaded_from"],
             "cf_embeddings": facts["cf_embeddings"],

@@ -395,8 +395,10 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
     """Run ``points`` (grid; ``configs`` their resolved configs) or Optuna's proposals (``configs``:
     a representative one) on Ray; ``stored_keys``: trial keys already completed in the store."""
     from ray import tune
+    from ray.tune.logger import TBXLoggerCallback
 
     base = spec.base()
+    tensorboard = any(config["track"]["tensorboard"] for config in configs) if configs else True
     search_alg = None
     if points is not None:  # grid: the explicit, not yet done trials
         param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),
@@ -456,7 +458,9 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=False),
             verbose=2 if options.verbose else 0,
             callbacks=[_records_home(spec.fixed["results_dir"], out, stored_keys),
-                       _make_progress_callback(total, spec.metric, out)],
+                       _make_progress_callback(total, spec.metric, out),
+                       # every trial's reported validation curve: tensorboard --logdir <the sweep's Ray folder>
+                       *([TBXLoggerCallback()] if tensorboard else [])],
         ),
     )
     quiet = not options.verbose

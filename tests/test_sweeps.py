@@ -318,6 +318,8 @@ def test_grid_sweep_writes_records_and_rerun_skips(ray_local, tmp_path, capsys):
     assert {(r["method"], r["seed"]) for r in done} == {("pop", 0), ("pop", 1), ("random", 0), ("random", 1)}
     assert all(r["config"]["data"]["synthetic"]["n_users"] == 200 for r in done)
     assert "4 completed" in out and "| status" in out
+    # Ray Tune's TensorBoard callback: one event file per trial under the sweep's Ray folder
+    assert len(list((tmp_path / "work" / "ray").rglob("events.out.tfevents*"))) == 4
 
     # the same sweep again: every trial is in the store, nothing runs
     assert main(sweep_args(tmp_path)) == 0

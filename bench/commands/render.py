@@ -13,7 +13,9 @@ from bench.tables.selected import build_selected
 from bench.tables.selection import check_runs, read_selection, SELECTION_NAME, TableSelection
 from bench.tables.names import format_value
 from bench.atomic import atomic_write_text
-from bench.plots import code_counts_from_store, plot_code_distribution, plot_coldstart, plot_param_curves, PlotError
+from bench.report import REPORT_NAME, render_report
+from bench.plots import (code_counts_from_store, plot_code_distribution, plot_coldstart, plot_param_curves,
+                         plot_time_to_quality, PlotError)
 from bench.tables import render
 from bench.commands.select import select_all
 
@@ -25,7 +27,8 @@ def add_parser(subparsers) -> None:
         "render", help="regenerate results/tables/* and results/plots/* from the results store and the selection file",
         description="Write every table that the selection file (OUT/selection.json, written by `bench select`) "
         "names (Markdown, LaTeX, CSV) to OUT/tables/, and the hyper-parameter curves and code-assignment "
-        "histograms (PNG, PDF) to OUT/plots/, from exactly the runs the file lists, read from the curated "
+        f"histograms (PNG, PDF) to OUT/plots/, and the HTML page of all of it to OUT/{REPORT_NAME} (bench report), "
+        "from exactly the runs the file lists, read from the curated "
         f"store ({PUBLISHED_STORE}; `bench publish` puts runs there). Reads no profile or sweep spec: run "
         "`bench select` again to choose the runs anew.",
     )
@@ -91,6 +94,13 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
         if table_selection.kind == "coldstart":
             for suffix in ("png", "pdf"):
                 written.append(plot_coldstart(shown, out / "plots" / f"coldstart.{suffix}"))
+        elif table_selection.kind == "architectures":  # equal compute: validation NDCG@10 against time and examples
+            for suffix in ("png", "pdf"):
+                try:
+                    written.append(plot_time_to_quality(shown, out / "plots" / f"quality-{name}.{suffix}",
+                                                        title="Time to quality: the architecture table's runs"))
+                except PlotError:
+                    break
         elif table_selection.kind == "sweep":  # a curve per swept key, the default marked
             written += _sweep_curves(name, table_selection, by_id, out, plot_param_curves, PlotError)
         elif table_selection.kind == "ablation":  # the runs of its table: everything but the parameter held fixed
@@ -109,6 +119,9 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
         if series:
             for suffix in ("png", "pdf"):
                 written.append(plot_code_distribution(series, out / "plots" / f"codes-{dataset}.{suffix}"))
+    # the browsable page of all of it, beside tables/ and plots/ (bench report writes it alone)
+    html = render_report(records, selection, [path for path in written if Path(path).suffix == ".png"])
+    written.append(atomic_write_text(out / REPORT_NAME, html))
     return written
 
 
