@@ -29,10 +29,10 @@ class ToyTokenizer(Tokenizer):
 
     @property
     def level_sizes(self) -> list[int]:
-        return [2 ** int(self.params["bits"])] * int(self.params["levels"])
+        return [2 ** self.hp.bits] * self.hp.levels
 
     def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
-        bits, levels = int(self.params["bits"]), int(self.params["levels"])
+        bits, levels = self.hp.bits, self.hp.levels
         signs = (item_emb[:, : bits * levels] > 0).astype(np.int64).reshape(len(item_emb), levels, bits)
         return (signs * (2 ** np.arange(bits))).sum(axis=2)
 

@@ -121,9 +121,9 @@ class Tokenizer:
         allow_collapse = section["allow_collapse"] if allow_collapse is None else allow_collapse
         if self.Params is None:
             raise TypeError(f"tokenizer class {type(self).__name__} ({self.name}) declares no `Params`")
-        self.params = {**default_params(self.name), **dict(params or {})}
+        self.params = {**default_params(self.name), **dict(params or {})}  # as given: identity, cache key, file
         try:
-            self.Params.model_validate(self.params)
+            self.hp = self.Params.model_validate(self.params)  # the same values, typed: what the code reads
         except ValidationError as err:
             raise TokenizerError("; ".join(describe_errors(err, f"{self.name}.", self.Params))) from None
         self.seed = int(seed)

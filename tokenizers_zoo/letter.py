@@ -75,7 +75,7 @@ class LetterTokenizer(RQVAETokenizer):
 
     @property
     def needs_cf(self) -> bool:
-        return float(self.params["alpha"]) > 0
+        return self.hp.alpha > 0
 
     def _fit(self, item_emb, cf_emb):
         if self.needs_cf and cf_emb is None:
@@ -94,27 +94,27 @@ class LetterTokenizer(RQVAETokenizer):
         mask = getattr(self, "cf_mask", None)
         self._cf_rows = torch.from_numpy(mask).to(device) if cf is not None and mask is not None else None
         self.projection = None
-        if cf is not None and cf.shape[1] != self.params["code_dim"]:
-            self.projection = torch.nn.Linear(self.params["code_dim"], cf.shape[1], bias=False).to(device)
+        if cf is not None and cf.shape[1] != self.hp.code_dim:
+            self.projection = torch.nn.Linear(self.hp.code_dim, cf.shape[1], bias=False).to(device)
 
     def _extra_parameters(self) -> list:
         return list(self.projection.parameters()) if self.projection is not None else []
 
     def _on_epoch_start(self, epoch: int) -> None:
-        if float(self.params["beta"]) > 0 and epoch % int(self.params["recluster_every"]) == 0:
+        if self.hp.beta > 0 and epoch % self.hp.recluster_every == 0:
             self._recluster()
 
     def _recluster(self) -> None:
         """Constrained k-means of every codebook; cached as padded member tables for sampling."""
         torch = _torch()
         codebooks = self.model.codebooks.detach().cpu().numpy()
-        n_clusters = int(self.params["n_clusters"])
+        n_clusters = self.hp.n_clusters
         self.cluster_labels = []
         groups = []
         for level in range(self.levels):
             labels = equal_size_clusters(
                 codebooks[level], n_clusters, seed=int(self._cluster_rng.integers(2**31 - 1)),
-                n_init=int(self.params["cluster_n_init"]), max_iter=int(self.params["cluster_max_iter"]),
+                n_init=self.hp.cluster_n_init, max_iter=self.hp.cluster_max_iter,
             )
             self.cluster_labels.append(labels)
             sizes = np.bincount(labels, minlength=n_clusters)
@@ -149,7 +149,7 @@ class LetterTokenizer(RQVAETokenizer):
         draw = draw + (draw >= own).long()
         positive = group["members"][cluster, draw]
         chosen = codebook[codes]
-        logits = chosen @ codebook.t() / float(self.params["diversity_temperature"])
+        logits = chosen @ codebook.t() / self.hp.diversity_temperature
         logits = logits.masked_fill(torch.nn.functional.one_hot(codes, codebook.shape[0]).bool(), float("-inf"))
         return torch.nn.functional.cross_entropy(logits, positive)
 
@@ -157,20 +157,20 @@ class LetterTokenizer(RQVAETokenizer):
         torch = _torch()
         if self.projection is not None:
             z = self.projection(z)
-        if self.params["cf_normalize"]:
+        if self.hp.cf_normalize:
             z = torch.nn.functional.normalize(z, dim=-1)
             cf = torch.nn.functional.normalize(cf, dim=-1)
         return z @ cf.t()
 
     def collaborative_loss(self, z_st, cf_batch):
         torch = _torch()
-        logits = self._cf_similarity(z_st, cf_batch) / float(self.params["cf_temperature"])
+        logits = self._cf_similarity(z_st, cf_batch) / self.hp.cf_temperature
         targets = torch.arange(len(z_st), device=z_st.device)
         return torch.nn.functional.cross_entropy(logits, targets)
 
     def _extra_losses(self, out: dict, batch, cf) -> dict:
         losses = {}
-        alpha, beta = float(self.params["alpha"]), float(self.params["beta"])
+        alpha, beta = self.hp.alpha, self.hp.beta
         if alpha > 0:
             z, target = out["z_st"], cf[batch]
             if self._cf_rows is not None:  # items with no training interaction have no CF target

@@ -32,13 +32,13 @@ class LSHTokenizer(Tokenizer):
 
     @property
     def level_sizes(self) -> list[int]:
-        return [2 ** int(self.params["bits"])] * int(self.params["levels"])
+        return [2 ** self.hp.bits] * self.hp.levels
 
     def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
         rng = np.random.default_rng(self.seed)
         dim = item_emb.shape[1]
-        self.planes = rng.standard_normal((self.params["levels"], self.params["bits"], dim)).astype(np.float32)
-        self.mean = item_emb.mean(axis=0) if self.params["center"] else np.zeros(dim, dtype=np.float32)
+        self.planes = rng.standard_normal((self.hp.levels, self.hp.bits, dim)).astype(np.float32)
+        self.mean = item_emb.mean(axis=0) if self.hp.center else np.zeros(dim, dtype=np.float32)
         return self.encode(item_emb)
 
     def encode(self, item_emb: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ class LSHTokenizer(Tokenizer):
         if x.shape[1] != self.planes.shape[2]:
             raise TokenizerError(f"embeddings have dim {x.shape[1]}, the hyperplanes {self.planes.shape[2]}")
         bits = (np.einsum("nd,lbd->nlb", x, self.planes) > 0).astype(np.int64)  # [n, L, b]
-        weights = 2 ** np.arange(self.params["bits"], dtype=np.int64)
+        weights = 2 ** np.arange(self.hp.bits, dtype=np.int64)
         return bits @ weights
 
     def _state(self) -> dict:

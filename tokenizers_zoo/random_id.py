@@ -20,14 +20,14 @@ class RandomIDTokenizer(Tokenizer):
 
     @property
     def level_sizes(self) -> list[int]:
-        return [int(self.params["codebook_size"])] * int(self.params["levels"])
+        return [self.hp.codebook_size] * self.hp.levels
 
     def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
         rng = np.random.default_rng(self.seed)
-        return rng.integers(0, self.params["codebook_size"], size=(len(item_emb), self.params["levels"]), dtype=np.int64)
+        return rng.integers(0, self.hp.codebook_size, size=(len(item_emb), self.hp.levels), dtype=np.int64)
 
     def encode(self, item_emb: np.ndarray) -> np.ndarray:
         """Fresh random codes for new items (cold start: an unseen item gets an ID the fit never drew),
         from a stream of their own so the fitted items' codes stay as they are."""
         rng = np.random.default_rng([self.seed, 1])
-        return rng.integers(0, self.params["codebook_size"], size=(len(item_emb), self.params["levels"]), dtype=np.int64)
+        return rng.integers(0, self.hp.codebook_size, size=(len(item_emb), self.hp.levels), dtype=np.int64)

@@ -56,18 +56,18 @@ class RQKMeansTokenizer(Tokenizer):
 
     @property
     def level_sizes(self) -> list[int]:
-        return [int(self.params["codebook_size"])] * int(self.params["levels"])
+        return [self.hp.codebook_size] * self.hp.levels
 
     def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
-        k = int(self.params["codebook_size"])
+        k = self.hp.codebook_size
         if len(item_emb) < k:
             raise TokenizerError(f"rqkmeans needs at least codebook_size = {k} items per level, got {len(item_emb)}")
         residual = np.asarray(item_emb, dtype=np.float32)
         codes, centroids = [], []
-        level_seeds = np.random.default_rng(self.seed).integers(0, 2**31 - 1, size=int(self.params["levels"]))
-        for level in range(int(self.params["levels"])):
-            labels, centres = kmeans_labels(residual, k, self.params["balanced"], seed=int(level_seeds[level]),
-                                            n_init=int(self.params["n_init"]), max_iter=int(self.params["max_iter"]))
+        level_seeds = np.random.default_rng(self.seed).integers(0, 2**31 - 1, size=self.hp.levels)
+        for level in range(self.hp.levels):
+            labels, centres = kmeans_labels(residual, k, self.hp.balanced, seed=int(level_seeds[level]),
+                                            n_init=self.hp.n_init, max_iter=self.hp.max_iter)
             codes.append(labels)
             centroids.append(centres)
             residual = residual - centres[labels]

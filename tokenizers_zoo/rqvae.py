@@ -174,7 +174,7 @@ class RQVAETokenizer(Tokenizer):
 
     @property
     def level_sizes(self) -> list[int]:
-        return [int(self.params["codebook_size"])] * int(self.params["levels"])
+        return [self.hp.codebook_size] * self.hp.levels
 
     # -- hooks for LETTER ----------------------------------------------------------------
 
@@ -198,12 +198,12 @@ class RQVAETokenizer(Tokenizer):
 
     def _build_optimizer(self, parameters):
         torch = _torch()
-        name = str(self.params["optimizer"]).lower()
-        lr, wd = float(self.params["lr"]), float(self.params["weight_decay"])
+        name = self.hp.optimizer.lower()
+        lr, wd = self.hp.lr, self.hp.weight_decay
         if name == "adagrad":
             return torch.optim.Adagrad(
                 parameters, lr=lr, weight_decay=wd,
-                initial_accumulator_value=float(self.params["adagrad_initial_accumulator"]),
+                initial_accumulator_value=self.hp.adagrad_initial_accumulator,
             )
         if name == "adam":
             return torch.optim.Adam(parameters, lr=lr, weight_decay=wd)
@@ -218,7 +218,7 @@ class RQVAETokenizer(Tokenizer):
             residual = self.model.encoder(x_batch)
             for level in range(self.levels):
                 centres = kmeans_centres(
-                    residual.cpu().numpy(), self.params["codebook_size"], self.params["kmeans_iters"], self.seed + level
+                    residual.cpu().numpy(), self.hp.codebook_size, self.hp.kmeans_iters, self.seed + level
                 )
                 self.model.codebooks.data[level] = torch.from_numpy(centres).to(residual.device)
                 codebook = self.model.codebooks[level]
@@ -227,10 +227,10 @@ class RQVAETokenizer(Tokenizer):
 
     def _reset_due(self, epoch: int, epochs: int) -> bool:
         """Whether dead codes are re-seeded after (0-based) ``epoch``."""
-        params = self.params
-        until = params.get("dead_code_until")
+        params = self.hp
+        until = params.dead_code_until
         return (
-            bool(params["dead_code_reset"]) and (epoch + 1) % int(params["dead_code_every"]) == 0
+            params.dead_code_reset and (epoch + 1) % params.dead_code_every == 0
             and epoch + 1 < epochs and (until is None or epoch + 1 <= int(until))
         )
 
@@ -263,27 +263,27 @@ class RQVAETokenizer(Tokenizer):
     def _fit(self, item_emb: np.ndarray, cf_emb: np.ndarray | None) -> np.ndarray:
         torch = _torch()
         device = resolve_device(self.device)
-        params = self.params
+        params = self.hp
         n_items, self.in_dim = item_emb.shape
-        if params["standardize"]:
+        if params.standardize:
             self.input_mean = item_emb.mean(axis=0)
             self.input_std = item_emb.std(axis=0) + 1e-8
         else:
             self.input_mean = self.input_std = None
         raw_emb, item_emb = item_emb, self._standardize(item_emb)
-        batch_size = min(int(params["batch_size"]), n_items)
-        epochs = int(params["epochs"])
+        batch_size = min(params.batch_size, n_items)
+        epochs = params.epochs
         with seeded_torch(self.seed):
             generator = torch.Generator().manual_seed(self.seed)
-            self.model = RQVAEModel(self.in_dim, list(params["hidden"]), params["code_dim"], params["levels"], params["codebook_size"]).to(device)
+            self.model = RQVAEModel(self.in_dim, list(params.hidden), params.code_dim, params.levels, params.codebook_size).to(device)
             x = torch.from_numpy(np.ascontiguousarray(item_emb)).to(device)
             cf = torch.from_numpy(np.ascontiguousarray(cf_emb)).to(device) if cf_emb is not None else None
             self._prepare(x, cf, device)
             optimizer = self._build_optimizer(list(self.model.parameters()) + self._extra_parameters())
-            commitment = float(params["commitment"])
+            commitment = params.commitment
             history = []
             log_every = max(1, epochs // 100)
-            initialised = not params["kmeans_init"]
+            initialised = not params.kmeans_init
             dead_resets = 0
             last = {}
             with progress_bar(epochs, f"fitting {self.name}", self.progress) as bar:
@@ -296,7 +296,7 @@ class RQVAETokenizer(Tokenizer):
                         initialised = True
                     self.model.train()
                     self._on_epoch_start(epoch)
-                    usage = torch.zeros(self.levels, params["codebook_size"], dtype=torch.long, device=device)
+                    usage = torch.zeros(self.levels, params.codebook_size, dtype=torch.long, device=device)
                     sums: dict[str, float] = {}
                     for step, batch in enumerate(batches):
                         xb = x[batch]
@@ -316,7 +316,7 @@ class RQVAETokenizer(Tokenizer):
                         loss.backward()
                         optimizer.step()
                         for level in range(self.levels):
-                            usage[level] += torch.bincount(out["codes"][:, level], minlength=params["codebook_size"])
+                            usage[level] += torch.bincount(out["codes"][:, level], minlength=params.codebook_size)
                         sums["loss"] = sums.get("loss", 0.0) + loss_value * len(batch)
                         for k, v in parts_value.items():
                             sums[k] = sums.get(k, 0.0) + v * len(batch)
@@ -342,7 +342,7 @@ class RQVAETokenizer(Tokenizer):
             }
             self._finish(x, cf, out)
             self.info.update({"epochs": epochs, "device": device, "final": {k: round(v, 6) for k, v in last.items()}, "history": history})
-            if params["dead_code_reset"]:
+            if params.dead_code_reset:
                 self.info["dead_codes_reset"] = int(dead_resets)
             self.model = self.model.cpu()
             return out["codes"].cpu().numpy()
