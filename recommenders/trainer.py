@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.atomic import atomic_write
+from bench.config_schema import Train
 from bench.device import cpu_has_bf16
 from bench.errors import UserError, first_line
 from bench.identity import ADDED_LATER
@@ -67,41 +68,39 @@ def tau_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, tau: float = 
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]) / tau, targets.reshape(-1))
 
 
-def learning_rate(step: int, cfg: dict) -> float:
+def learning_rate(step: int, cfg: Train) -> float:
     """Learning rate at (0-based) ``step``.
 
     ``schedule``: ``constant``; ``inverse_sqrt`` (TIGER/T5X: ``lr`` for ``warmup_steps`` then
     ``lr * sqrt(warmup_steps / step)``); ``cosine`` (to 0 at ``max_steps``). ``warmup``: ``constant``
     holds ``lr`` during the warm-up (TIGER's wording), ``linear`` ramps up to it.
     """
-    base = float(cfg["lr"])
-    warmup = int(cfg["warmup_steps"] or 0)
+    base, warmup = cfg.lr, cfg.warmup_steps
     step = step + 1
     factor = 1.0
-    if warmup and step <= warmup and cfg["warmup"] == "linear":
+    if warmup and step <= warmup and cfg.warmup == "linear":
         factor = step / warmup
-    schedule = cfg["schedule"]
+    schedule = cfg.schedule
     if schedule == "inverse_sqrt":
         if step > max(warmup, 1):
             factor *= math.sqrt(max(warmup, 1) / step)
     elif schedule == "cosine":
-        total = int(cfg["max_steps"] or 0)
+        total = cfg.max_steps or 0
         if total and step > warmup:
             progress = min(1.0, (step - warmup) / max(1, total - warmup))
             factor *= 0.5 * (1 + math.cos(math.pi * progress))
     return base * factor  # constant: the warm-up factor only (train.schedule is checked by the config schema)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    name = str(cfg["optimizer"]).lower()
-    decay = float(cfg["weight_decay"] or 0.0)
+def make_optimizer(model: torch.nn.Module, cfg: Train) -> torch.optim.Optimizer:
+    decay = cfg.weight_decay
     # no weight decay on norms and the relative-position biases
     params_decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "bias.embedding" not in n]
     params_rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "bias.embedding" not in n)]
     groups = [{"params": params_decay, "weight_decay": decay}, {"params": params_rest, "weight_decay": 0.0}]
-    if name == "adafactor":  # train.optimizer is adamw or adafactor (checked by the config schema)
-        return torch.optim.Adafactor(groups, lr=float(cfg["lr"]))
-    return torch.optim.AdamW(groups, lr=float(cfg["lr"]), betas=tuple(float(b) for b in cfg["betas"]))
+    if cfg.optimizer == "adafactor":  # or adamw: the schema's two values
+        return torch.optim.Adafactor(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 @dataclass
@@ -245,7 +244,7 @@ class Trainer:
         self,
         model: TigerModel,
         vocab: SemanticIdVocab,
-        cfg: dict,
+        cfg: "Train | dict",
         device: str,
         work_dir: Path,
         evaluate: Callable[[TigerModel], float],
@@ -254,16 +253,18 @@ class Trainer:
         fingerprint: dict | None = None,
         scalars: Callable[[int, dict], None] | None = None,
     ):
-        self.model, self.vocab, self.cfg = model, vocab, cfg
+        # the train section, typed: what the trainer reads (a plain dict is checked here by the same schema)
+        self.model, self.vocab, self.cfg = model, vocab, cfg if isinstance(cfg, Train) else Train.model_validate(cfg)
+        cfg = self.cfg
         self.device = torch.device(device)
         self.work_dir = Path(work_dir)
         self.evaluate, self.report = evaluate, report
         self.scalars = scalars or (lambda step, values: None)  # TensorBoard etc. (bench.tracking)
         self.seed = int(seed)
         self.fingerprint = fingerprint or {}
-        self.tau = float(cfg["tau"])  # > 0 and amp's values: checked when the config is resolved
+        self.tau = cfg.tau
         self.optimizer = make_optimizer(model, cfg)
-        self.amp_dtype = amp_dtype(str(cfg["amp"]), self.device)
+        self.amp_dtype = amp_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.best_weights = None
@@ -287,7 +288,7 @@ class Trainer:
         }
 
     def save(self) -> None:
-        if not self.cfg["checkpoint"]:
+        if not self.cfg.checkpoint:
             return
         self.work_dir.mkdir(parents=True, exist_ok=True)
         _atomic_save(self._checkpoint(), self.work_dir / CHECKPOINT)
@@ -326,18 +327,16 @@ class Trainer:
 
     # --- training ------------------------------------------------------------------------------
     def _limits(self, steps_per_epoch: int) -> int:
-        max_steps = self.cfg.get("max_steps")
-        max_epochs = self.cfg.get("max_epochs")
-        limits = [int(max_steps)] if max_steps is not None else []
+        max_steps, max_epochs = self.cfg.max_steps, self.cfg.max_epochs
+        limits = [max_steps] if max_steps is not None else []
         if max_epochs is not None:
-            limits.append(int(max_epochs) * steps_per_epoch)
+            limits.append(max_epochs * steps_per_epoch)
         return min(limits)  # one of them is set (checked by the config schema)
 
     def _budget_reason(self, steps_per_epoch: int) -> str:
         """Which budget ended training: "max steps" or "max epochs" (the smaller of the two)."""
-        max_steps = self.cfg.get("max_steps")
-        max_epochs = self.cfg.get("max_epochs")
-        if max_epochs is not None and (max_steps is None or int(max_epochs) * steps_per_epoch <= int(max_steps)):
+        max_steps, max_epochs = self.cfg.max_steps, self.cfg.max_epochs
+        if max_epochs is not None and (max_steps is None or max_epochs * steps_per_epoch <= max_steps):
             return "max epochs"
         return "max steps"
 
@@ -359,8 +358,8 @@ class Trainer:
         })
         self.report(st.step, {"valid_ndcg@10": score, "loss": running_loss})
         self.scalars(st.step, {"valid/ndcg@10": score, "valid/best_ndcg@10": st.best_score})
-        patience = self.cfg.get("patience")
-        return patience is not None and st.evals_since_best >= int(patience)
+        patience = self.cfg.patience
+        return patience is not None and st.evals_since_best >= patience
 
     def elapsed(self) -> float:
         """Training seconds, over all sessions of this training (resumes included)."""
@@ -373,16 +372,16 @@ class Trainer:
 
     def fit(self, examples: TrainExamples) -> TrainState:
         cfg, st = self.cfg, self.state
-        if cfg.get("resume_from"):
-            self.load(cfg["resume_from"])
+        if cfg.resume_from:
+            self.load(cfg.resume_from)
             st = self.state
-        batch_size = int(cfg["batch_size"])
+        batch_size = cfg.batch_size
         steps_per_epoch = math.ceil(len(examples) / batch_size)
         total = self._limits(steps_per_epoch)
-        eval_every = int(cfg["eval_every"]) if cfg.get("eval_every") is not None else steps_per_epoch
-        time_limit = float(cfg["time_limit_min"]) * 60 if cfg.get("time_limit_min") is not None else None
-        grad_clip = float(cfg["grad_clip"]) if cfg.get("grad_clip") is not None else 0.0
-        group = bool(cfg["group_by_length"])
+        eval_every = cfg.eval_every if cfg.eval_every is not None else steps_per_epoch
+        time_limit = cfg.time_limit_min * 60 if cfg.time_limit_min is not None else None
+        grad_clip = cfg.grad_clip or 0.0
+        group = cfg.group_by_length
         if st.finished and st.stop_reason in ("max steps", "max epochs", "time limit") and st.step < total:
             st.finished, st.stop_reason = False, ""  # a larger budget than the checkpoint's: go on
         if st.finished or st.step >= total:
@@ -392,7 +391,7 @@ class Trainer:
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=st.step, desc="train TIGER", disable=not cfg["progress"],
+        bar = tqdm(total=total, initial=st.step, desc="train TIGER", disable=not cfg.progress,
                    dynamic_ncols=True, mininterval=2.0, file=sys.stderr)
         data = examples.to(self.device)
         self.model.train()
@@ -483,7 +482,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            if self.cfg["loss_positions"] == "all":  # the decoder-only model: every item after the first
+            if self.cfg.loss_positions == "all":  # the decoder-only model: every item after the first
                 logits, targets = self.model.all_positions(input_ids, decoder_ids, targets, vocab.user_offset)
             else:
                 logits = self.model(input_ids, decoder_ids)

@@ -87,14 +87,22 @@ def test_tau_loss_is_cross_entropy_on_scaled_logits(tau):
     assert value.item() == pytest.approx(by_hand, rel=1e-5)
 
 
+def _train(**values):
+    """A typed train section: the defaults with ``values`` (what the trainer reads)."""
+    from bench.config import default_layer
+    from bench.config_schema import Train
+
+    return Train.model_validate({**default_layer()["train"], **values})
+
+
 def test_learning_rate_schedules():
-    tiger = {"lr": 0.01, "schedule": "inverse_sqrt", "warmup": "constant", "warmup_steps": 10000}
+    tiger = _train(lr=0.01, schedule="inverse_sqrt", warmup="constant", warmup_steps=10000)
     assert learning_rate(0, tiger) == 0.01 and learning_rate(9999, tiger) == 0.01
     assert learning_rate(39999, tiger) == pytest.approx(0.005)
-    ramp = {"lr": 0.004, "schedule": "inverse_sqrt", "warmup": "linear", "warmup_steps": 100}
+    ramp = _train(lr=0.004, schedule="inverse_sqrt", warmup="linear", warmup_steps=100)
     assert learning_rate(49, ramp) == pytest.approx(0.002)
     assert learning_rate(399, ramp) == pytest.approx(0.002)
-    cosine = {"lr": 1.0, "schedule": "cosine", "warmup": "constant", "warmup_steps": 0, "max_steps": 100}
+    cosine = _train(lr=1.0, schedule="cosine", warmup="constant", warmup_steps=0, max_steps=100)
     assert learning_rate(49, cosine) == pytest.approx(0.5, abs=0.02) and learning_rate(99, cosine) < 1e-6
 
 
