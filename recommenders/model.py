@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.config_schema import Model
+
 
 @dataclass
 class TigerModelConfig:
@@ -50,22 +52,13 @@ class TigerModelConfig:
     arch: str = "encoder_decoder"  # encoder_decoder (TIGER) | decoder_only (recommenders.decoder_only)
 
     @classmethod
-    def from_config(cls, model_cfg: dict, vocab_size: int, pad_id: int = 0) -> "TigerModelConfig":
-        return cls(
-            vocab_size=int(vocab_size),
-            d_model=int(model_cfg["d_model"]),
-            num_heads=int(model_cfg["num_heads"]),
-            head_dim=int(model_cfg["head_dim"]),
-            d_ff=int(model_cfg["d_ff"]),
-            encoder_layers=int(model_cfg["encoder_layers"]),
-            decoder_layers=int(model_cfg["decoder_layers"]),
-            dropout=float(model_cfg["dropout"]),
-            activation=str(model_cfg["activation"]),
-            relative_buckets=int(model_cfg["relative_buckets"]),
-            relative_max_distance=int(model_cfg["relative_max_distance"]),
-            pad_id=int(pad_id),
-            arch=str(model_cfg["arch"]),
-        )
+    def from_config(cls, model_cfg: "Model | dict", vocab_size: int, pad_id: int = 0) -> "TigerModelConfig":
+        """From the ``model`` section, typed (a plain dict is checked by the same schema)."""
+        m = model_cfg if isinstance(model_cfg, Model) else Model.model_validate(model_cfg)
+        return cls(vocab_size=int(vocab_size), d_model=m.d_model, num_heads=m.num_heads, head_dim=m.head_dim,
+                   d_ff=m.d_ff, encoder_layers=m.encoder_layers, decoder_layers=m.decoder_layers, dropout=m.dropout,
+                   activation=m.activation, relative_buckets=m.relative_buckets,
+                   relative_max_distance=m.relative_max_distance, pad_id=int(pad_id), arch=m.arch)
 
     def to_dict(self) -> dict:
         return asdict(self)

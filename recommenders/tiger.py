@@ -15,7 +15,7 @@ import torch
 
 from bench.atomic import is_running
 from bench.config import ConfigError, default_layer, flatten, get_path
-from bench.config_schema import keys_with_role
+from bench.config_schema import Decode, Model, Train, keys_with_role
 from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
 from bench.metrics import category_entropy, evaluate_rankings
@@ -98,9 +98,10 @@ class TigerRecommender(Recommender):
 
     def __init__(self, config: dict, context: RunContext):
         super().__init__(config, context)
-        self.model_cfg = dict(config["model"])
-        self.train_cfg = dict(config["train"])
-        self.decode_cfg = dict(config["decode"])
+        # the sections the model reads, typed (bench.config_schema): no re-casts below
+        self.model_cfg = Model.model_validate(config["model"])
+        self.train_cfg = Train.model_validate(config["train"])
+        self.decode_cfg = Decode.model_validate(config["decode"])
         self.device = torch.device(context.device)
         self.model: TigerModel | None = None
         self._rankings: dict = {}
@@ -200,15 +201,15 @@ class TigerRecommender(Recommender):
     def fit_semantic_ids(self, split: LeaveOneOutSplit, semantic_ids, codebook_sizes, tokenizer_info=None) -> None:
         """Train on given semantic IDs (``fit`` without the tokenizer: tests and tokenizer studies use it)."""
         cfg, tcfg = self.config, self.train_cfg
-        threads = resolve_threads(tcfg.get("num_threads"))
+        threads = resolve_threads(tcfg.num_threads)
         if threads is not None:
             torch.set_num_threads(threads)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        seed = int(cfg["seed"] if tcfg["seed"] is None else tcfg["seed"])
-        self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, int(self.model_cfg["user_buckets"]),
-                                     separators=uses_separators(self.model_cfg["arch"])).to(self.device)
+        seed = int(cfg["seed"] if tcfg.seed is None else tcfg.seed)
+        self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, self.model_cfg.user_buckets,
+                                     separators=uses_separators(self.model_cfg.arch)).to(self.device)
         self.trie = SemanticIdTrie(self.vocab.semantic_ids, self.vocab.codebook_sizes, self.device)
         # cold-start protocol: plain decoding only ever reaches the items seen in training
         unseen = self.context.unseen_items
@@ -223,11 +224,11 @@ class TigerRecommender(Recommender):
         self.model = build_model(TigerModelConfig.from_config(self.model_cfg, self.vocab.vocab_size)).to(self.device)
 
         train = split.train_examples
-        if tcfg["loss_positions"] == "all":  # one example per user, its latest window: every item in it is a target
+        if tcfg.loss_positions == "all":  # one example per user, its latest window: every item in it is a target
             train = latest_per_user(train)
         examples = TrainExamples(train.items, train.lengths, self.user_tokens[train.users], train.targets)
         valid = split.eval_batch("valid")
-        n_valid = tcfg.get("valid_users")
+        n_valid = tcfg.valid_users
         if n_valid and int(n_valid) < split.n_users:
             keep = np.sort(np.random.default_rng(seed).choice(split.n_users, int(n_valid), replace=False))
             valid = HistoryBatch(valid.items[keep], valid.lengths[keep], valid.users[keep], valid.targets[keep])
@@ -265,7 +266,7 @@ class TigerRecommender(Recommender):
         extras["best_step"] = state.best_step
         extras["training"] = {
             "steps": state.step,
-            "epochs": round(state.step / max(1, -(-len(examples) // int(tcfg["batch_size"]))), 2),
+            "epochs": round(state.step / max(1, -(-len(examples) // tcfg.batch_size)), 2),
             "examples": len(examples),
             "examples_seen": state.examples_seen,
             "best_step": state.best_step,
@@ -280,7 +281,7 @@ class TigerRecommender(Recommender):
             "resumed_from": self.trainer.resumed_from,
             **({"training_config_checked": self.trainer.training_config_checked}
                if self.trainer.resumed_from else {}),
-            "checkpoint_dir": str(self.context.work_dir) if tcfg["checkpoint"] else None,
+            "checkpoint_dir": str(self.context.work_dir) if tcfg.checkpoint else None,
         }
 
     # --- decoding --------------------------------------------------------------------------------
@@ -291,8 +292,8 @@ class TigerRecommender(Recommender):
         plain decoding may return (the seen items under the cold-start protocol); ``levels``/``trie``:
         the first ``levels`` tokens over ``trie`` (then the ids are that trie's prefix nodes).
         ``desc``: the label of a progress bar over the users (none without it: validation in training)."""
-        beam = max(int(self.decode_cfg["beam_size"]), k)
-        size = int(self.decode_cfg["batch_size"])
+        beam = max(self.decode_cfg.beam_size, k)
+        size = self.decode_cfg.batch_size
         trie = trie or self.decode_trie
         order = np.argsort(batch.lengths, kind="stable")  # similar lengths together: less padding
         items = np.full((len(order), k), -1, dtype=np.int64)
@@ -337,7 +338,7 @@ class TigerRecommender(Recommender):
             items, scores = plain
         rankings = [items] * len(caps)
         if len(unseen) and max(caps) > 0:
-            beam = max(int(self.decode_cfg["beam_size"]), k)
+            beam = max(self.decode_cfg.beam_size, k)
             prefixes, _, prefix_scores = self.decode_batch(batch, beam, levels=self.vocab.n_levels - 1,
                                                            trie=self.trie, with_scores=True)
             under: dict[int, list[int]] = {}
@@ -360,13 +361,13 @@ class TigerRecommender(Recommender):
         if self.model is None:
             raise RuntimeError("fit() first")
         batch = split.eval_batch(stage)
-        constrained = bool(self.decode_cfg["constrained"])
-        beam = max(int(self.decode_cfg["beam_size"]), k)
+        constrained = self.decode_cfg.constrained
+        beam = max(self.decode_cfg.beam_size, k)
         items, valid, scores = self.decode_batch(batch, k, constrained, with_scores=True,
                                                  desc=f"rank {stage}: beam {beam}" + ("" if constrained else " unconstrained"))
         extras = self.context.extras
         # what decoding used: the beam widens to the longest ranked list (eval.max_k / eval.ks)
-        extras.setdefault("decoding", {"valid_beam_in_training": max(int(self.decode_cfg["beam_size"]), 10)})[
+        extras.setdefault("decoding", {"valid_beam_in_training": max(self.decode_cfg.beam_size, 10)})[
             f"{stage}_beam"] = beam
         unseen = self.context.unseen_items
         if stage == "test" and constrained and unseen is not None and len(unseen):
@@ -388,10 +389,10 @@ class TigerRecommender(Recommender):
             invalid = ~valid & (np.arange(k)[None, :] < self._returned(k))
             items = np.where(invalid, split.n_items + np.arange(k)[None, :], items)
             extras.setdefault("invalid_id_rate", {})[stage] = invalid_rate(valid, self._rate_ks(k))
-        elif stage == "test" and self.decode_cfg["report_invalid_rate"]:
+        elif stage == "test" and self.decode_cfg.report_invalid_rate:
             _, free_valid = self.decode_batch(batch, k, constrained=False, desc="test: unconstrained beam (invalid IDs)")
             extras["invalid_id_rate"] = {"test (unconstrained beam search)": invalid_rate(free_valid, self._rate_ks(k))}
-        if stage == "test" and self.decode_cfg.get("sample_temperatures"):
+        if stage == "test" and self.decode_cfg.sample_temperatures:
             extras["diversity"] = self.diversity(split, batch, items, k)
         return items
 
@@ -399,12 +400,12 @@ class TigerRecommender(Recommender):
         """A tqdm bar over the users being decoded (stderr; off with ``train.progress: false``)."""
         from tqdm.auto import tqdm
 
-        show = desc is not None and bool(self.train_cfg["progress"])
+        show = desc is not None and self.train_cfg.progress
         return tqdm(total=total, desc=desc, unit="user", disable=not show, dynamic_ncols=True, mininterval=5.0,
                     file=sys.stderr)
 
     def _returned(self, k: int) -> int:
-        return min(k, max(int(self.decode_cfg["beam_size"]), k))
+        return min(k, max(self.decode_cfg.beam_size, k))
 
     def _rate_ks(self, k: int):
         ks = sorted({int(x) for x in self.config["eval"]["ks"] if int(x) <= k} | {k})
@@ -413,7 +414,7 @@ class TigerRecommender(Recommender):
     # --- diversity (TIGER Table 3) ---------------------------------------------------------------
     def sample_rankings(self, batch: HistoryBatch, k: int, temperature: float, n_samples: int, seed: int = 0):
         """Top-k distinct items per user from ``n_samples`` temperature samples, ranked by model log-prob."""
-        size = max(1, int(self.decode_cfg["batch_size"]) * int(self.decode_cfg["beam_size"]) // max(n_samples, 1))
+        size = max(1, self.decode_cfg.batch_size * self.decode_cfg.beam_size // max(n_samples, 1))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         out = np.full((len(batch.targets), k), -1, dtype=np.int64)
         with self._users_bar(len(batch.targets), f"test: {n_samples} samples at T={temperature:g}") as bar:
@@ -426,13 +427,13 @@ class TigerRecommender(Recommender):
         return out
 
     def diversity(self, split: LeaveOneOutSplit, batch: HistoryBatch, beam_items: np.ndarray, k: int) -> dict:
-        categories = item_categories(split.dataset, int(self.decode_cfg["category_depth"]))
+        categories = item_categories(split.dataset, self.decode_cfg.category_depth)
         if categories is None:
             return {"error": "the dataset has no item categories"}
         ks = self._rate_ks(k)
-        n_samples = int(self.decode_cfg["sample_count"])
+        n_samples = self.decode_cfg.sample_count
         result = {"beam": {f"entropy@{q}": category_entropy(beam_items, categories, q) for q in ks}}
-        for temperature in self.decode_cfg["sample_temperatures"]:
+        for temperature in self.decode_cfg.sample_temperatures:
             ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=int(self.config["seed"]))
             metrics = evaluate_rankings(ranked, batch.targets, ks=ks)
             result[f"T={float(temperature):g}"] = {
