@@ -30,7 +30,7 @@ import numpy as np
 
 from baselines import recbole_compat
 from baselines.recbole_data import RECBOLE_DATA_VERSION, PreparedData, eval_args, prepare, quiet_recbole
-from baselines.recbole_models import LOSS_NAMES, ModelSpec, loss_of
+from baselines.recbole_models import LOSS_NAMES, ModelSpec, loss_of, training_of
 from bench.progress import say
 from bench.split import LeaveOneOutSplit
 
@@ -39,7 +39,7 @@ recbole_compat.apply()  # here too, so any process that imports the adapter gets
 def model_settings(spec: ModelSpec, section: dict, loss: str) -> dict:
     """RecBole model hyper-parameters from a ``baseline``-like config section."""
     settings = dict(section.get(spec.key) or {})
-    settings[spec.hidden_size_key] = int(section["hidden_size"])
+    settings[spec.hidden_size_key] = training_of(section).hidden_size
     settings["loss_type"] = "CE" if loss == "ce" else "BPR"  # BCE reads BPR's sampled negatives
     return settings
 
@@ -48,7 +48,8 @@ def recbole_config_dict(
     spec: ModelSpec, section: dict, loss: str, *, seed: int, ks: Sequence[int], leave_one_mode: str,
     checkpoint_dir: Path, data_path: Path,
 ) -> dict:
-    valid_metric = str(section["valid_metric"])
+    training = training_of(section)
+    valid_metric = training.valid_metric
     metric_k = int(valid_metric.split("@")[1])
     config = {
         "data_path": str(data_path),
@@ -61,14 +62,14 @@ def recbole_config_dict(
         "save_dataloaders": False,
         "log_wandb": False,
         "worker": 0,
-        "epochs": int(section["epochs"]),
-        "stopping_step": int(section["patience"]),
-        "eval_step": int(section["eval_step"]),
-        "train_batch_size": int(section["train_batch_size"]),
-        "eval_batch_size": int(section["eval_batch_size"]),
+        "epochs": training.epochs,
+        "stopping_step": training.patience,
+        "eval_step": training.eval_step,
+        "train_batch_size": training.train_batch_size,
+        "eval_batch_size": training.eval_batch_size,
         "learner": "adam",
-        "learning_rate": float(section["learning_rate"]),
-        "weight_decay": float(section["weight_decay"]),
+        "learning_rate": training.learning_rate,
+        "weight_decay": training.weight_decay,
         "train_neg_sample_args": None if loss == "ce" else {"distribution": "uniform", "sample_num": 1},
         "eval_args": eval_args(leave_one_mode),
         "repeatable": True,
@@ -78,7 +79,7 @@ def recbole_config_dict(
         "metric_decimal_place": 12,
     }
     config.update(model_settings(spec, section, loss))
-    config.update(section.get("recbole") or {})
+    config.update(training.recbole)
     return config
 
 
@@ -196,13 +197,14 @@ def train_sequential(
 
     loss = loss_of(spec, section)
     label = label or f"{spec.display} ({LOSS_NAMES[loss]})"
-    verbose = bool(section["verbose"])
+    training = training_of(section)
+    verbose = training.verbose
     work_dir = Path(work_dir)
     started = time.perf_counter()
-    say(f"[{label}] RecBole data (max history {int(section['max_seq_len'])}, leave-one-out {leave_one_mode})")
+    say(f"[{label}] RecBole data (max history {training.max_seq_len}, leave-one-out {leave_one_mode})")
     data = prepare(
-        sequences, n_items, max_seq_len=int(section["max_seq_len"]), leave_one_mode=leave_one_mode,
-        split=split, use_cache=bool(section["cache_dataset"]), scratch_dir=work_dir / "recbole_data",
+        sequences, n_items, max_seq_len=training.max_seq_len, leave_one_mode=leave_one_mode,
+        split=split, use_cache=training.cache_dataset, scratch_dir=work_dir / "recbole_data",
     )
     if check is not None:
         check(data)

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from baselines.recbole_data import RECBOLE_DATA_VERSION
-from bench.config_schema import DropoutRate, PositiveInt, Probability, Section
+from bench.config_schema import BaselineTraining, DropoutRate, PositiveInt, Probability, Section
 from bench.data.types import DataError
 from bench.config import ConfigError
 from bench.methods import Recommender, RunContext
@@ -45,9 +45,15 @@ class ModelSpec:
     loss_note: str = ""
 
 
+def training_of(section: dict) -> BaselineTraining:
+    """The training keys of a ``baseline``-like section (``baseline``, or cf_embed's merged settings),
+    typed: what the adapter reads (the model's own sub-section stays a dict for RecBole)."""
+    return BaselineTraining.model_validate({key: section[key] for key in BaselineTraining.model_fields})
+
+
 def loss_of(spec: ModelSpec, section: dict) -> str:
     """The loss a run uses: ``baseline.loss`` where the model has it, else ConfigError."""
-    loss = str(section["loss"]).lower()
+    loss = section["loss"]  # one of ce | bce | bpr (the schema's values)
     if loss not in spec.losses:
         note = f" ({spec.loss_note})" if spec.loss_note else ""
         raise ConfigError(f"baseline.loss={loss!r} is not available for {spec.display}; choose one of "
@@ -97,12 +103,13 @@ class RecBoleSequential(Recommender):
         }
 
     def max_history(self) -> int:
-        return int(self.section["max_seq_len"])
+        return self.training.max_seq_len
 
     def __init__(self, config: dict, context: RunContext):
         super().__init__(config, context)
         self.spec = self.spec_for(config["method"])
         self.section = {k: v for k, v in config["baseline"].items() if k != "cf_embed"}
+        self.training = training_of(self.section)  # its training keys, typed
         self.ks = [int(k) for k in config["eval"]["ks"]]
         self.k_store = max(int(config["eval"]["max_k"]), max(self.ks))
         self.rankings: dict[str, np.ndarray] = {}
@@ -131,7 +138,7 @@ class RecBoleSequential(Recommender):
         extras = self.context.extras
         extras.update(self.trained.info)
         extras["targets_checked"] = "RecBole's valid and test targets equal the harness's for every user"
-        tolerance = float(self.section["tolerance"])
+        tolerance = self.training.tolerance
         agreement = {"tolerance": tolerance}
         for stage in ("valid", "test"):
             users, tops = self.trained.full_rankings(stage, self.k_store)

@@ -188,7 +188,7 @@ class TokenizerSection(Section):
     progress: Annotated[bool, role("may_change_on_resume")]
 
 
-class _BaselineTraining(Section):
+class BaselineTraining(Section):
     loss: Literal["ce", "bce", "bpr"]
     hidden_size: PositiveInt
     max_seq_len: Optional[PositiveInt]  # null = split.max_history
@@ -220,12 +220,12 @@ def _partial(model: type[Section], name: str) -> type[Section]:
 CF_MODEL = "sasrec"
 
 
-class CFEmbedSection(_partial(_BaselineTraining, "_CFTraining")):
+class CFEmbedSection(_partial(BaselineTraining, "_CFTraining")):
     """The CF model's training; :func:`run_config_model` adds ``cf_embed.<CF_MODEL>`` (its ``Params``,
     every key optional)."""
 
 
-class Baseline(_BaselineTraining):
+class Baseline(BaselineTraining):
     """The training shared by the RecBole models; :func:`run_config_model` adds ``baseline.<name>``
     typed by the ``Params`` of each method whose registration lists the ``baseline`` section."""
 
