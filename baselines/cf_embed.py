@@ -58,7 +58,7 @@ def cache_key(split: LeaveOneOutSplit, config: dict) -> str:
     settings = cf_settings(config)
     settings.pop("verbose", None)
     return artifact_key(
-        "cf_embed", {"model": "SASRec", "seed": int(config["seed"]), "settings": settings},
+        "cf_embed", {"model": "SASRec", "seed": config["seed"], "settings": settings},
         component_versions(), RECBOLE_PACKAGES, inputs={"split": split.fingerprint["sha256"]}, length=16,
     )
 
@@ -96,7 +96,7 @@ def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
     try:
         trained = train_sequential(
             spec, settings, split.train_sequences, split.n_items,
-            seed=int(config["seed"]), ks=[10], device=resolve_device(config.get("device")), work_dir=Path(work_dir),
+            seed=config["seed"], ks=[10], device=resolve_device(config.get("device")), work_dir=Path(work_dir),
             leave_one_mode="valid_only", label=f"CF-SASRec (d={settings['hidden_size']})",
         )
     finally:

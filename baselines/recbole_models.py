@@ -111,7 +111,7 @@ class RecBoleSequential(Recommender):
         self.section = {k: v for k, v in config["baseline"].items() if k != "cf_embed"}
         self.training = training_of(self.section)  # its training keys, typed
         self.ks = [int(k) for k in config["eval"]["ks"]]
-        self.k_store = max(int(config["eval"]["max_k"]), max(self.ks))
+        self.k_store = max(config["eval"]["max_k"], max(self.ks))
         self.rankings: dict[str, np.ndarray] = {}
 
     def fit(self, split: LeaveOneOutSplit) -> None:
@@ -128,7 +128,7 @@ class RecBoleSequential(Recommender):
         try:
             self.trained = train_sequential(
                 self.spec, self.section, split.dataset.sequences, split.n_items,
-                seed=int(self.config["seed"]), ks=self.ks, device=self.context.device,
+                seed=self.config["seed"], ks=self.ks, device=self.context.device,
                 work_dir=self.context.work_dir, split=split, report=self.context.report,
                 label=self.label(self.config), check=lambda data: check_targets(data, split),
                 scalars=tracker.scalars,

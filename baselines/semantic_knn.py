@@ -36,7 +36,7 @@ class SemanticKNN(Recommender):
         return {**super().components(config), "embedder": embed.EMBEDDER_VERSION}
 
     def max_history(self) -> int:
-        return min(int(self.config["baseline"]["semantic_knn"]["history"]), int(self.config["split"]["max_history"]))
+        return min(self.config["baseline"]["semantic_knn"]["history"], self.config["split"]["max_history"])
 
     def fit(self, split: LeaveOneOutSplit) -> None:
         emb = np.asarray(embed.item_embeddings(split.dataset, self.config), dtype=np.float32)
@@ -49,7 +49,7 @@ class SemanticKNN(Recommender):
         m = self.max_history()
         k = min(k, split.n_items)
         out = np.full((split.n_users, k), -1, dtype=np.int64)
-        step = int(section["batch_users"])
+        step = section["batch_users"]
         for start in range(0, split.n_users, step):
             rows = np.arange(start, min(start + step, split.n_users))
             items = batch.items[rows]  # left-padded with -1, most recent last

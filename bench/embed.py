@@ -249,7 +249,7 @@ def embedding_spec(dataset: SequenceDataset, config: dict | None) -> dict:
         "texts_sha256": _digest_texts(dataset, texts),
         "model": model_identity(section["model"]),
         "template": template,
-        "normalize": bool(section["normalize"]),
+        "normalize": section["normalize"],
     }
     settings = {k: spec[k] for k in ("dataset", "n_items", "model", "template", "normalize")}
     spec["key"] = artifact_key("embeddings", settings, spec["components"], PACKAGES,

@@ -67,7 +67,7 @@ class Recommender(abc.ABC):
 
     def max_history(self) -> int | None:
         """How many history items the method sees per user (None: it ignores histories)."""
-        return int(self.config["split"]["max_history"])
+        return self.config["split"]["max_history"]
 
     @classmethod
     def label(cls, config: dict) -> str:

@@ -74,7 +74,7 @@ def base_record(config: dict, run_id: str, label: str, started: str, components:
         "label": label,
         "method": config["method"],
         "dataset": config["dataset"],
-        "seed": int(config["seed"]),
+        "seed": config["seed"],
         "profile": config.get("profile"),
         "config_hash": config_hash(config),
         "components": components,
@@ -140,17 +140,17 @@ def _run_tracked(config, method_cls, head, timer, report, write, dataset, genera
     run_id, label = head["run_id"], head["label"]
     started_work = False
     try:
-        seed_everything(int(config["seed"]))
+        seed_everything(config["seed"])
         with timer("load_data"):
             if dataset is None:
                 dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
             cold = None
             if config["coldstart"]["enabled"]:
                 seed = config["coldstart"]["seed"]
-                cold = apply_coldstart(dataset, float(config["coldstart"]["fraction"]),
-                                       int(config["seed"] if seed is None else seed))
+                cold = apply_coldstart(dataset, config["coldstart"]["fraction"],
+                                       config["seed"] if seed is None else seed)
                 dataset = cold.dataset
-            split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
+            split = LeaveOneOutSplit(dataset, max_history=config["split"]["max_history"])
         say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')})"
             + (f"; work folder {work_dir}" if generative else ""))
         started_work = True
@@ -252,7 +252,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
     say("ranking the validation and test users")
 
     ks = tuple(int(k) for k in config["eval"]["ks"])
-    max_k = max(int(config["eval"]["max_k"]), max(ks))
+    max_k = max(config["eval"]["max_k"], max(ks))
     metrics, test_ranks = {}, None
     for stage in STAGES:
         with timer(f"rank_{stage}"):
@@ -282,7 +282,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
             "ranking": "full catalogue",
             "ks": list(ks),
             "ranked_list_length": max_k,
-            "split_max_history": int(config["split"]["max_history"]),
+            "split_max_history": config["split"]["max_history"],
             # history items this method saw per user (None: it ignores histories)
             "max_history": method.max_history(),
         },

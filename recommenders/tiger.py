@@ -111,7 +111,7 @@ class TigerRecommender(Recommender):
         """The tokenizer (and the no-user ablation). ``train.tau`` is a setting of the method like its
         layers: tables tell tau values apart as configurations and pick one on validation. Records
         older than a key read its default."""
-        parts = [str(config["tokenizer"]["name"])]
+        parts = [config["tokenizer"]["name"]]
         if int(get_path(config, "model.user_buckets", get_path(default_layer(), "model.user_buckets"))) == 0:
             parts.append("no-user")
         arch = get_path(config, "model.arch", get_path(default_layer(), "model.arch"))
@@ -207,7 +207,7 @@ class TigerRecommender(Recommender):
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        seed = int(cfg["seed"] if tcfg.seed is None else tcfg.seed)
+        seed = cfg["seed"] if tcfg.seed is None else tcfg.seed
         self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, self.model_cfg.user_buckets,
                                      separators=uses_separators(self.model_cfg.arch)).to(self.device)
         self.trie = SemanticIdTrie(self.vocab.semantic_ids, self.vocab.codebook_sizes, self.device)
@@ -371,7 +371,7 @@ class TigerRecommender(Recommender):
             f"{stage}_beam"] = beam
         unseen = self.context.unseen_items
         if stage == "test" and constrained and unseen is not None and len(unseen):
-            epsilon = float(self.config["coldstart"]["epsilon"])
+            epsilon = self.config["coldstart"]["epsilon"]
             cold = np.flatnonzero(np.isin(batch.targets, unseen))
             curve = [float(e) for e in self.config["coldstart"]["epsilon_curve"]] if len(cold) else []
             items, *curve_rankings = self.cold_rankings(batch, k, unseen, [epsilon, *curve], plain=(items, scores))
@@ -434,7 +434,7 @@ class TigerRecommender(Recommender):
         n_samples = self.decode_cfg.sample_count
         result = {"beam": {f"entropy@{q}": category_entropy(beam_items, categories, q) for q in ks}}
         for temperature in self.decode_cfg.sample_temperatures:
-            ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=int(self.config["seed"]))
+            ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=self.config["seed"])
             metrics = evaluate_rankings(ranked, batch.targets, ks=ks)
             result[f"T={float(temperature):g}"] = {
                 **{f"entropy@{q}": category_entropy(ranked, categories, q) for q in ks},

@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     DATASETS.get(config["dataset"])
     dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
-    split = LeaveOneOutSplit(dataset, max_history=int(config["split"]["max_history"]))
+    split = LeaveOneOutSplit(dataset, max_history=config["split"]["max_history"])
     # defer: RecBole (seconds to import, patched on import); `bench --help` must not pay for it
     from baselines.cf_embed import train_cf_embeddings
 
