@@ -43,15 +43,24 @@ ROLES = {
                             "test-time decoding, where inputs are computed)",
     "at_test": "changes how a trained model is decoded or scored, not how it is trained",
     "test_time_cost": "changes what a finished run's test phase costs (sweep time estimates)",
+    "budget": "fixes a method's training budget under a profile: the main and tokenizer tables compare "
+              "runs at the profile's current values (RecBole's epochs are not one: an upper bound under "
+              "early stopping on validation)",
 }
+_UNSET = object()
 
 
-def role(*names: str):
-    """Field metadata giving a key its roles (:data:`ROLES`)."""
+def role(*names: str, before: Any = _UNSET):
+    """Field metadata giving a key its roles (:data:`ROLES`). ``before``: the key was added after
+    records were stored, and this value behaves as the code did before it (left out of identities at
+    that value, so the older records keep theirs; a checkpoint without it resumes under it)."""
     unknown = set(names) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown key role(s) {sorted(unknown)}; known: {sorted(ROLES)}")
-    return Field(json_schema_extra={"roles": list(names)})
+    extra: dict[str, Any] = {"roles": list(names)}
+    if before is not _UNSET:
+        extra["before"] = before
+    return Field(json_schema_extra=extra)
 
 
 class Section(BaseModel):
@@ -116,7 +125,7 @@ class Track(Section):
 
 
 class Model(Section):
-    arch: Literal["encoder_decoder", "decoder_only"]
+    arch: Annotated[Literal["encoder_decoder", "decoder_only"], role(before="encoder_decoder")]
     encoder_layers: PositiveInt
     decoder_layers: PositiveInt
     d_model: PositiveInt
@@ -132,7 +141,6 @@ class Model(Section):
 
 class Train(Section):
     tau: PositiveFloat
-    batch_size: PositiveInt
     optimizer: Literal["adamw", "adafactor"]
     lr: PositiveFloat
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)]
@@ -140,8 +148,9 @@ class Train(Section):
     schedule: Literal["inverse_sqrt", "cosine", "constant"]
     warmup: Literal["constant", "linear"]
     warmup_steps: NonNegativeInt  # 0 = no warm-up
-    max_steps: Annotated[Optional[PositiveInt], role("may_change_on_resume")]  # null = no step limit (then max_epochs must be set)
-    max_epochs: Annotated[Optional[PositiveInt], role("may_change_on_resume")]
+    max_steps: Annotated[Optional[PositiveInt], role("may_change_on_resume", "budget")]  # null = no step limit (then max_epochs must be set)
+    max_epochs: Annotated[Optional[PositiveInt], role("may_change_on_resume", "budget")]
+    batch_size: Annotated[PositiveInt, role("budget")]
     time_limit_min: Annotated[Optional[PositiveFloat], role("may_change_on_resume")]  # null = no time limit
     eval_every: Optional[PositiveInt]  # null = once per epoch
     valid_users: Optional[PositiveInt]  # null = all users
@@ -149,7 +158,7 @@ class Train(Section):
     grad_clip: Optional[PositiveFloat]  # null = no clipping
     amp: Literal["none", "bf16", "fp16"]
     group_by_length: bool
-    loss_positions: Literal["last", "all"]
+    loss_positions: Annotated[Literal["last", "all"], role(before="last")]
     checkpoint: Annotated[bool, role("may_change_on_resume")]
     resume_from: Annotated[Optional[str], role("may_change_on_resume", "not_a_setting")]
     progress: Annotated[bool, role("may_change_on_resume")]
@@ -184,7 +193,7 @@ class TokenizerSection(Section):
     cache: Annotated[bool, role("may_change_on_resume")]
     cache_dir: Annotated[Optional[str], role("may_change_on_resume")]
     collapse_threshold: Annotated[Probability, role("may_change_on_resume")]
-    allow_collapse: Annotated[bool, role("may_change_on_resume")]
+    allow_collapse: Annotated[bool, role("may_change_on_resume", before=False)]
     progress: Annotated[bool, role("may_change_on_resume")]
 
 
@@ -304,6 +313,29 @@ def keys_with_role(name: str, model: type[BaseModel] | None = None, prefix: str 
         elif isinstance(field.annotation, type) and issubclass(field.annotation, Section):
             keys.extend(keys_with_role(name, field.annotation, f"{prefix}{key}."))
     return tuple(keys)
+
+
+def _fields(model: type[BaseModel], prefix: str = ""):
+    """(dotted key, its schema extra) of every field of ``model``, sections recursed into."""
+    for key, field in model.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        yield prefix + key, extra
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            yield from _fields(field.annotation, f"{prefix}{key}.")
+
+
+def keys_added_later() -> dict[str, Any]:
+    """Dotted key -> the value that behaves as before the key existed (``role(before=...)``)."""
+    return {key: extra["before"] for key, extra in _fields(RunConfig) if "before" in extra}
+
+
+def method_budget_keys(method: str) -> tuple[str, ...]:
+    """The keys with role ``budget`` in the config sections ``method``'s registration says it reads
+    (none for an unregistered name)."""
+    if method not in METHODS:
+        return ()
+    sections = METHODS.info(method).extras.get("sections", ())
+    return tuple(key for key in keys_with_role("budget") if key.split(".")[0] in sections)
 
 
 def describe_errors(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> list[str]:

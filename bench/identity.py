@@ -13,10 +13,13 @@ import importlib.metadata
 import json
 from typing import Any, Iterable
 
-from bench.config_schema import keys_with_role
+from bench.config_schema import keys_added_later, keys_with_role
 
 # keys that say where files go, not what ran: never part of an identity
 PATH_KEYS = keys_with_role("path")
+# config keys added after records were stored -> the value that behaves as before: left out of every
+# identity at that value, so the records made before the key existed keep their identities
+ADDED_LATER = keys_added_later()
 
 
 def canonical_json(value: Any) -> str:
@@ -53,7 +56,8 @@ def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
         part = config.get(section)  # the parameters of plug-ins this run does not use are not what ran
         if isinstance(part, dict):
             config[section] = {k: v for k, v in part.items() if not isinstance(v, dict) or k == selected}
-    for (section, key), default in ADDED_LATER.items():  # absent in older records: the same setting
+    for dotted, default in ADDED_LATER.items():  # absent in older records: the same setting
+        section, _, key = dotted.partition(".")
         part = config.get(section)
         if isinstance(part, dict) and key in part and part[key] == default:
             config[section] = {k: v for k, v in part.items() if k != key}
@@ -70,12 +74,6 @@ def one_number_form(value):
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-# config keys added after records were stored, with the default that behaves as before: left out of
-# every identity at that value, so the records made before the key existed keep their identities
-ADDED_LATER = {("tokenizer", "allow_collapse"): False, ("model", "arch"): "encoder_decoder",
-               ("train", "loss_positions"): "last"}
 
 
 def config_identity(config: dict, drop: Iterable[str] = ("seed", *PATH_KEYS), length: int = 10) -> str:

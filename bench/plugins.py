@@ -11,9 +11,8 @@ from bench.registry import Registry
 # display: row name stem in tables; order: position in the baseline / generative group of tables;
 # sections: the config sections the method reads (tables apply a section's keys to these methods only)
 # id_based: the method knows items only from interactions (no learned embedding for an unseen one)
-# budget_keys: the config keys with which a profile fixes the method's training budget; the main and
-# tokenizer tables compare only runs at the profile's current values where there are any (RecBole
-# baselines declare none: their epochs are an upper bound under early stopping on validation)
+# (the keys that fix a method's training budget are the keys with role "budget" in its sections:
+# bench.config_schema.method_budget_keys)
 METHODS = Registry("method", base="bench.methods:Recommender")
 RECBOLE = {"sections": ("baseline",), "id_based": True}
 METHODS.register("random", "baselines.simple:RandomItems", display="Random", group="baseline", order=0)
@@ -31,8 +30,7 @@ METHODS.register("semantic_knn", "baselines.semantic_knn:SemanticKNN", display="
 # the method `--tokenizer NAME` runs: the shared generative recommender, over that tokenizer's IDs
 TOKENIZED_METHOD = "tiger"
 METHODS.register(TOKENIZED_METHOD, "recommenders.tiger:TigerRecommender", display="TIGER", group="generative", order=0,
-                 extras={"sections": ("model", "train", "decode", "tokenizer", "embed"),
-                         "budget_keys": ("train.max_steps", "train.max_epochs", "train.batch_size")})
+                 extras={"sections": ("model", "train", "decode", "tokenizer", "embed")})
 
 # Parameters of each tokenizer: the section tokenizer.<name>. Built-ins keep their defaults in
 # bench/configs/defaults/tokenizer.yaml; a plug-in registered elsewhere passes ``defaults={...}``.

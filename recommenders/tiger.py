@@ -125,14 +125,14 @@ class TigerRecommender(Recommender):
 
     @classmethod
     def components(cls, config: dict) -> dict[str, int]:
-        tokenizer = tokenizers_zoo.build_tokenizer(config)
+        klass, uses_text, needs_cf = tokenizers_zoo.tokenizer_inputs(config)
         versions = {**super().components(config), "tiger_checkpoint": CHECKPOINT_FORMAT,
-                    **type(tokenizer).component_versions()}
+                    **klass.component_versions()}
         if config["model"]["arch"] == "decoder_only":
             versions["tiger_decoder_only"] = DECODER_ONLY_VERSION
-        if tokenizer.uses_text:
+        if uses_text:
             versions["embedder"] = embed.EMBEDDER_VERSION
-        if tokenizer.needs_cf:
+        if needs_cf:
             # defer: RecBole (seconds to import), only for a tokenizer that uses CF embeddings
             from baselines.cf_embed import component_versions as cf_versions
 

@@ -28,7 +28,7 @@ from typing import Callable
 from tabulate import tabulate
 
 from bench.config import _check_known_keys, deep_merge, default_layer, get_path, parse_assignment
-from bench.config_schema import keys_with_role
+from bench.config_schema import keys_with_role, method_budget_keys
 from bench.plugins import METHODS
 from bench.provenance import cpu_generation
 from bench.records import iter_sweep_records, refuse_curated_store
@@ -248,7 +248,7 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
 
     method = METHODS.info(config["method"])  # what the method reads and which keys fix its budget
     reads_tokenizer = "tokenizer" in method.extras.get("sections", ())
-    step_budget = "train.max_steps" in method.extras.get("budget_keys", ())
+    step_budget = "train.max_steps" in method_budget_keys(config["method"])
 
     def same(record: dict) -> bool:
         other = record.get("config") or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.config import check_key
-from bench.config_schema import ROLES, keys_with_role, role
+from bench.config_schema import ROLES, keys_added_later, keys_with_role, method_budget_keys, role
 
 
 @pytest.mark.parametrize("name", sorted(ROLES))
@@ -36,6 +36,19 @@ def test_what_the_roles_hold():
     assert {"train.max_steps", "eval", "decode.sample_count", "tokenizer.cache_dir"} <= resume
     assert not resume & {"train.lr", "decode.beam_size", "model.d_model", "seed", "tokenizer.name"}  # these shape training
     assert set(keys_with_role("at_test")) == {"decode", "eval"}
+    assert keys_with_role("budget") == ("train.max_steps", "train.max_epochs", "train.batch_size")
+
+
+def test_budget_keys_and_keys_added_later_are_read_from_the_schema():
+    import bench.identity
+    import recommenders.trainer
+
+    assert method_budget_keys("tiger") == keys_with_role("budget")  # TIGER reads the train section
+    assert method_budget_keys("sasrec") == () and method_budget_keys("nope") == ()  # early stopping; unknown
+    assert keys_added_later() == {"model.arch": "encoder_decoder", "train.loss_positions": "last",
+                                  "tokenizer.allow_collapse": False}
+    assert bench.identity.ADDED_LATER is recommenders.trainer.ADDED_LATER
+    assert bench.identity.ADDED_LATER == keys_added_later()
 
 
 def test_an_unknown_role_is_refused():

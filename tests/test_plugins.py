@@ -26,6 +26,10 @@ class ToyTokenizer(Tokenizer):
     name = "toy"
     version = 1
     Params = ToyParams
+    built = 0  # instances made in this process: a run builds its tokenizer once
+
+    def _init_state(self) -> None:
+        type(self).built += 1
 
     @property
     def level_sizes(self) -> list[int]:
@@ -49,7 +53,9 @@ def test_a_tokenizer_registered_in_a_test_runs_end_to_end(toy_registered, tmp_pa
     store = tmp_path / "runs"
     args = ["run", "--tokenizer", "toy", "--dataset", "synthetic", "--profile", "smoke", "--results-dir", str(store),
             "--set", f"work_dir={tmp_path / 'work'}", "train.progress=false", "embed.progress=false"]
+    ToyTokenizer.built = 0
     assert main(args) == 0
+    assert ToyTokenizer.built == 1  # config check, record components, item-ID stage: one instance
     assert main(args + ["tokenizer.toy.bits=2"]) == 0
     records = [json.loads(p.read_text()) for p in sorted(store.glob("*.json"))]
     assert [r["config"]["tokenizer"]["toy"]["bits"] for r in records] == [3, 2]

@@ -32,6 +32,15 @@ def build_tokenizer(config: dict) -> Tokenizer:
     return TOKENIZERS.get(tokenizer_section(config)["name"]).from_config(config)
 
 
+def tokenizer_inputs(config: dict) -> tuple[type[Tokenizer], bool, bool]:
+    """(the config's tokenizer class, whether it reads text embeddings, whether it needs CF
+    embeddings): what a run will compute, known from the class and its parameters without building
+    a tokenizer (the run builds its one instance in the item-ID stage)."""
+    klass = TOKENIZERS.get(tokenizer_section(config)["name"])
+    hp = klass.typed_params(tokenizer_section(config).get(klass.name))
+    return klass, klass.uses_text, klass.cf_needed(hp)
+
+
 def array_sha256(array: np.ndarray | None) -> str | None:
     if array is None:
         return None

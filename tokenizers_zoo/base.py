@@ -119,13 +119,8 @@ class Tokenizer:
         collapse_threshold = section["collapse_threshold"] if collapse_threshold is None else collapse_threshold
         progress = section["progress"] if progress is None else progress
         allow_collapse = section["allow_collapse"] if allow_collapse is None else allow_collapse
-        if self.Params is None:
-            raise TypeError(f"tokenizer class {type(self).__name__} ({self.name}) declares no `Params`")
         self.params = {**default_params(self.name), **dict(params or {})}  # as given: identity, cache key, file
-        try:
-            self.hp = self.Params.model_validate(self.params)  # the same values, typed: what the code reads
-        except ValidationError as err:
-            raise TokenizerError("; ".join(describe_errors(err, f"{self.name}.", self.Params))) from None
+        self.hp = self.typed_params(self.params)  # the same values, typed: what the code reads
         self.seed = int(seed)
         self.device = device
         self.collapse_threshold = float(collapse_threshold)
@@ -138,6 +133,23 @@ class Tokenizer:
         self.cache_folder: Path | None = None  # its folder in the tokenizer cache (set by fit_tokenizer)
         self.cf_mask: np.ndarray | None = None  # items whose CF row is a real target (set by fit)
         self._init_state()
+
+    @classmethod
+    def typed_params(cls, params: dict | None = None) -> Section:
+        """``params`` over this tokenizer's defaults, checked and typed by its ``Params``
+        (TokenizerError naming every bad value)."""
+        if cls.Params is None:
+            raise TypeError(f"tokenizer class {cls.__name__} ({cls.name}) declares no `Params`")
+        try:
+            return cls.Params.model_validate({**default_params(cls.name), **dict(params or {})})
+        except ValidationError as err:
+            raise TokenizerError("; ".join(describe_errors(err, f"{cls.name}.", cls.Params))) from None
+
+    @classmethod
+    def cf_needed(cls, hp: Section) -> bool:
+        """Whether fitting with parameters ``hp`` requires CF item embeddings (LETTER with alpha > 0):
+        known from the class and its parameters, so a run's needs are known without building one."""
+        return False
 
     @classmethod
     def from_config(cls, config: dict) -> "Tokenizer":
@@ -178,8 +190,8 @@ class Tokenizer:
 
     @property
     def needs_cf(self) -> bool:
-        """True when fitting requires CF embeddings (LETTER with alpha > 0)."""
-        return False
+        """True when fitting requires CF embeddings (:meth:`cf_needed` of this instance's parameters)."""
+        return self.cf_needed(self.hp)
 
     # -- common interface ----------------------------------------------------------------
     @classmethod

@@ -73,9 +73,9 @@ class LetterTokenizer(RQVAETokenizer):
         self.cluster_labels: list[np.ndarray] = []
         self._groups = None
 
-    @property
-    def needs_cf(self) -> bool:
-        return self.hp.alpha > 0
+    @classmethod
+    def cf_needed(cls, hp) -> bool:
+        return hp.alpha > 0
 
     def _fit(self, item_emb, cf_emb):
         if self.needs_cf and cf_emb is None:

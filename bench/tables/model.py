@@ -290,7 +290,7 @@ def select_tokenizers(records, profile: str | None = None, name: str = "tokenize
     gen = frame[generative].copy()
     # tokenizers compared in one architecture, the default (TIGER's encoder-decoder); records older than
     # the key ran it (identity.ADDED_LATER)
-    arch = gen[f"param:{ARCH_KEY}"].where(gen[f"param:{ARCH_KEY}"].notna(), ADDED_LATER[tuple(ARCH_KEY.split("."))])
+    arch = gen[f"param:{ARCH_KEY}"].where(gen[f"param:{ARCH_KEY}"].notna(), ADDED_LATER[ARCH_KEY])
     default_arch = get_path(default_layer(), ARCH_KEY)
     reasons.update({run: f"another architecture ({ARCH_KEY}={value}; the tokenizer table compares tokenizers in "
                          f"{default_arch})" for run, value in zip(gen.loc[arch != default_arch, "run_id"],
@@ -353,7 +353,7 @@ def select_architectures(records, profile: str | None = None, name: str = "archi
     gen["tokenizer"] = gen["tokenizer"].fillna("?")
     for key in (ARCH_KEY, POSITIONS_KEY):  # records older than the key ran its default (identity.ADDED_LATER)
         column = f"param:{key}"
-        gen[column] = gen[column].where(gen[column].notna(), ADDED_LATER[tuple(key.split("."))])
+        gen[column] = gen[column].where(gen[column].notna(), ADDED_LATER[key])
     default_arch = (get_path(default_layer(), ARCH_KEY), get_path(default_layer(), POSITIONS_KEY))
     picks = []
     for (dataset, tokenizer), group in gen.groupby(["dataset", "tokenizer"], sort=False):

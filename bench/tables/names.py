@@ -3,6 +3,7 @@ methods and tokenizers, all read from the plug-in registries (no name lists here
 from __future__ import annotations
 
 import numbers
+from bench.config_schema import method_budget_keys
 from bench.plugins import METHODS, TOKENIZERS
 from bench.data import DATASETS
 
@@ -65,8 +66,7 @@ def section_owners(section: str) -> set[str]:
 
 def budget_keys(method_key) -> tuple[str, ...]:
     """The config keys that fix ``method_key``'s training budget under a profile (none where unregistered)."""
-    registry = _methods()
-    return tuple(registry.info(method_key).extras.get("budget_keys", ())) if method_key in registry else ()
+    return method_budget_keys(method_key) if isinstance(method_key, str) else ()
 
 
 def order_datasets(datasets) -> list[str]:
