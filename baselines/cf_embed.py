@@ -30,7 +30,7 @@ from baselines.recbole_data import PACKAGES as RECBOLE_PACKAGES, RECBOLE_DATA_VE
 from baselines.recbole_models import ADAPTER_VERSION
 from bench.atomic import atomic_write, cache_lock
 from bench.config import deep_merge
-from bench.config_schema import CF_MODEL
+from bench.config_schema import CF_MODEL, RunConfig
 from bench.data.locate import cache_root
 from bench.device import resolve_device
 from bench.errors import first_line
@@ -43,9 +43,10 @@ EMBEDDINGS_FILE = "item_embeddings.npy"
 INFO_FILE = "info.json"
 
 
-def cf_settings(config: dict) -> dict:
-    """The ``baseline`` section with ``baseline.cf_embed`` merged over it (model: SASRec)."""
-    baseline = dict(config["baseline"])
+def cf_settings(config: RunConfig) -> dict:
+    """The ``baseline`` section with ``baseline.cf_embed`` merged over it (model: SASRec), as plain
+    values (they are hashed into the cache key as given)."""
+    baseline = config.plain("baseline")
     overrides = baseline.pop("cf_embed", None) or {}
     return deep_merge(baseline, overrides)
 
@@ -54,21 +55,21 @@ def component_versions() -> dict[str, int]:
     return {"cf_embed": CF_EMBED_VERSION, "recbole_adapter": ADAPTER_VERSION, "recbole_data": RECBOLE_DATA_VERSION}
 
 
-def cache_key(split: LeaveOneOutSplit, config: dict) -> str:
+def cache_key(split: LeaveOneOutSplit, config: RunConfig) -> str:
     settings = cf_settings(config)
     settings.pop("verbose", None)
     return artifact_key(
-        "cf_embed", {"model": "SASRec", "seed": config["seed"], "settings": settings},
+        "cf_embed", {"model": "SASRec", "seed": config.seed, "settings": settings},
         component_versions(), RECBOLE_PACKAGES, inputs={"split": split.fingerprint["sha256"]}, length=16,
     )
 
 
-def cf_embeddings_dir(split: LeaveOneOutSplit, config: dict) -> Path:
+def cf_embeddings_dir(split: LeaveOneOutSplit, config: RunConfig) -> Path:
     return cache_root() / "cf_embed" / f"{split.dataset.name}-{cache_key(split, config)}"
 
 
 def train_cf_embeddings(
-    split: LeaveOneOutSplit, config: dict, work_dir: str | os.PathLike | None = None, force: bool = False
+    split: LeaveOneOutSplit, config: RunConfig, work_dir: str | os.PathLike | None = None, force: bool = False
 ) -> tuple[np.ndarray, Path, dict]:
     """(embeddings [n_items, d] float32, the .npy path, facts about the training); cached."""
     folder = cf_embeddings_dir(split, config)
@@ -76,7 +77,7 @@ def train_cf_embeddings(
         return _cached_cf_embeddings(split, config, folder, work_dir, force)
 
 
-def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
+def _cached_cf_embeddings(split: LeaveOneOutSplit, config: RunConfig, folder: Path,
                           work_dir: str | os.PathLike | None, force: bool) -> tuple[np.ndarray, Path, dict]:
     path = folder / EMBEDDINGS_FILE
     if path.is_file() and not force:
@@ -96,7 +97,7 @@ def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
     try:
         trained = train_sequential(
             spec, settings, split.train_sequences, split.n_items,
-            seed=config["seed"], ks=[10], device=resolve_device(config.get("device")), work_dir=Path(work_dir),
+            seed=config.seed, ks=[10], device=resolve_device(config.device), work_dir=Path(work_dir),
             leave_one_mode="valid_only", label=f"CF-SASRec (d={settings['hidden_size']})",
         )
     finally:
@@ -123,7 +124,7 @@ def _cached_cf_embeddings(split: LeaveOneOutSplit, config: dict, folder: Path,
     return embeddings, path, {**info, "cache_hit": False}
 
 
-def cf_item_embeddings(split: LeaveOneOutSplit, config: dict, work_dir: str | os.PathLike | None = None) -> np.ndarray:
+def cf_item_embeddings(split: LeaveOneOutSplit, config: RunConfig, work_dir: str | os.PathLike | None = None) -> np.ndarray:
     """SASRec item embeddings ``[n_items, baseline.cf_embed.hidden_size]`` (float32), row i = item i."""
     return train_cf_embeddings(split, config, work_dir)[0]
 

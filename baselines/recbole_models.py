@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from baselines.recbole_data import RECBOLE_DATA_VERSION
-from bench.config_schema import BaselineTraining, DropoutRate, PositiveInt, Probability, Section
+from bench.config_schema import BaselineTraining, DropoutRate, PositiveInt, Probability, RunConfig, Section
 from bench.data.types import DataError
 from bench.config import ConfigError
 from bench.methods import Recommender, RunContext
@@ -51,7 +51,7 @@ def training_of(section: dict) -> BaselineTraining:
     return BaselineTraining.model_validate({key: section[key] for key in BaselineTraining.model_fields})
 
 
-def loss_of(spec: ModelSpec, section: dict) -> str:
+def loss_of(spec: ModelSpec, section) -> str:
     """The loss a run uses: ``baseline.loss`` where the model has it, else ConfigError."""
     loss = section["loss"]  # one of ce | bce | bpr (the schema's values)
     if loss not in spec.losses:
@@ -77,18 +77,18 @@ class RecBoleSequential(Recommender):
                          cls.loss_note)
 
     @classmethod
-    def label(cls, config: dict) -> str:
-        spec = cls.spec_for(config["method"])
-        return f"{spec.display} ({LOSS_NAMES[loss_of(spec, config['baseline'])]})"
+    def label(cls, config: RunConfig) -> str:
+        spec = cls.spec_for(config.method)
+        return f"{spec.display} ({LOSS_NAMES[loss_of(spec, config.baseline)]})"
 
     @classmethod
-    def components(cls, config: dict) -> dict[str, int]:
+    def components(cls, config: RunConfig) -> dict[str, int]:
         return {**super().components(config), "recbole_adapter": ADAPTER_VERSION,
                 "recbole_data": RECBOLE_DATA_VERSION}
 
     @classmethod
-    def check_config(cls, config: dict) -> None:
-        loss_of(cls.spec_for(config["method"]), config["baseline"])  # ConfigError for a loss it lacks
+    def check_config(cls, config: RunConfig) -> None:
+        loss_of(cls.spec_for(config.method), config.baseline)  # ConfigError for a loss it lacks
 
     def budget(self) -> dict:
         info = self.trained.info
@@ -105,13 +105,14 @@ class RecBoleSequential(Recommender):
     def max_history(self) -> int:
         return self.training.max_seq_len
 
-    def __init__(self, config: dict, context: RunContext):
+    def __init__(self, config: RunConfig, context: RunContext):
         super().__init__(config, context)
-        self.spec = self.spec_for(config["method"])
-        self.section = {k: v for k, v in config["baseline"].items() if k != "cf_embed"}
+        self.spec = self.spec_for(config.method)
+        # RecBole's settings as the layers gave them (they go into its config and the record)
+        self.section = {k: v for k, v in config.plain("baseline").items() if k != "cf_embed"}
         self.training = training_of(self.section)  # its training keys, typed
-        self.ks = [int(k) for k in config["eval"]["ks"]]
-        self.k_store = max(config["eval"]["max_k"], max(self.ks))
+        self.ks = list(config.eval.ks)
+        self.k_store = max(config.eval.max_k, max(self.ks))
         self.rankings: dict[str, np.ndarray] = {}
 
     def fit(self, split: LeaveOneOutSplit) -> None:
@@ -128,7 +129,7 @@ class RecBoleSequential(Recommender):
         try:
             self.trained = train_sequential(
                 self.spec, self.section, split.dataset.sequences, split.n_items,
-                seed=self.config["seed"], ks=self.ks, device=self.context.device,
+                seed=self.config.seed, ks=self.ks, device=self.context.device,
                 work_dir=self.context.work_dir, split=split, report=self.context.report,
                 label=self.label(self.config), check=lambda data: check_targets(data, split),
                 scalars=tracker.scalars,

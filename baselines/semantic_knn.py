@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.config_schema import PositiveInt, Section
+from bench.config_schema import PositiveInt, RunConfig, Section
 from bench.methods import Recommender
 from bench.split import LeaveOneOutSplit
 from bench import embed
@@ -28,15 +28,15 @@ class SemanticKNN(Recommender):
         batch_users: PositiveInt
 
     @classmethod
-    def label(cls, config: dict) -> str:
+    def label(cls, config: RunConfig) -> str:
         return "Semantic-KNN"
 
     @classmethod
-    def components(cls, config: dict) -> dict[str, int]:
+    def components(cls, config: RunConfig) -> dict[str, int]:
         return {**super().components(config), "embedder": embed.EMBEDDER_VERSION}
 
     def max_history(self) -> int:
-        return min(self.config["baseline"]["semantic_knn"]["history"], self.config["split"]["max_history"])
+        return min(self.config.baseline.semantic_knn.history, self.config.split.max_history)
 
     def fit(self, split: LeaveOneOutSplit) -> None:
         emb = np.asarray(embed.item_embeddings(split.dataset, self.config), dtype=np.float32)
@@ -44,12 +44,12 @@ class SemanticKNN(Recommender):
         self.embeddings = emb / np.maximum(norms, 1e-12)
 
     def rank(self, split: LeaveOneOutSplit, stage: str, k: int) -> np.ndarray:
-        section = self.config["baseline"]["semantic_knn"]
+        section = self.config.baseline.semantic_knn
         batch = split.eval_batch(stage)
         m = self.max_history()
         k = min(k, split.n_items)
         out = np.full((split.n_users, k), -1, dtype=np.int64)
-        step = section["batch_users"]
+        step = section.batch_users
         for start in range(0, split.n_users, step):
             rows = np.arange(start, min(start + step, split.n_users))
             items = batch.items[rows]  # left-padded with -1, most recent last
@@ -57,7 +57,7 @@ class SemanticKNN(Recommender):
             mask = recent >= 0
             vectors = self.embeddings[np.where(mask, recent, 0)]  # [b, m, d]
             sims = vectors @ self.embeddings.T  # [b, m, n_items]
-            if section["aggregate"] == "max":
+            if section.aggregate == "max":
                 scores = np.where(mask[:, :, None], sims, -np.inf).max(axis=1)
             else:
                 scores = (sims * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)

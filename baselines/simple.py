@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.config_schema import RunConfig
 from bench.methods import Recommender
 from bench.metrics import compact_rankings
 from bench.split import LeaveOneOutSplit
@@ -14,7 +15,7 @@ class MostPopular(Recommender):
     version = 1
 
     @classmethod
-    def label(cls, config: dict) -> str:
+    def label(cls, config: RunConfig) -> str:
         return "Pop"
 
     def fit(self, split: LeaveOneOutSplit) -> None:
@@ -33,11 +34,11 @@ class RandomItems(Recommender):
     version = 1
 
     @classmethod
-    def label(cls, config: dict) -> str:
+    def label(cls, config: RunConfig) -> str:
         return "Random"
 
     def fit(self, split: LeaveOneOutSplit) -> None:
-        self.rng = np.random.default_rng(self.config["seed"])
+        self.rng = np.random.default_rng(self.config.seed)
 
     def max_history(self) -> None:
         return None

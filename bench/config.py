@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from pydantic import ValidationError
 
-from bench.config_schema import validate_config
+from bench.config_schema import RunConfig, Section, describe_errors, run_config_model
 from bench.data import DATASETS
 from bench.errors import UserError
 from bench.plugins import METHODS, TOKENIZERS
@@ -114,11 +115,11 @@ def parse_assignment(text: str) -> dict:
     return node
 
 
-def get_path(config: dict, dotted: str, default: Any = None) -> Any:
-    """``config["a"]["b"]`` for ``"a.b"``; ``default`` where a part is missing."""
+def get_path(config: dict | Section, dotted: str, default: Any = None) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"`` (a plain config or a typed one); ``default`` where a part is missing."""
     node: Any = config
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if not isinstance(node, (dict, Section)) or part not in node:
             return default
         node = node[part]
     return node
@@ -218,9 +219,9 @@ def resolve_config(
     config_files: Iterable[str | Path] = (),
     assignments: Iterable[str] = (),
     overrides: dict | None = None,
-) -> dict:
-    """The one config a run uses, with the layers it came from recorded under ``_layers``; every
-    value and name checked (types, ranges, registered names) before it is returned."""
+) -> RunConfig:
+    """The one config a run uses, typed (:class:`RunConfig`; its ``to_record()`` holds the layers it
+    came from under ``_layers``); every value and name checked (types, ranges, registered names)."""
     defaults = default_layer()
     config = copy.deepcopy(defaults)
     layers = ["defaults"]
@@ -250,8 +251,13 @@ def resolve_config(
     config["_layers"] = layers
     derive_protocol(config)
     derive_paths(config)
-    check_config(config)
-    return config
+    return check_config(config)
+
+
+def with_values(config: RunConfig, overrides: dict) -> RunConfig:
+    """``config`` with ``overrides`` (a nested mapping) merged over it and checked again: a resolved
+    config is immutable, so a changed one is a new one (a trial resuming from a checkpoint)."""
+    return check_config(deep_merge(config.to_record(), overrides))
 
 
 def derive_paths(config: dict) -> None:
@@ -261,17 +267,21 @@ def derive_paths(config: dict) -> None:
         config["work_dir"] = str(Path(config["results_dir"]).parent / "work")
 
 
-def check_config(config: dict) -> None:
-    """ConfigError (or UnknownNameError) unless every value has its type and range (plug-in sections
-    too: each by its plug-in's ``Params``) and every plug-in name is registered."""
-    problems = validate_config(config)
-    if problems:
+def check_config(config: dict) -> RunConfig:
+    """``config`` typed (:class:`RunConfig`); ConfigError (or UnknownNameError) unless every value has
+    its type and range (plug-in sections too: each by its plug-in's ``Params``) and every plug-in name
+    is registered."""
+    try:
+        typed = run_config_model().from_record(config)
+    except ValidationError as err:
+        problems = describe_errors(err)
         more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
-        raise ConfigError("invalid config: " + "; ".join(problems[:6]) + more)
-    METHODS.check(config["method"])
-    DATASETS.check(config["dataset"])
-    TOKENIZERS.check(config["tokenizer"]["name"])
-    METHODS.get(config["method"]).check_config(config)
+        raise ConfigError("invalid config: " + "; ".join(problems[:6]) + more) from None
+    METHODS.check(typed.method)
+    DATASETS.check(typed.dataset)
+    TOKENIZERS.check(typed.tokenizer.name)
+    METHODS.get(typed.method).check_config(typed)
+    return typed
 
 
 def derive_protocol(config: dict) -> None:

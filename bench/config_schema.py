@@ -11,14 +11,21 @@ registration lists the ``baseline`` section declares ``Params`` (a :class:`Secti
 :func:`run_config_model` composes them under ``tokenizer.<name>`` / ``baseline.<name>``, so the one
 validation checks every key of a run's config, a plug-in's included.
 
+The checked config is what the code reads: :func:`bench.config.resolve_config` returns the composed
+:class:`RunConfig` instance (immutable), and code reads attributes (``config.train.max_steps``). Its
+``to_record()`` is the plain form (the values as the layers gave them) that the run record stores and
+identities and cache keys hash, so a ``5`` given for a float stays ``5`` there.
+
 Pydantic rather than dataclasses: it checks nested types, ranges and enumerations and reports every
 problem with its dotted location, which is what a user needs from one error message.
 """
 from __future__ import annotations
 
+import copy
+
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, model_validator
 
 from bench.plugins import METHODS, TOKENIZERS
 
@@ -46,6 +53,8 @@ ROLES = {
     "budget": "fixes a method's training budget under a profile: the main and tokenizer tables compare "
               "runs at the profile's current values (RecBole's epochs are not one: an upper bound under "
               "early stopping on validation)",
+    "schedule": "scales with the training length (warm-up, evaluation interval): a run given another "
+                "training time changes it with the steps and keeps its setting (architecture table)",
 }
 _UNSET = object()
 
@@ -64,9 +73,32 @@ def role(*names: str, before: Any = _UNSET):
 
 
 class Section(BaseModel):
-    """A config section: strict types, no unknown keys. Plug-ins subclass it for their ``Params``."""
+    """A config section: strict types, no unknown keys, immutable once checked. Plug-ins subclass it
+    for their ``Params``. Values are read as attributes (``config.train.max_steps``); ``section[key]``,
+    ``get`` and ``in`` address them by name, for code that takes a key as data (a dotted sweep key, a
+    table's parameter column)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields or key in (self.model_extra or {}):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in type(self).model_fields or key in (self.model_extra or {})
+
+    def keys(self) -> list[str]:
+        return [*type(self).model_fields, *(self.model_extra or {})]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(key, self[key]) for key in self.keys()]
 
 
 class SyntheticData(Section):
@@ -147,12 +179,12 @@ class Train(Section):
     weight_decay: NonNegativeFloat
     schedule: Literal["inverse_sqrt", "cosine", "constant"]
     warmup: Literal["constant", "linear"]
-    warmup_steps: NonNegativeInt  # 0 = no warm-up
+    warmup_steps: Annotated[NonNegativeInt, role("schedule")]  # 0 = no warm-up
     max_steps: Annotated[Optional[PositiveInt], role("may_change_on_resume", "budget")]  # null = no step limit (then max_epochs must be set)
     max_epochs: Annotated[Optional[PositiveInt], role("may_change_on_resume", "budget")]
     batch_size: Annotated[PositiveInt, role("budget")]
     time_limit_min: Annotated[Optional[PositiveFloat], role("may_change_on_resume")]  # null = no time limit
-    eval_every: Optional[PositiveInt]  # null = once per epoch
+    eval_every: Annotated[Optional[PositiveInt], role("schedule")]  # null = once per epoch
     valid_users: Optional[PositiveInt]  # null = all users
     patience: Optional[PositiveInt]  # null = never stop early
     grad_clip: Optional[PositiveFloat]  # null = no clipping
@@ -242,7 +274,11 @@ class Baseline(BaselineTraining):
 
 
 class RunConfig(Section):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """A run's resolved config: what :func:`bench.config.resolve_config` returns and the code reads.
+    :meth:`to_record` is the plain form the record stores and identities hash (the values as the
+    layers gave them, ``_layers`` included)."""
+
+    _record: dict = PrivateAttr(default_factory=dict)
     method: str
     dataset: str
     data_dir: Annotated[Optional[str], role("path", "not_a_setting", "may_change_on_resume")]
@@ -264,6 +300,33 @@ class RunConfig(Section):
     decode: Annotated[Decode, role("at_test")]
     tokenizer: TokenizerSection
     baseline: Baseline
+
+
+    @classmethod
+    def from_record(cls, config: dict) -> "RunConfig":
+        """The typed config of a resolved plain ``config`` (ConfigError-free input: resolve_config's)."""
+        typed = cls.model_validate({k: v for k, v in config.items() if not str(k).startswith("_")})
+        typed._record = copy.deepcopy(config)
+        return typed
+
+    def to_record(self) -> dict:
+        """The resolved config as plain data (a copy): the run record's ``config``, hashed by identities."""
+        return copy.deepcopy(self._record)
+
+    def plain(self, dotted: str) -> Any:
+        """The value at ``dotted`` as the layers gave it (a copy; None where absent): what goes into
+        a cache key or a file, where ``5`` and the typed ``5.0`` must stay one value as they were."""
+        node: Any = self._record
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return copy.deepcopy(node)
+
+    @property
+    def layers(self) -> list[str]:
+        """Where the values came from: defaults, profile, files, --set (in order)."""
+        return list(self._record.get("_layers", []))
 
 
 _COMPOSED: dict[tuple, type[RunConfig]] = {}
@@ -362,13 +425,3 @@ def _describe(error: dict, prefix: str = "") -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return f"{where}: {message}{shown}"
-
-
-def validate_config(config: dict) -> list[str]:
-    """Every problem with ``config``'s values, one line each (empty when it is valid)."""
-    payload = {k: v for k, v in config.items() if not str(k).startswith("_")}
-    try:
-        run_config_model().model_validate(payload)
-    except ValidationError as err:
-        return describe_errors(err)
-    return []

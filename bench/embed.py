@@ -27,6 +27,7 @@ import numpy as np
 
 from bench.atomic import atomic_write, cache_lock
 from bench.config import default_layer
+from bench.config_schema import Embed, RunConfig
 from bench.data.locate import cache_root
 from bench.data.types import SequenceDataset
 from bench.device import resolve_device
@@ -109,11 +110,9 @@ def item_texts(dataset: SequenceDataset, template: str | None = "auto") -> list[
 # ----------------------------------------------------------------------------- config
 
 
-def embed_config(config: dict | None) -> dict:
-    """``config["embed"]`` over the section's defaults (so a partial config works too)."""
-    section = dict(default_layer()["embed"])
-    section.update((config or {}).get("embed") or {})
-    return section
+def embed_config(config: RunConfig | None) -> Embed:
+    """The ``embed`` section of a resolved config (the defaults' where None)."""
+    return config.embed if config is not None else Embed.model_validate(default_layer()["embed"])
 
 
 def default_model_path() -> Path:
@@ -236,10 +235,10 @@ def _digest_texts(dataset: SequenceDataset, texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def embedding_spec(dataset: SequenceDataset, config: dict | None) -> dict:
+def embedding_spec(dataset: SequenceDataset, config: RunConfig | None) -> dict:
     """What identifies a dataset's embeddings: the cache key's parts and the key itself."""
     section = embed_config(config)
-    template = resolve_template(dataset.name, section["template"])
+    template = resolve_template(dataset.name, section.template)
     texts = item_texts(dataset, template)
     spec = {
         "components": {"embedder": EMBEDDER_VERSION},
@@ -247,9 +246,9 @@ def embedding_spec(dataset: SequenceDataset, config: dict | None) -> dict:
         "dataset": dataset.name,
         "n_items": dataset.n_items,
         "texts_sha256": _digest_texts(dataset, texts),
-        "model": model_identity(section["model"]),
+        "model": model_identity(section.model),
         "template": template,
-        "normalize": section["normalize"],
+        "normalize": section.normalize,
     }
     settings = {k: spec[k] for k in ("dataset", "n_items", "model", "template", "normalize")}
     spec["key"] = artifact_key("embeddings", settings, spec["components"], PACKAGES,
@@ -257,8 +256,8 @@ def embedding_spec(dataset: SequenceDataset, config: dict | None) -> dict:
     return spec
 
 
-def cache_dir(config: dict | None) -> Path:
-    configured = embed_config(config)["cache_dir"]
+def cache_dir(config: RunConfig | None) -> Path:
+    configured = embed_config(config).cache_dir
     return Path(configured).expanduser() if configured else cache_root() / "embeddings"
 
 
@@ -266,7 +265,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[-60:] or "model"
 
 
-def cache_path(dataset: SequenceDataset, config: dict | None, spec: dict | None = None) -> Path:
+def cache_path(dataset: SequenceDataset, config: RunConfig | None, spec: dict | None = None) -> Path:
     spec = spec or embedding_spec(dataset, config)
     model = Path(spec["model"]).name if os.sep in spec["model"] else spec["model"]
     return cache_dir(config) / f"{_slug(dataset.name)}__{_slug(model)}__{spec['key'][:16]}.npy"
@@ -294,12 +293,12 @@ def load_cached(path: Path, spec: dict) -> np.ndarray | None:
     return array
 
 
-def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.ndarray:
+def item_embeddings(dataset: SequenceDataset, config: RunConfig | None = None) -> np.ndarray:
     """``[n_items, d]`` float32 text embeddings of ``dataset``'s items, from the cache when there."""
     section = embed_config(config)
     spec = embedding_spec(dataset, config)
     path = cache_path(dataset, config, spec)
-    if not section["cache"]:
+    if not section.cache:
         return _encode_items(dataset, config, section, spec, _encoder(section, config))
     with cache_lock(path, f"the {dataset.name} item text embeddings"):
         cached = load_cached(path, spec)
@@ -317,9 +316,9 @@ def item_embeddings(dataset: SequenceDataset, config: dict | None = None) -> np.
         return embeddings
 
 
-def _encoder(section: dict, config: dict | None):
+def _encoder(section: Embed, config: RunConfig | None):
     """The configured text encoder on the configured device (EmbedError when it cannot be loaded)."""
-    return load_model(section["model"], device=resolve_device(section["device"], (config or {}).get("device")))
+    return load_model(section.model, device=resolve_device(section.device, config.device if config is not None else None))
 
 
 # what must agree between a cached file's spec and this run's for it to be reused across library versions
@@ -332,7 +331,7 @@ def _model_name(identity: Any) -> str:
     return DEFAULT_MODEL_PACKAGE if identity.split("==")[0] == DEFAULT_MODEL_PACKAGE else identity
 
 
-def reuse_other_versions(dataset: SequenceDataset, config: dict | None, spec: dict,
+def reuse_other_versions(dataset: SequenceDataset, config: RunConfig | None, spec: dict,
                          reason: Exception) -> np.ndarray | None:
     """When the encoder cannot be loaded here: the one cached file in the cache folder made for the
     same texts, template, normalisation, embedder version and model (any version of the default
@@ -367,7 +366,7 @@ def reuse_other_versions(dataset: SequenceDataset, config: dict | None, spec: di
     return array
 
 
-def _encode_items(dataset: SequenceDataset, config: dict | None, section: dict, spec: dict, model) -> np.ndarray:
+def _encode_items(dataset: SequenceDataset, config: RunConfig | None, section: Embed, spec: dict, model) -> np.ndarray:
     texts = item_texts(dataset, spec["template"])
     empty = sum(1 for t in texts if not t)
     if empty:
@@ -377,7 +376,7 @@ def _encode_items(dataset: SequenceDataset, config: dict | None, section: dict, 
             file=sys.stderr,
         )
     return encode_texts(
-        model, texts, batch_size=section["batch_size"], normalize=section["normalize"], progress=section["progress"]
+        model, texts, batch_size=section.batch_size, normalize=section.normalize, progress=section.progress
     )
 
 

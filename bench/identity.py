@@ -34,6 +34,8 @@ def stable_hash(value: Any, length: int | None = None) -> str:
 
 def public_config(config: dict, drop: Iterable[str] = ()) -> dict:
     """``config`` without its bookkeeping (``_layers``) and without the keys in ``drop``."""
+    if not isinstance(config, dict):  # a typed config's values are not the record's (5.0 for 5)
+        raise TypeError(f"identities hash a plain config (a record's, or RunConfig.to_record()), not {type(config).__name__}")
     drop = set(drop)
     return {k: v for k, v in config.items() if not str(k).startswith("_") and k not in drop}
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.split import LeaveOneOutSplit
 from bench.coldstart import COLDSTART_VERSION
+from bench.config_schema import RunConfig
 
 
 @dataclass
@@ -34,28 +35,28 @@ class Recommender(abc.ABC):
 
     version: int | None = None
 
-    def __init__(self, config: dict, context: RunContext):
+    def __init__(self, config: RunConfig, context: RunContext):
         self.config = config
         self.context = context
 
     @classmethod
-    def components(cls, config: dict) -> dict[str, int]:
+    def components(cls, config: RunConfig) -> dict[str, int]:
         """Versions of the code behind this method's numbers for ``config``: the method itself plus
         every versioned component it uses (tokenizer, embedder, RecBole data preparation, ...)."""
         if "version" not in vars(cls) or cls.version is None:
             raise TypeError(f"method class {cls.__name__} declares no `version`")
-        versions = {f"method/{config['method']}": int(cls.version)}
-        if (config.get("coldstart") or {}).get("enabled"):
+        versions = {f"method/{config.method}": int(cls.version)}
+        if config.coldstart.enabled:
             versions["protocol/coldstart"] = COLDSTART_VERSION
         return versions
 
     @classmethod
-    def check_config(cls, config: dict) -> None:
+    def check_config(cls, config: RunConfig) -> None:
         """ConfigError for values of this method's own section that are out of range (called when a
         config is resolved, before any work)."""
 
     @classmethod
-    def preflight(cls, config: dict) -> None:
+    def preflight(cls, config: RunConfig) -> None:
         """UserError for what can be checked before any data is loaded (a checkpoint to resume from
         that does not fit ``config``): a run stopped here has written nothing."""
 
@@ -67,12 +68,12 @@ class Recommender(abc.ABC):
 
     def max_history(self) -> int | None:
         """How many history items the method sees per user (None: it ignores histories)."""
-        return self.config["split"]["max_history"]
+        return self.config.split.max_history
 
     @classmethod
-    def label(cls, config: dict) -> str:
+    def label(cls, config: RunConfig) -> str:
         """The row name in tables (e.g. 'SASRec (CE)', 'TIGER[rqvae]')."""
-        return config["method"]
+        return config.method
 
     @abc.abstractmethod
     def fit(self, split: LeaveOneOutSplit) -> None: ...

@@ -16,6 +16,7 @@ import numpy as np
 from bench.atomic import run_lock
 from bench.coldstart import apply_coldstart, cold_users, drop_unseen
 from bench.config import ConfigError, flatten
+from bench.config_schema import RunConfig
 from bench.data import load_dataset
 from bench.device import resolve_device, torch_state
 from bench.errors import UserError
@@ -45,10 +46,10 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def make_run_id(config: dict, label: str) -> str:
+def make_run_id(config: RunConfig, label: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in label.lower()).strip("-")
-    return f"{stamp}-{config['dataset']}-{slug}-{config_hash(config)}"
+    return f"{stamp}-{config.dataset}-{slug}-{config_hash(config.to_record())}"
 
 
 class StageTimer:
@@ -66,20 +67,21 @@ class StageTimer:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 4)
 
 
-def base_record(config: dict, run_id: str, label: str, started: str, components: dict) -> dict:
+def base_record(config: RunConfig, run_id: str, label: str, started: str, components: dict) -> dict:
     """The fields every record has, completed or failed (see ``bench/schemas/run_record.schema.json``)."""
+    plain = config.to_record()
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "label": label,
-        "method": config["method"],
-        "dataset": config["dataset"],
-        "seed": config["seed"],
-        "profile": config.get("profile"),
-        "config_hash": config_hash(config),
+        "method": config.method,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "profile": config.profile,
+        "config_hash": config_hash(plain),
         "components": components,
         "started_at": started,
-        "config": config,
+        "config": plain,
     }
 
 
@@ -92,7 +94,7 @@ def code_at_end(at_start: dict) -> dict:
     return at_start | {"changed_during_run": {"commit": at_end.get("commit"), "dirty": at_end.get("dirty")}}
 
 
-def run(config: dict, report: Callable[[int, dict], None] | None = None, write: bool = True,
+def run(config: RunConfig, report: Callable[[int, dict], None] | None = None, write: bool = True,
         annotations: dict | None = None, dataset=None) -> dict:
     """Run the configured method end to end; return (and by default store) its run record.
 
@@ -101,7 +103,7 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
     A run that raises leaves a record with ``status: failed`` and the error (when ``write``), then
     re-raises; tables skip failed records.
     """
-    method_cls = METHODS.get(config["method"])
+    method_cls = METHODS.get(config.method)
     label = method_cls.label(config)
     components = method_cls.components(config)
     run_id = make_run_id(config, label)
@@ -110,53 +112,52 @@ def run(config: dict, report: Callable[[int, dict], None] | None = None, write: 
     # the code that runs is the code at the start: a commit made while a long run trains is not it
     head = base_record(config, run_id, label, started, components) | dict(annotations or {}) | {"git": git_commit()}
     # an unusable results folder stops the run before anything else: nowhere to put a record
-    generative = METHODS.info(config["method"]).generative
+    generative = METHODS.info(config.method).generative
     if write:
-        refuse_curated_store(config["results_dir"])
-        ensure_writable_dir(config["results_dir"], "results folder (results_dir / --results-dir)")
+        refuse_curated_store(config.results_dir)
+        ensure_writable_dir(config.results_dir, "results folder (results_dir / --results-dir)")
     if generative:
-        ensure_writable_dir(config["work_dir"], "work folder (work_dir / --set work_dir=...)")
+        ensure_writable_dir(config.work_dir, "work folder (work_dir / --set work_dir=...)")
     method_cls.preflight(config)
-    work_dir = Path(config["work_dir"]) / run_id
+    work_dir = Path(config.work_dir) / run_id
     with mlflow_run(config, head) as mlflow:
         record = _run_tracked(config, method_cls, head, timer, report, write, dataset, generative, work_dir)
         mlflow.finish(record)
         return record
 
 
-def mlflow_run(config: dict, head: dict):
+def mlflow_run(config: RunConfig, head: dict):
     """The run's MLflow run where ``track.mlflow`` names a tracking store (else a no-op context)."""
-    uri = config["track"]["mlflow"]
+    uri = config.track.mlflow
     if not uri:
         return nullcontext(NoMLflowRun())
-    tags = {"bench.run_id": head["run_id"], "bench.label": head["label"], "bench.method": config["method"],
-            "bench.dataset": config["dataset"], "bench.seed": config["seed"], "bench.profile": config.get("profile"),
+    tags = {"bench.run_id": head["run_id"], "bench.label": head["label"], "bench.method": config.method,
+            "bench.dataset": config.dataset, "bench.seed": config.seed, "bench.profile": config.profile,
             "bench.config_hash": head.get("config_hash"), "git.commit": (head.get("git") or {}).get("commit"),
             "git.dirty": (head.get("git") or {}).get("dirty")}
-    return MLflowRun(uri, head["run_id"], flatten(config), tags)
+    return MLflowRun(uri, head["run_id"], flatten(config.to_record()), tags)
 
 
 def _run_tracked(config, method_cls, head, timer, report, write, dataset, generative, work_dir) -> dict:
     run_id, label = head["run_id"], head["label"]
     started_work = False
     try:
-        seed_everything(config["seed"])
+        seed_everything(config.seed)
         with timer("load_data"):
             if dataset is None:
-                dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
+                dataset = load_dataset(config.dataset, config.data_dir, config.plain(f"data.{config.dataset}"))
             cold = None
-            if config["coldstart"]["enabled"]:
-                seed = config["coldstart"]["seed"]
-                cold = apply_coldstart(dataset, config["coldstart"]["fraction"],
-                                       config["seed"] if seed is None else seed)
+            if config.coldstart.enabled:
+                seed = config.coldstart.seed
+                cold = apply_coldstart(dataset, config.coldstart.fraction, config.seed if seed is None else seed)
                 dataset = cold.dataset
-            split = LeaveOneOutSplit(dataset, max_history=config["split"]["max_history"])
-        say(f"run {run_id}: {label} on {config['dataset']} (profile {config.get('profile')})"
+            split = LeaveOneOutSplit(dataset, max_history=config.split.max_history)
+        say(f"run {run_id}: {label} on {config.dataset} (profile {config.profile})"
             + (f"; work folder {work_dir}" if generative else ""))
         started_work = True
         if generative:  # what runs here, so an interrupted trial can be resumed (sweeps.trainable)
             write_json_atomic(work_dir / WORK_RUN_FILE, {"run_id": run_id, "started_at": head["started_at"],
-                                                         "config": config, "components": head["components"]})
+                                                         "config": head["config"], "components": head["components"]})
         # torch_state: a method may set threads / TF32 for its run; restored afterwards
         with run_lock(work_dir) if generative else nullcontext(), torch_state():
             return _run(config, method_cls, head, timer, report, write, split, work_dir, cold)
@@ -179,7 +180,7 @@ def _run_tracked(config, method_cls, head, timer, report, write, dataset, genera
             err.run_record = failed  # a sweep trial sends it home to the driver
             if write:
                 try:
-                    write_record(failed, config["results_dir"])
+                    write_record(failed, config.results_dir)
                 except OSError as write_err:  # a full disk: the run's own error is the one to show
                     say(f"could not write the failed record of {run_id} either ({write_err.strerror or write_err})")
         raise
@@ -237,11 +238,11 @@ def ensure_writable_dir(folder: str | os.PathLike, what: str) -> Path:
 
 def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=None) -> dict:
     fingerprint = split.fingerprint
-    id_based = bool(METHODS.info(config["method"]).extras.get("id_based"))
+    id_based = bool(METHODS.info(config.method).extras.get("id_based"))
 
     context = RunContext(
         work_dir=work_dir,
-        device=resolve_device(config["device"]),
+        device=resolve_device(config.device),
         report=report or (lambda step, metrics: None),
         unseen_items=cold.unseen if cold is not None else None,
     )
@@ -251,8 +252,8 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
         method.fit(split)
     say("ranking the validation and test users")
 
-    ks = tuple(int(k) for k in config["eval"]["ks"])
-    max_k = max(config["eval"]["max_k"], max(ks))
+    ks = tuple(config.eval.ks)
+    max_k = max(config.eval.max_k, max(ks))
     metrics, test_ranks = {}, None
     for stage in STAGES:
         with timer(f"rank_{stage}"):
@@ -267,7 +268,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
                 if len(users):
                     metrics["test_cold"] = evaluate_rankings(rankings[users], split.test_targets[users], ks,
                                                              n_items=split.n_items)
-                coldstart = {**config["coldstart"], **cold.facts(), "cold_users": int(len(users)),
+                coldstart = {**config.plain("coldstart"), **cold.facts(), "cold_users": int(len(users)),
                              "id_based": id_based}
                 if id_based:
                     coldstart["note"] = (f"{head['label']} is ID-based: an unseen item has no learned embedding, so "
@@ -282,7 +283,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
             "ranking": "full catalogue",
             "ks": list(ks),
             "ranked_list_length": max_k,
-            "split_max_history": config["split"]["max_history"],
+            "split_max_history": config.split.max_history,
             # history items this method saw per user (None: it ignores histories)
             "max_history": method.max_history(),
         },
@@ -300,7 +301,7 @@ def _run(config, method_cls, head, timer, report, write, split, work_dir, cold=N
     }
     if write:
         try:
-            record["_path"] = str(write_record(record, config["results_dir"]))
+            record["_path"] = str(write_record(record, config.results_dir))
         except OSError as err:
-            raise RecordNotWritten(record, err, config["results_dir"], work_dir) from None
+            raise RecordNotWritten(record, err, config.results_dir, work_dir) from None
     return record

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.config_schema import RunConfig
 from bench.errors import UserError, first_line
 
 TENSORBOARD_DIR = "tensorboard"  # under the run's work folder
@@ -196,11 +197,11 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
-def open_tracker(config: dict, work_dir: str | Path | None) -> Tracker:
-    """The trackers ``config["track"]`` asks for: TensorBoard under ``work_dir`` (none without one),
+def open_tracker(config: RunConfig, work_dir: str | Path | None) -> Tracker:
+    """The trackers ``config.track`` asks for: TensorBoard under ``work_dir`` (none without one),
     and the MLflow run of the harness run now going, where there is one."""
     trackers: list[Tracker] = list(_ACTIVE_MLFLOW[-1:])
-    if config["track"]["tensorboard"] and work_dir is not None:
+    if config.track.tensorboard and work_dir is not None:
         trackers.append(TensorBoardTracker(Path(work_dir) / TENSORBOARD_DIR))
     return trackers[0] if len(trackers) == 1 else Trackers(trackers)
 

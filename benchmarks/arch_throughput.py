@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     prefixes = TrainExamples(train.items, train.lengths, users[train.users], train.targets)
     latest = latest_per_user(train)  # what train.loss_positions=all trains on
     windows = TrainExamples(latest.items, latest.lengths, users[latest.users], latest.targets)
-    cfg = resolve_config(args.profile, overrides={"method": "tiger"})["model"]
+    cfg = resolve_config(args.profile, overrides={"method": "tiger"}).model
     n = args.steps + 2
     variants = [
         Variant("encoder_decoder / last", "encoder_decoder", "last", cfg, plain, make_batches(prefixes, plain, args.batch_size, n)),
@@ -109,8 +109,8 @@ def main(argv=None) -> int:
         Variant("decoder_only / all", "decoder_only", "all", cfg, separated, make_batches(windows, separated, args.batch_size, n)),
     ]
     print(f"data: {split.dataset.name}: {len(prefixes)} prefix examples, {len(windows)} user windows; batch "
-          f"{args.batch_size}; model of profile {args.profile} ({cfg['encoder_layers']}+{cfg['decoder_layers']} layers, "
-          f"d_model {cfg['d_model']}); {args.steps} timed steps per variant in {args.blocks} interleaved blocks")
+          f"{args.batch_size}; model of profile {args.profile} ({cfg.encoder_layers}+{cfg.decoder_layers} layers, "
+          f"d_model {cfg.d_model}); {args.steps} timed steps per variant in {args.blocks} interleaved blocks")
     for variant in variants:  # warm-up
         for batch in variant.batches[:2]:
             variant.step(batch)

@@ -63,7 +63,7 @@ def load_examples(args):
 
 
 def model_config(profile: str, vocab: SemanticIdVocab) -> TigerModelConfig:
-    section = resolve_config(profile, overrides={"method": "tiger"})["model"]
+    section = resolve_config(profile, overrides={"method": "tiger"}).model
     return TigerModelConfig.from_config(section, vocab.vocab_size)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 import tokenizers_zoo
 from bench import embed
+from bench.config_schema import RunConfig
 from bench.errors import UserError
 from bench.progress import say
 from bench.split import LeaveOneOutSplit
@@ -27,7 +28,7 @@ class ItemIds:
     facts: dict = field(default_factory=dict)  # for run records and `bench tokenize`
 
 
-def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | None = None,
+def fit_item_ids(config: RunConfig, split: LeaveOneOutSplit, work_dir: str | Path | None = None,
                  cache: bool = True, refit: bool = False, unseen: np.ndarray | None = None) -> ItemIds:
     """The config's tokenizer fitted on ``split``'s items (from the caches where possible).
 
@@ -58,12 +59,12 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
 
         start = time.perf_counter()
         say("CF item embeddings (SASRec on the training parts) for the tokenizer's collaborative loss")
-        folder = Path(work_dir) if work_dir is not None else Path(config["work_dir"]) / "cf_embed" / dataset.name
+        folder = Path(work_dir) if work_dir is not None else Path(config.work_dir) / "cf_embed" / dataset.name
         cf_emb = np.asarray(cf_item_embeddings(split, config, folder), dtype=np.float32)
         cf_mask = split.train_item_counts > 0  # an item in no training part has no CF target
         timings["cf_embed_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    name = config["tokenizer"]["name"]
+    name = config.tokenizer.name
     fitted = np.arange(dataset.n_items) if unseen is None else np.setdiff1d(np.arange(dataset.n_items), unseen)
     say(f"tokenizer {name}: " + ("fitting" if refit else "its cached fit, else fitting")
         + ("" if len(fitted) == dataset.n_items else f" on the {len(fitted)} seen items"))
@@ -79,8 +80,8 @@ def fit_item_ids(config: dict, split: LeaveOneOutSplit, work_dir: str | Path | N
     text = dict.fromkeys(("embedding_model", "embedding_template", "embedding_dim"))  # none read: all None
     if unfitted.uses_text:
         section = embed.embed_config(config)
-        text = {"embedding_model": embed.model_identity(section["model"]),
-                "embedding_template": embed.resolve_template(dataset.name, section["template"]),
+        text = {"embedding_model": embed.model_identity(section.model),
+                "embedding_template": embed.resolve_template(dataset.name, section.template),
                 "embedding_dim": int(item_emb.shape[1])}
     facts = {
         "name": tokenizer.name,

@@ -3,7 +3,7 @@ training -> trie-constrained beam search rankings.
 
 Config sections: ``model`` (architecture), ``train`` (loss, optimisation, validation, checkpoints,
 resume), ``decode`` (beam search, invalid-ID rate, sampling diversity); see
-``bench/configs/defaults/model.yaml``. The tokenizer is ``config["tokenizer"]["name"]``.
+``bench/configs/defaults/model.yaml``. The tokenizer is ``config.tokenizer.name``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from bench.atomic import is_running
 from bench.config import ConfigError, default_layer, flatten, get_path
-from bench.config_schema import Decode, Model, Train, keys_with_role
+from bench.config_schema import RunConfig, keys_with_role
 from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext
 from bench.metrics import category_entropy, evaluate_rankings
@@ -73,10 +73,11 @@ def _summarise_curve(curve: list[dict], max_points: int = 60) -> list[dict]:
 RESUME_MAY_CHANGE = keys_with_role("may_change_on_resume")  # declared on the schema (bench.config_schema)
 
 
-def training_config(config: dict) -> dict:
-    """The settings that shape a training (flat dotted keys): a checkpoint carries them and a resume
-    must match them (validation decoding, ``decode.beam_size``, included: it picks the best weights)."""
-    return flatten(config, RESUME_MAY_CHANGE)
+def training_config(config: RunConfig) -> dict:
+    """The settings that shape a training (flat dotted keys, plain values): a checkpoint carries them
+    and a resume must match them (validation decoding, ``decode.beam_size``, included: it picks the
+    best weights)."""
+    return flatten(config.to_record(), RESUME_MAY_CHANGE)
 
 
 # bump when a change to the decoder-only model or its all-positions loss changes numbers
@@ -96,39 +97,35 @@ class TigerRecommender(Recommender):
 
     version = 1  # bump when a change to the model, loss, trainer or decoding changes numbers
 
-    def __init__(self, config: dict, context: RunContext):
+    def __init__(self, config: RunConfig, context: RunContext):
         super().__init__(config, context)
-        # the sections the model reads, typed (bench.config_schema): no re-casts below
-        self.model_cfg = Model.model_validate(config["model"])
-        self.train_cfg = Train.model_validate(config["train"])
-        self.decode_cfg = Decode.model_validate(config["decode"])
+        # the sections the model reads (typed by bench.config_schema)
+        self.model_cfg, self.train_cfg, self.decode_cfg = config.model, config.train, config.decode
         self.device = torch.device(context.device)
         self.model: TigerModel | None = None
         self._rankings: dict = {}
 
     @classmethod
-    def label(cls, config: dict) -> str:
+    def label(cls, config: RunConfig) -> str:
         """The tokenizer (and the no-user ablation). ``train.tau`` is a setting of the method like its
-        layers: tables tell tau values apart as configurations and pick one on validation. Records
-        older than a key read its default."""
-        parts = [config["tokenizer"]["name"]]
-        if int(get_path(config, "model.user_buckets", get_path(default_layer(), "model.user_buckets"))) == 0:
+        layers: tables tell tau values apart as configurations and pick one on validation."""
+        parts = [config.tokenizer.name]
+        if config.model.user_buckets == 0:
             parts.append("no-user")
-        arch = get_path(config, "model.arch", get_path(default_layer(), "model.arch"))
-        return f"{ARCH_LABELS[arch]}[{','.join(parts)}]"
+        return f"{ARCH_LABELS[config.model.arch]}[{','.join(parts)}]"
 
     @classmethod
-    def check_config(cls, config: dict) -> None:
-        if config["train"]["loss_positions"] == "all" and config["model"]["arch"] != "decoder_only":
+    def check_config(cls, config: RunConfig) -> None:
+        if config.train.loss_positions == "all" and config.model.arch != "decoder_only":
             raise ConfigError("train.loss_positions=all needs model.arch=decoder_only (the encoder-decoder "
                               "reads each prefix as its own example)")
 
     @classmethod
-    def components(cls, config: dict) -> dict[str, int]:
+    def components(cls, config: RunConfig) -> dict[str, int]:
         klass, uses_text, needs_cf = tokenizers_zoo.tokenizer_inputs(config)
         versions = {**super().components(config), "tiger_checkpoint": CHECKPOINT_FORMAT,
                     **klass.component_versions()}
-        if config["model"]["arch"] == "decoder_only":
+        if config.model.arch == "decoder_only":
             versions["tiger_decoder_only"] = DECODER_ONLY_VERSION
         if uses_text:
             versions["embedder"] = embed.EMBEDDER_VERSION
@@ -140,11 +137,11 @@ class TigerRecommender(Recommender):
         return versions
 
     @classmethod
-    def preflight(cls, config: dict) -> None:
+    def preflight(cls, config: RunConfig) -> None:
         """A resume's checkpoint is read and matched against ``config`` first (format, training
         settings, code versions), so a wrong ``--resume`` fails in a second with the differing keys,
         not after the data, embeddings and tokenizer have loaded; one a live run holds is refused."""
-        resume = get_path(config, "train.resume_from")
+        resume = config.train.resume_from
         if not resume:
             return
         path = resolve_checkpoint(resume)
@@ -207,7 +204,7 @@ class TigerRecommender(Recommender):
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        seed = cfg["seed"] if tcfg.seed is None else tcfg.seed
+        seed = cfg.seed if tcfg.seed is None else tcfg.seed
         self.vocab = SemanticIdVocab(semantic_ids, codebook_sizes, self.model_cfg.user_buckets,
                                      separators=uses_separators(self.model_cfg.arch)).to(self.device)
         self.trie = SemanticIdTrie(self.vocab.semantic_ids, self.vocab.codebook_sizes, self.device)
@@ -242,7 +239,7 @@ class TigerRecommender(Recommender):
             "semantic_ids": _sha(self.vocab.semantic_ids),
             "codebook_sizes": self.vocab.codebook_sizes,
             "user_buckets": self.vocab.user_buckets,
-            "components": self.components(cfg) if "method" in cfg else None,
+            "components": self.components(cfg),
             "training_config": training_config(cfg),
         }
         tracker = open_tracker(cfg, self.context.work_dir)
@@ -371,9 +368,9 @@ class TigerRecommender(Recommender):
             f"{stage}_beam"] = beam
         unseen = self.context.unseen_items
         if stage == "test" and constrained and unseen is not None and len(unseen):
-            epsilon = self.config["coldstart"]["epsilon"]
+            epsilon = self.config.coldstart.epsilon
             cold = np.flatnonzero(np.isin(batch.targets, unseen))
-            curve = [float(e) for e in self.config["coldstart"]["epsilon_curve"]] if len(cold) else []
+            curve = list(self.config.coldstart.epsilon_curve) if len(cold) else []
             items, *curve_rankings = self.cold_rankings(batch, k, unseen, [epsilon, *curve], plain=(items, scores))
             share = float(np.isin(items[items >= 0], unseen).mean()) if (items >= 0).any() else 0.0
             extras["coldstart_decoding"] = {"epsilon": epsilon, "max_unseen_per_list": int(np.floor(epsilon * k)),
@@ -408,7 +405,7 @@ class TigerRecommender(Recommender):
         return min(k, max(self.decode_cfg.beam_size, k))
 
     def _rate_ks(self, k: int):
-        ks = sorted({int(x) for x in self.config["eval"]["ks"] if int(x) <= k} | {k})
+        ks = sorted({x for x in self.config.eval.ks if x <= k} | {k})
         return tuple(ks)
 
     # --- diversity (TIGER Table 3) ---------------------------------------------------------------
@@ -434,7 +431,7 @@ class TigerRecommender(Recommender):
         n_samples = self.decode_cfg.sample_count
         result = {"beam": {f"entropy@{q}": category_entropy(beam_items, categories, q) for q in ks}}
         for temperature in self.decode_cfg.sample_temperatures:
-            ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=self.config["seed"])
+            ranked = self.sample_rankings(batch, k, float(temperature), n_samples, seed=self.config.seed)
             metrics = evaluate_rankings(ranked, batch.targets, ks=ks)
             result[f"T={float(temperature):g}"] = {
                 **{f"entropy@{q}": category_entropy(ranked, categories, q) for q in ks},

@@ -232,7 +232,7 @@ def launch(spec: SweepSpec, options: SweepOptions | None = None, out: Callable =
 _TEST_TIME_COST = keys_with_role("test_time_cost")
 
 
-def estimate_seconds(config: dict, records: list[dict], generation: str | None = None,
+def estimate_seconds(config: RunConfig, records: list[dict], generation: str | None = None,
                      done_steps: int | None = None) -> tuple[float | None, str]:
     """Wall seconds a trial with ``config`` should take, and what they were timed on: the median total
     time of the completed ``records`` of the same method, dataset, profile and tokenizer, their training
@@ -246,16 +246,17 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
     def study(record_config: dict) -> tuple:
         return tuple(repr(get_path(record_config, key)) for key in _TEST_TIME_COST)
 
-    method = METHODS.info(config["method"])  # what the method reads and which keys fix its budget
+    method = METHODS.info(config.method)  # what the method reads and which keys fix its budget
     reads_tokenizer = "tokenizer" in method.extras.get("sections", ())
-    step_budget = "train.max_steps" in method_budget_keys(config["method"])
+    step_budget = "train.max_steps" in method_budget_keys(config.method)
+    plain = config.to_record()  # compared with stored records' configs, value for value
 
     def same(record: dict) -> bool:
         other = record.get("config") or {}
         keys = ("method", "dataset", "profile")
-        if any(other.get(k) != config.get(k) for k in keys):
+        if any(other.get(k) != plain.get(k) for k in keys):
             return False
-        return not reads_tokenizer or get_path(other, "tokenizer.name") == get_path(config, "tokenizer.name")
+        return not reads_tokenizer or get_path(other, "tokenizer.name") == config.tokenizer.name
 
     def seconds_of(record: dict) -> float:
         timings = record.get("timings_s") or {}
@@ -264,7 +265,7 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
         steps, train = budget.get("optimizer_steps"), budget.get("train_seconds")
         if train and "fit" in timings:  # training seconds of all sessions, the fit only this one's
             seconds += max(float(train) - float(timings["fit"]), 0.0)
-        planned = get_path(config, "train.max_steps") if step_budget else None
+        planned = config.train.max_steps if step_budget else None
         if steps and planned and train:  # the training part scales with the steps, whatever stopped it
             left = max(float(planned) - float(done_steps or 0), 0.0)  # a resumed trial: the steps it has left
             seconds += train * (left / float(steps) - 1.0)
@@ -273,7 +274,7 @@ def estimate_seconds(config: dict, records: list[dict], generation: str | None =
     similar = list(filter(same, records))
     if not similar:
         return None, ""
-    alike = [r for r in similar if study(r.get("config") or {}) == study(config)]
+    alike = [r for r in similar if study(r.get("config") or {}) == study(plain)]
     similar = alike or similar
     local = [r for r in similar if generation and (r.get("hardware") or {}).get("cpu_generation") == generation]
     if local:

@@ -314,7 +314,7 @@ def _records_home(results_dir: str, out: Callable, stored_keys: set[str]):
     return RecordsHome()
 
 
-def ship_datasets(configs: list[dict], out: Callable) -> dict:
+def ship_datasets(configs: list[RunConfig], out: Callable) -> dict:
     """The datasets of the trials' ``configs``, loaded once here (the driver) and sent to the trials
     through Ray's object store, so worker nodes need no data files."""
     shipped, failed = {}, set()
@@ -323,11 +323,10 @@ def ship_datasets(configs: list[dict], out: Callable) -> dict:
         if key in shipped or key in failed:
             continue
         try:
-            shipped[key] = load_dataset(config["dataset"], config.get("data_dir"),
-                                        (config.get("data") or {}).get(config["dataset"]))
+            shipped[key] = load_dataset(config.dataset, config.data_dir, config.plain(f"data.{config.dataset}"))
         except Exception as err:  # noqa: BLE001 - the trial loads it itself, and fails with its record
             failed.add(key)
-            out(f"note: {config['dataset']} not shipped ({type(err).__name__}: {err}); its trials load it themselves")
+            out(f"note: {config.dataset} not shipped ({type(err).__name__}: {err}); its trials load it themselves")
     if shipped:
         out(f"datasets shipped to the trials: {', '.join(sorted({d.name for d in shipped.values()}))}")
     return shipped
@@ -355,7 +354,7 @@ def gpu_request(requested: float | str | None, configs: list[dict], out: Callabl
     import ray
 
     cluster = float(ray.cluster_resources().get("GPU", 0) or 0)
-    gpus = gpus_per_trial(requested, cluster, [config.get("device") for config in configs])
+    gpus = gpus_per_trial(requested, cluster, [config.device for config in configs])
     if requested is None or requested == AUTO:
         if gpus:
             out(f"GPUs per trial: {gpus:g} (auto: the cluster has {cluster:g} GPU(s); --gpus-per-trial 0 keeps "
@@ -398,7 +397,7 @@ def run_tuner(spec: SweepSpec, points: list[dict] | None, options: SweepOptions,
     from ray.tune.logger import TBXLoggerCallback
 
     base = spec.base()
-    tensorboard = any(config["track"]["tensorboard"] for config in configs) if configs else True
+    tensorboard = any(config.track.tensorboard for config in configs) if configs else True
     search_alg = None
     if points is not None:  # grid: the explicit, not yet done trials
         param_space = {"base": base, "metric": spec.metric, "sweep": sweep_facts(spec),

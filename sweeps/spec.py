@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from bench.config import _check_known_keys, ConfigError, deep_merge, default_layer, get_path, load_yaml_text, parse_assignment, resolve_config, yaml_problem
+from bench.config_schema import RunConfig
 # PATH_KEYS: where files go, not what runs; left out of a trial's identity, so a trial done under
 # another results folder or data path still counts as done
 from bench.identity import PATH_KEYS, stable_hash, what_ran
@@ -220,18 +221,23 @@ def nest(dotted: str, value: Any) -> dict:
     return node
 
 
-def resolve_trial_config(base: dict, point: dict) -> dict:
+def resolve_trial_config(base: dict, point: dict) -> RunConfig:
     """The run config of one trial: profile < config files < fixed values < the point's values."""
     overrides = deep_merge(base["fixed"], point_overrides(base["dims"], point))
     return resolve_config(base["profile"], base["config_files"], (), overrides)
 
 
-def trial_key(config: dict, components: dict | None = None) -> str:
+def trial_key(config: RunConfig | dict, components: dict | None = None) -> str:
     """A trial's identity: the resolved config (path keys and ``train.resume_from`` left out) and the versions of
-    the code that runs it (``components``; by default what this code's method declares). A record
-    made by another component version is a different trial: a sweep runs it again."""
-    if components is None:
-        components = METHODS.get(config["method"]).components(config)
+    the code that runs it (``components``; for a resolved config, by default what this code's method
+    declares; a stored record's plain config comes with the record's). A record made by another
+    component version is a different trial: a sweep runs it again."""
+    if isinstance(config, RunConfig):
+        if components is None:
+            components = METHODS.get(config.method).components(config)
+        config = config.to_record()
+    elif components is None:
+        raise TypeError("the trial key of a stored (plain) config needs the components that ran it")
     return stable_hash({"config": what_ran(config, PATH_KEYS), "components": components}, 10)
 
 

@@ -13,6 +13,8 @@ import json
 import math
 from pathlib import Path
 
+from bench.config import with_values
+from bench.config_schema import RunConfig
 from bench.records import _jsonable, iter_sweep_records
 from sweeps.spec import record_trial_key, resolve_trial_config, trial_key
 from bench import runner
@@ -69,9 +71,9 @@ def find_interrupted(work_dir: str, key: str) -> Path | None:
     return folders[-1] if folders else None
 
 
-def dataset_key(config: dict) -> str:
+def dataset_key(config: RunConfig) -> str:
     """Which loaded dataset a trial needs: its name, folder and generator options."""
-    return stable_hash([config["dataset"], config.get("data_dir"), (config.get("data") or {}).get(config["dataset"])], 16)
+    return stable_hash([config.dataset, config.data_dir, config.plain(f"data.{config.dataset}")], 16)
 
 
 def run_trial(trial: dict, datasets: dict | None = None) -> None:
@@ -84,7 +86,7 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
 
     config = resolve_trial_config(trial["base"], trial["point"])
     metric = trial.get("metric", "valid_ndcg@10")
-    existing = find_completed(config["results_dir"], trial_key(config))
+    existing = find_completed(config.results_dir, trial_key(config))
     if existing is not None:  # e.g. Optuna proposed a config that is already in the store
         tune.report(final_result(existing, metric) | {"skipped": True})
         return
@@ -106,10 +108,10 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
     sweep = trial.get("sweep")
     dataset = (datasets or {}).get(dataset_key(config))
     share_cores_ray_reserved()
-    interrupted = find_interrupted(config["work_dir"], trial_key(config)) if "train" in config else None
+    interrupted = find_interrupted(config.work_dir, trial_key(config))
     if interrupted is not None:
         print(f"resuming this trial from its interrupted run's checkpoint: {interrupted}", flush=True)
-        config = {**config, "train": {**config["train"], "resume_from": str(interrupted)}}
+        config = with_values(config, {"train": {"resume_from": str(interrupted)}})
     annotations = {"sweep": sweep} if sweep else None
     try:
         try:
@@ -118,7 +120,7 @@ def run_trial(trial: dict, datasets: dict | None = None) -> None:
             if interrupted is None:
                 raise
             print(f"cannot resume ({err}); training this trial from the start", flush=True)
-            config = {**config, "train": {**config["train"], "resume_from": None}}
+            config = with_values(config, {"train": {"resume_from": None}})
             record = runner.run(config, report=report, write=False, annotations=annotations, dataset=dataset)
     except Exception as err:
         failed = getattr(err, "run_record", None)

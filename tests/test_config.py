@@ -12,7 +12,7 @@ def test_layers_apply_in_order(tmp_path):
     assert config["eval"]["ks"] == [1, 2]
     assert config["dataset"] == "synthetic"
     assert config["profile"] == "smoke"
-    assert config["_layers"][0] == "defaults" and config["_layers"][1] == "profile:smoke"
+    assert config.layers[0] == "defaults" and config.layers[1] == "profile:smoke"
     assert config["eval"]["max_k"] == 20  # untouched defaults survive deep merges
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import bench.embed as embed
+from bench.config import resolve_config
+from bench.config_schema import RunConfig
 from bench.data.synthetic import generate_synthetic
 from bench.data.types import SequenceDataset
 from bench.embed import EmbedError, item_embeddings, item_texts, render_value, resolve_template
@@ -52,10 +54,10 @@ def fake_model(monkeypatch):
     return model
 
 
-def config_for(tmp_path, **embed_options) -> dict:
+def config_for(tmp_path, **embed_options) -> RunConfig:
     section = {"cache_dir": str(tmp_path / "emb"), "progress": False, "device": "cpu"}
     section.update(embed_options)
-    return {"embed": section, "device": "cpu"}
+    return resolve_config(overrides={"embed": section, "device": "cpu"})
 
 
 # ----------------------------------------------------------------------------- templates

@@ -28,9 +28,9 @@ def test_stable_hash_ignores_key_order_and_sees_every_value():
     assert code_identity({"m": 1}, {"commit": "a", "dirty": False}) != code_identity({"m": 1}, {"commit": "a", "dirty": True})
 
 
-def _lsh_config(cache_dir) -> dict:
-    return {"seed": 0, "tokenizer": {"name": "lsh", "cache": True, "cache_dir": str(cache_dir),
-                                     "lsh": {"levels": 2, "bits": 3}}}
+def _lsh_config(cache_dir):
+    return resolve_config(overrides={"seed": 0, "tokenizer": {"name": "lsh", "cache": True, "cache_dir": str(cache_dir),
+                                                              "lsh": {"levels": 2, "bits": 3}}})
 
 
 def test_a_tokenizer_cache_from_another_component_version_is_refitted(tmp_path, monkeypatch):
@@ -104,7 +104,7 @@ def test_a_sweep_reruns_a_trial_whose_record_came_from_another_component_version
     spec = load_spec(REPO / "sweeps" / "smoke.yaml")
     point = next(p for p in spec.grid_points() if p.get("method") == "pop")
     config = resolve_trial_config(spec.base(), point)
-    record = {"run_id": "old", "status": "completed", "config": config,
+    record = {"run_id": "old", "status": "completed", "config": config.to_record(),
               "components": MostPopular.components(config), "metrics": {"valid": {}, "test": {}}}
     write_record(record, tmp_path)
     assert trial_key(config) in completed_index(str(tmp_path))  # same code: skipped
@@ -350,6 +350,6 @@ def test_registering_a_tokenizer_changes_no_stored_runs_identity():
     finally:
         TOKENIZERS.unregister("later")
     assert "later" in after["tokenizer"] and "later" not in before["tokenizer"]
-    assert config_identity(after) == config_identity(before)
+    assert config_identity(after.to_record()) == config_identity(before.to_record())
     other = resolve_config("smoke", assignments=["tokenizer.rqvae.epochs=7"], overrides={"method": "tiger", "tokenizer": {"name": "lsh"}})
-    assert config_identity(other) == config_identity(before)  # lsh does not read tokenizer.rqvae
+    assert config_identity(other.to_record()) == config_identity(before.to_record())  # lsh does not read tokenizer.rqvae

@@ -71,7 +71,7 @@ def test_a_tokenizer_registered_in_a_test_runs_end_to_end(toy_registered, tmp_pa
 
 def test_a_registered_tokenizers_parameters_are_checked_when_the_config_is_resolved(toy_registered):
     config = resolve_config("smoke", overrides={"method": "tiger", "tokenizer": {"name": "toy"}})
-    assert config["tokenizer"]["toy"] == {"levels": 2, "bits": 3}
+    assert config.tokenizer.toy == ToyParams(levels=2, bits=3)
     with pytest.raises(Exception, match="toy.bits"):
         resolve_config("smoke", assignments=["tokenizer.toy.bits=0"], overrides={"method": "tiger",
                                                                                  "tokenizer": {"name": "toy"}})

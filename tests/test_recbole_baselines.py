@@ -22,7 +22,8 @@ from baselines import recbole_compat  # noqa: E402
 from baselines.cf_embed import cf_embeddings_dir, cf_item_embeddings, train_cf_embeddings  # noqa: E402
 from baselines.recbole_adapter import check_targets  # noqa: E402
 from baselines.recbole_data import prepare  # noqa: E402
-from bench.config import ConfigError, resolve_config  # noqa: E402
+from bench.config import ConfigError, resolve_config, with_values  # noqa: E402
+from bench.config_schema import RunConfig  # noqa: E402
 from bench.data import load_dataset  # noqa: E402
 from bench.data.types import SequenceDataset  # noqa: E402
 from bench.errors import UserError  # noqa: E402
@@ -50,7 +51,7 @@ def empty_cwd(tmp_path, monkeypatch):
     assert sorted(os.listdir(cwd)) == [], "something was written to the working directory"
 
 
-def smoke_config(tmp_path, **overrides) -> dict:
+def smoke_config(tmp_path, **overrides) -> RunConfig:
     assignments = [f"{k}={v}" for k, v in overrides.pop("assign", {}).items()]
     base = {"results_dir": str(tmp_path / "runs"), "work_dir": str(tmp_path / "work"), "device": "cpu"}
     return resolve_config("smoke", assignments=assignments, overrides={**base, **overrides})
@@ -229,7 +230,7 @@ def test_sasrec_learns_synthetic_sequences(tmp_path):
                           assign={"baseline.epochs": 8, "baseline.patience": 8, "baseline.hidden_size": 32,
                                   "baseline.learning_rate": 0.005, "baseline.train_batch_size": 256})
     sasrec = run(config, write=False)["metrics"]["test"]
-    pop = run({**config, "method": "pop"}, write=False)["metrics"]["test"]
+    pop = run(with_values(config, {"method": "pop"}), write=False)["metrics"]["test"]
     assert sasrec["ndcg@10"] > 2 * pop["ndcg@10"]
 
 

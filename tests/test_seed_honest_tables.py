@@ -226,7 +226,7 @@ def test_a_sweep_mixing_semantic_ids_leaves_the_trial_out():
     store = []
     for tau, sha in ((1.0, "default-ids"), (0.8, "default-ids"), (0.6, "other-ids")):
         trial = record("TIGER[letter]", "tiger", 200, 2024, sha=sha, run_id=f"tau-{tau}")
-        trial["config"] = resolve_trial_config(spec.base(), {"train.tau": tau, "seed": 2024})
+        trial["config"] = resolve_trial_config(spec.base(), {"train.tau": tau, "seed": 2024}).to_record()
         store.append(trial)
     selection = select_sweep(store, spec)
     assert selection.left_out["tau-0.6"] == "semantic IDs differ from the default's (sha other-ids vs default-ids)"
@@ -240,7 +240,7 @@ def test_the_tokenizer_table_compares_defaults_and_shows_the_tuned_best_with_its
         config = resolve_config("cpu", overrides={"method": "tiger", "dataset": "beauty", "seed": seed,
                                                   "tokenizer": {"name": tokenizer}, **overrides})
         made = record(f"TIGER[{tokenizer}]", "tiger", hits, seed, run_id=f"{tokenizer}-{hits}-{seed}")
-        made["config"] = config
+        made["config"] = config.to_record()
         return made
 
     store = [tiger("rqvae", 100 + s, s) for s in (1, 2, 3)] + [tiger("lsh", 80 + s, s) for s in (1, 2, 3)]
@@ -264,27 +264,43 @@ def test_the_tokenizer_table_compares_defaults_and_shows_the_tuned_best_with_its
 
 
 def test_the_architecture_table_compares_each_variant_with_its_tokenizers_encoder_decoder():
-    def tiger(tokenizer, hits, seed, run_id, **overrides):
+    def tiger(tokenizer, hits, seed, run_id, params=None, **overrides):
         config = resolve_config("cpu", overrides={"method": "tiger", "dataset": "beauty", "seed": seed,
-                                                  "tokenizer": {"name": tokenizer}, **overrides})
+                                                  "tokenizer": {"name": tokenizer, **(params or {})}, **overrides})
         arch = "-dec" if config["model"]["arch"] == "decoder_only" else ""
         made = record(f"TIGER{arch}[{tokenizer}]", "tiger", hits, seed, run_id=run_id)  # labels as runs give them
-        made["config"] = config
+        made["config"] = config.to_record()
         return made
 
     dec = {"model": {"arch": "decoder_only"}, "train": {"loss_positions": "all", "max_steps": 1500}}
+    longer = {"model": {"arch": "decoder_only"}, "train": {"loss_positions": "all", "max_steps": 3000,
+                                                           "warmup_steps": 200, "eval_every": 200}}
     store = [tiger("rqvae", 100 + s, s, f"enc-{s}") for s in (1, 2, 3)]
     store += [tiger("rqvae", 140 + s, s, f"dec-{s}", **dec) for s in (1, 2, 3)]
-    store += [tiger("rqvae", 200, 1, "enc-tau", train={"tau": 0.8})]  # not the default: not the reference row
+    store += [tiger("rqvae", 100 + s, s, f"long-{s}", **longer) for s in (1, 2, 3)]  # another training time: its own row
+    store += [tiger("rqvae", 200, 1, "enc-tau", train={"tau": 0.8})]  # another setting, one architecture: no row
+    store += [tiger("rqvae", 200, 1, "dec-tau", model={"arch": "decoder_only"}, train={"tau": 0.7, "loss_positions": "all"})]
     store += [tiger("lsh", 90, 1, "lsh-enc")]  # one architecture only: no row
+    tuned = {"letter": {"alpha": 0.1, "beta": 0}}  # a tokenizer setting compared in both architectures
+    store += [tiger("letter", 100 + s, s, f"let-enc-{s}", params=tuned) for s in (1, 2, 3)]
+    store += [tiger("letter", 90 + s, s, f"let-dec-{s}", params=tuned, **longer) for s in (1, 2, 3)]
+    store += [tiger("letter", 100 + s, s, f"let-default-{s}") for s in (1, 2, 3)]  # the default: encoder-decoder only
     from bench.tables.model import select_architectures
 
     selection = select_architectures(store)
     assert [(p.labels, p.runs, p.reference) for p in selection.picks] == [
         (["RQ-VAE", "encoder-decoder"], ["enc-1", "enc-2", "enc-3"], True),
-        (["RQ-VAE", "decoder-only, loss on all positions"], ["dec-1", "dec-2", "dec-3"], False)]
-    assert selection.left_out["enc-tau"].startswith("not the tokenizer's default configuration")
+        (["RQ-VAE", "decoder-only, loss on all positions, 1.5k steps"], ["dec-1", "dec-2", "dec-3"], False),
+        (["RQ-VAE", "decoder-only, loss on all positions, 3k steps"], ["long-1", "long-2", "long-3"], False),
+        (["LETTER (alpha=0.1, beta=0)", "encoder-decoder"], ["let-enc-1", "let-enc-2", "let-enc-3"], True),
+        (["LETTER (alpha=0.1, beta=0)", "decoder-only, loss on all positions, 3k steps"],
+         ["let-dec-1", "let-dec-2", "let-dec-3"], False)]
+    assert selection.left_out["enc-tau"].startswith("no other architecture")
+    assert selection.left_out["dec-tau"].startswith("no encoder-decoder run at the profile's training budget")
     assert selection.left_out["lsh-enc"].startswith("no other architecture")
+    assert selection.left_out["let-default-1"].startswith("no other architecture")
     text = render(build_table("architectures", store), "md")
-    line = next(row for row in text.splitlines() if "decoder-only" in row)
+    line = next(row for row in text.splitlines() if "1.5k steps" in row)
     assert "†" in line  # 40 more hits of 1000 at every seed than the encoder-decoder: Welch over 3 seeds each
+    line = next(row for row in text.splitlines() if "LETTER" in row and "3k steps" in row)
+    assert "‡" in line  # 10 fewer at every seed than LETTER's own encoder-decoder row, not the default's

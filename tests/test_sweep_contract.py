@@ -25,6 +25,7 @@ import pytest
 from bench.cli import main
 from bench.config import ConfigError, resolve_config
 from bench.errors import UserError
+from bench.plugins import METHODS
 from sweeps.ray_runner import (
     ClusterUnreachableError,
     SweepError,
@@ -304,12 +305,14 @@ def test_allow_collapse_is_a_checked_config_key_and_keeps_stored_trials_done():
     with pytest.raises(ConfigError, match="allow_collapse"):
         resolve_config("smoke", assignments=["tokenizer.allow_collapse=maybe"])
     spec = load_spec("smoke")
-    config = resolve_trial_config(spec.base(), spec.grid_points()[0])
+    resolved = resolve_trial_config(spec.base(), spec.grid_points()[0])
+    config, components = resolved.to_record(), METHODS.get(resolved.method).components(resolved)
     before = {**config, "tokenizer": {k: v for k, v in config["tokenizer"].items() if k != "allow_collapse"}}
     off = {**config, "tokenizer": {**config["tokenizer"], "allow_collapse": False}}
     on = {**config, "tokenizer": {**config["tokenizer"], "allow_collapse": True}}
-    assert trial_key(before) == trial_key(off)  # records made before the key existed still count
-    assert trial_key(on) != trial_key(off)
+    assert trial_key(before, components) == trial_key(off, components)  # records made before the key existed still count
+    assert trial_key(on, components) != trial_key(off, components)
+    assert trial_key(resolved) == trial_key(config, components)  # a resolved config's key is its record's
 
 
 # ---------------------------------------------------------------------- 5. --gpus-per-trial auto

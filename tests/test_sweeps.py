@@ -164,7 +164,7 @@ def test_trainable_forwards_validation_metrics_and_skips_done_trials(tmp_path, m
         from bench.plugins import METHODS
 
         assert annotations["sweep"]["metric"] == "valid_ndcg@10"
-        record = {"run_id": "r1", "status": "completed", "config": config, "config_hash": "h",
+        record = {"run_id": "r1", "status": "completed", "config": config.to_record(), "config_hash": "h",
                   "components": METHODS.get(config["method"]).components(config),
                   "metrics": {"valid": {"ndcg@10": 0.2}, "test": {"ndcg@10": 0.15}}}
         bench.records.write_record(record, config["results_dir"])
@@ -449,7 +449,7 @@ def test_records_come_home_once_and_failed_ones_only_when_the_trial_fails_for_go
 
     spec = load_spec(SMOKE)
     config = resolve_trial_config(spec.base(), spec.grid_points()[0])
-    record = {"run_id": "r1", "status": "completed", "config": config,
+    record = {"run_id": "r1", "status": "completed", "config": config.to_record(),
               "components": METHODS.get(config["method"]).components(config), "metrics": {"valid": {}, "test": {}}}
     home = _records_home(str(tmp_path), print, stored_keys=set())
     trial, retried = SimpleNamespace(trial_id="t1"), SimpleNamespace(trial_id="t2")

@@ -403,7 +403,7 @@ def sweep_trial(spec, point, hits, n=400, valid=0.0, seed=2024):
     config = resolve_trial_config(spec.base(), {**point, "seed": seed})
     ranks = ranks_with_hits(n, hits)
     record = run("TIGER[letter]", "tiger", config["dataset"], ranks=ranks, valid=valid, seed=seed)
-    record["config"] = config
+    record["config"] = config.to_record()
     return record
 
 

@@ -309,11 +309,12 @@ def test_a_resumed_training_ends_where_an_uninterrupted_one_does(synthetic_split
 
 def test_unconstrained_ranking_marks_invalid_ids_as_misses(synthetic_split, trained):
     recommender, context, _, _ = trained
-    recommender.decode_cfg.constrained = False
+    typed = recommender.decode_cfg
+    recommender.decode_cfg = typed.model_copy(update={"constrained": False})  # a config is immutable: a changed copy
     try:
         ranked = recommender.rank(synthetic_split, "valid", 20)
     finally:
-        recommender.decode_cfg.constrained = True
+        recommender.decode_cfg = typed
     n_items = synthetic_split.n_items
     rate = context.extras["invalid_id_rate"]["valid"]["invalid_id_rate@20"]
     assert ((ranked >= n_items).mean()) == pytest.approx(rate)
@@ -322,11 +323,12 @@ def test_unconstrained_ranking_marks_invalid_ids_as_misses(synthetic_split, trai
 
 def test_diversity_study_records_category_entropy(synthetic_split, trained):
     recommender, context, _, _ = trained
-    recommender.decode_cfg.sample_temperatures, recommender.decode_cfg.sample_count = [1.0, 2.0], 20
+    typed = recommender.decode_cfg
+    recommender.decode_cfg = typed.model_copy(update={"sample_temperatures": [1.0, 2.0], "sample_count": 20})
     try:
         recommender.rank(synthetic_split, "test", 10)
     finally:
-        recommender.decode_cfg.sample_temperatures = []
+        recommender.decode_cfg = typed
     diversity = context.extras["diversity"]
     assert set(diversity) == {"beam", "T=1", "T=2"}
     assert 0 <= diversity["beam"]["entropy@10"] <= np.log(8) + 1e-9

@@ -44,8 +44,8 @@ def test_a_tiger_run_writes_its_loss_and_validation_curve_to_tensorboard(tmp_pat
 
 
 def test_tracking_is_not_part_of_a_runs_identity():
-    on = resolve_config("smoke", overrides={"method": "tiger"})
-    off = resolve_config("smoke", assignments=["track.tensorboard=false"], overrides={"method": "tiger"})
+    on = resolve_config("smoke", overrides={"method": "tiger"}).to_record()
+    off = resolve_config("smoke", assignments=["track.tensorboard=false"], overrides={"method": "tiger"}).to_record()
     assert config_identity(on) == config_identity(off)
     stored = {k: v for k, v in on.items() if k != "track"}  # a record from before tracking existed
     assert config_identity(stored) == config_identity(on)

@@ -1,6 +1,6 @@
 """Item tokenizers by name, and fitting them from a resolved run config (with an on-disk cache).
 
-``fit_tokenizer(config, item_emb, cf_emb)`` reads ``config["tokenizer"]``: the tokenizer's name,
+``fit_tokenizer(config, item_emb, cf_emb)`` reads ``config.tokenizer``: the tokenizer's name,
 its parameters (``tokenizer.<name>``), the seed (``tokenizer.seed``, else the run's ``seed``) and
 the cache settings. A fitted tokenizer is cached under ``<cache>/tokenizers/<name>-<key>`` where the
 key (``bench.identity.artifact_key``) hashes the tokenizer's name, parameters and seed, the versions
@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.atomic import cache_lock
+from bench.config_schema import RunConfig
 from bench.data.locate import cache_root
 from bench.identity import artifact_key
 from bench.plugins import TOKENIZERS
 from tokenizers_zoo.base import (CodebookCollapseError, Tokenizer, TokenizerError, TrainingDivergedError,
-                                 default_params, tokenizer_section)
+                                 default_params)
 from tokenizers_zoo.collision import collision_suffix, semantic_ids
 from tokenizers_zoo.stats import code_stats, report_collapse, stats_table
 
@@ -27,18 +28,17 @@ from tokenizers_zoo.stats import code_stats, report_collapse, stats_table
 PACKAGES = ("torch", "numpy", "k-means-constrained")
 
 
-def build_tokenizer(config: dict) -> Tokenizer:
+def build_tokenizer(config: RunConfig) -> Tokenizer:
     """An unfitted tokenizer as a resolved config's ``tokenizer`` section describes it."""
-    return TOKENIZERS.get(tokenizer_section(config)["name"]).from_config(config)
+    return TOKENIZERS.get(config.tokenizer.name).from_config(config)
 
 
-def tokenizer_inputs(config: dict) -> tuple[type[Tokenizer], bool, bool]:
+def tokenizer_inputs(config: RunConfig) -> tuple[type[Tokenizer], bool, bool]:
     """(the config's tokenizer class, whether it reads text embeddings, whether it needs CF
     embeddings): what a run will compute, known from the class and its parameters without building
     a tokenizer (the run builds its one instance in the item-ID stage)."""
-    klass = TOKENIZERS.get(tokenizer_section(config)["name"])
-    hp = klass.typed_params(tokenizer_section(config).get(klass.name))
-    return klass, klass.uses_text, klass.cf_needed(hp)
+    klass = TOKENIZERS.get(config.tokenizer.name)
+    return klass, klass.uses_text, klass.cf_needed(config.tokenizer[klass.name])
 
 
 def array_sha256(array: np.ndarray | None) -> str | None:
@@ -63,14 +63,14 @@ def cache_key(tokenizer: Tokenizer, item_emb: np.ndarray, cf_emb: np.ndarray | N
     )
 
 
-def cache_dir(config: dict) -> Path:
-    configured = tokenizer_section(config).get("cache_dir")
+def cache_dir(config: RunConfig) -> Path:
+    configured = config.tokenizer.cache_dir
     if configured:
         return Path(configured).expanduser()
     return cache_root() / "tokenizers"
 
 
-def cache_path(config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None,
+def cache_path(config: RunConfig, item_emb: np.ndarray, cf_emb: np.ndarray | None = None,
                cf_mask: np.ndarray | None = None, tokenizer: Tokenizer | None = None) -> Path:
     """The cache folder of the config's tokenizer fitted on these inputs."""
     tokenizer = tokenizer or build_tokenizer(config)
@@ -80,7 +80,7 @@ def cache_path(config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = N
 
 
 def fit_tokenizer(
-    config: dict, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cache: bool = True, refit: bool = False,
+    config: RunConfig, item_emb: np.ndarray, cf_emb: np.ndarray | None = None, cache: bool = True, refit: bool = False,
     cf_mask: np.ndarray | None = None, tokenizer: Tokenizer | None = None,
 ) -> Tokenizer:
     """The tokenizer of ``config`` fitted on ``item_emb`` (and ``cf_emb``), loaded from the cache when there.
@@ -95,7 +95,7 @@ def fit_tokenizer(
     tokenizer = tokenizer or build_tokenizer(config)
     if not tokenizer.uses_cf:
         cf_emb = None
-    use_cache = bool(cache) and bool(tokenizer_section(config)["cache"])
+    use_cache = cache and config.tokenizer.cache
     path = cache_path(config, item_emb, cf_emb, cf_mask, tokenizer)
     if not use_cache:
         tokenizer.fit(item_emb, cf_emb, cf_mask)

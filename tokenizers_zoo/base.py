@@ -25,7 +25,7 @@ from bench.atomic import atomic_folder
 from pydantic import ValidationError
 
 from bench.config import default_layer
-from bench.config_schema import Section, describe_errors
+from bench.config_schema import RunConfig, Section, describe_errors
 from bench.errors import UserError, first_line
 from bench.plugins import TOKENIZERS
 from tokenizers_zoo.collision import max_group_size, semantic_ids
@@ -57,19 +57,9 @@ def default_params(name: str) -> dict:
     return dict(section)
 
 
-def tokenizer_section(config: dict) -> dict:
-    """``config["tokenizer"]`` over the default section (a partial config from library code works
-    too), TokenizerError where it names no tokenizer."""
-    section = config.get("tokenizer")
-    if not isinstance(section, dict) or not section.get("name"):
-        raise TokenizerError("config has no tokenizer.name")
-    return {**default_layer()["tokenizer"], **section}
-
-
-def tokenizer_seed(config: dict) -> int:
-    """``tokenizer.seed``, else the run's ``seed`` (else the default run seed)."""
-    seed = tokenizer_section(config)["seed"]
-    return int((config["seed"] if "seed" in config else default_layer()["seed"]) if seed is None else seed)
+def tokenizer_seed(config: RunConfig) -> int:
+    """``tokenizer.seed``, else the run's ``seed``."""
+    return config.seed if config.tokenizer.seed is None else config.tokenizer.seed
 
 
 def check_embeddings(array: Any, what: str, n_items: int | None = None, featureless: bool = False) -> np.ndarray:
@@ -152,16 +142,16 @@ class Tokenizer:
         return False
 
     @classmethod
-    def from_config(cls, config: dict) -> "Tokenizer":
+    def from_config(cls, config: RunConfig) -> "Tokenizer":
         """An unfitted tokenizer of this class as a resolved config's ``tokenizer`` section describes it."""
-        section = tokenizer_section(config)
+        section = config.tokenizer
         return cls(
-            dict(section.get(cls.name) or {}),
+            config.plain(f"tokenizer.{cls.name}") or {},  # as given: the cache key hashes these values
             seed=tokenizer_seed(config),
-            device=section["device"] or config.get("device") or "cpu",
-            collapse_threshold=section["collapse_threshold"],
-            progress=section["progress"],
-            allow_collapse=section["allow_collapse"],
+            device=section.device or config.device or "cpu",
+            collapse_threshold=section.collapse_threshold,
+            progress=section.progress,
+            allow_collapse=section.allow_collapse,
         )
 
     # -- to implement --------------------------------------------------------------------

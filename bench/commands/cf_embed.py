@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from bench.commands.common import add_config_options, config_from_args
-from bench.data import DATASETS, load_dataset
+from bench.data import load_dataset
 from bench.split import LeaveOneOutSplit
 
 
@@ -27,16 +27,15 @@ def add_parser(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    DATASETS.get(config["dataset"])
-    dataset = load_dataset(config["dataset"], config.get("data_dir"), config["data"].get(config["dataset"]))
-    split = LeaveOneOutSplit(dataset, max_history=config["split"]["max_history"])
+    dataset = load_dataset(config.dataset, config.data_dir, config.plain(f"data.{config.dataset}"))
+    split = LeaveOneOutSplit(dataset, max_history=config.split.max_history)
     # defer: RecBole (seconds to import, patched on import); `bench --help` must not pay for it
     from baselines.cf_embed import train_cf_embeddings
 
     embeddings, path, info = train_cf_embeddings(split, config, force=args.force)
     source = "cached" if info.get("cache_hit") else "trained"
     best = info.get("best_valid_score")
-    detail = f", best valid {config['baseline']['valid_metric']} {best:.4f}" if best is not None else ""
+    detail = f", best valid {config.baseline.valid_metric} {best:.4f}" if best is not None else ""
     print(f"{dataset.name}: CF item embeddings {embeddings.shape[0]} x {embeddings.shape[1]} ({source}{detail})")
     print(f"embeddings: {path}")
     if args.out:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bench.config import profile_names, resolve_config
+from bench.config_schema import RunConfig
 from bench.data import DATASETS
 from bench.errors import UserError
 
@@ -30,7 +31,7 @@ def add_config_options(parser: argparse.ArgumentParser, dataset: bool = True) ->
                        help="override config values, e.g. --set split.max_history=50 train.lr=0.001 (repeatable)")
 
 
-def config_from_args(args: argparse.Namespace, overrides: dict | None = None) -> dict:
+def config_from_args(args: argparse.Namespace, overrides: dict | None = None) -> RunConfig:
     overrides = dict(overrides or {})
     if getattr(args, "dataset", None):
         overrides["dataset"] = args.dataset

@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from bench.commands.common import add_config_options, config_from_args, seed_list
 from bench.config import ConfigError
+from bench.config_schema import RunConfig
 from bench.plugins import METHODS, TOKENIZED_METHOD, TOKENIZERS
 from bench.tables import budget_text, metric_header
 from bench.runner import RecordNotWritten, run
@@ -67,8 +68,8 @@ def main(args: argparse.Namespace) -> int:
     # every seed's config is resolved (and checked) before the first run starts
     configs = [config_from_args(args, {**overrides, "seed": seed}) for seed in args.seeds] if args.seeds \
         else [config_from_args(args, overrides)]
-    if args.resume and not METHODS.info(configs[0]["method"]).generative:
-        raise ConfigError(f"--resume continues a generative (TIGER) training; {configs[0]['method']} has no "
+    if args.resume and not METHODS.info(configs[0].method).generative:
+        raise ConfigError(f"--resume continues a generative (TIGER) training; {configs[0].method} has no "
                           "checkpoints to resume from")
     records = []
     for config in configs:
@@ -97,8 +98,8 @@ def seed_summary(records: list[dict]) -> str:
     return f"{records[0]['label']} over {len(records)} seeds (mean ± sample std):\n{table}"
 
 
-def show(record: dict, config: dict) -> None:
-    print(f"{record['label']} on {record['dataset']} (profile {config['profile']}, seed {record['seed']})")
+def show(record: dict, config: RunConfig) -> None:
+    print(f"{record['label']} on {record['dataset']} (profile {config.profile}, seed {record['seed']})")
     print(format_metrics(record["metrics"]))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in record["timings_s"].items())
     print(f"timings: {timings}")

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     config = resolve_config(args.profile, args.config_files, args.assignments, overrides=overrides or None)
-    dataset = load_dataset(config["dataset"], config.get("data_dir"), (config.get("data") or {}).get(config["dataset"]))
-    split = LeaveOneOutSplit(dataset, max_history=config["split"]["max_history"])
+    dataset = load_dataset(config.dataset, config.data_dir, config.plain(f"data.{config.dataset}"))
+    split = LeaveOneOutSplit(dataset, max_history=config.split.max_history)
     stage = fit_item_ids(config, split, refit=args.refit)
     tokenizer, facts = stage.tokenizer, stage.facts
     stats = tokenizer.stats()

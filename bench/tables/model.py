@@ -2,23 +2,27 @@
 tables (a :class:`~bench.tables.selection.TableSelection`); and building a table from a selection."""
 from __future__ import annotations
 
+import copy
 import math
+import numbers
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from bench.errors import UserError
-from bench.tables.budget import budget_text
+from bench.tables.budget import _count, budget_text
 from bench.tables.frame import _hashable, _same, best_configs, choose_profiles, config_identity, latest_code, profile_budget, protocol_differences, records_frame, standard_protocol
 from bench.tables.names import (
     IMPROVEMENT_ROW, MAIN_METRICS, SELECT_METRIC, SIGNIFICANCE_MARK, WORSE_MARK, dataset_name, format_value,
     is_generative, method_order, order_datasets, tokenizer_name, value_order,
 )
+from bench.plugins import TOKENIZERS
 from bench.tables.selection import Pick, TableSelection, keys_keep_item_ids, left_out_reasons
 from bench.tables.significance import MIN_SEEDS, compare_rows
-from bench.config import default_layer, get_path, profile_value, resolve_config
-from bench.identity import ADDED_LATER, config_identity, PATH_KEYS
+from bench.config import default_layer, flatten, get_path, profile_value, resolve_config
+from bench.config_schema import keys_with_role
+from bench.identity import ADDED_LATER, config_identity, one_number_form, PATH_KEYS
 
 ARCH_KEY = "model.arch"  # the generative model's architecture (recommenders.architectures)
 
@@ -173,15 +177,17 @@ def _profile_title(title: str, profiles: dict) -> str:
 
 
 # ---------------------------------------------------------------------- choosing runs
-def _prepare(records, params=(), profile: str | None = None) -> tuple[pd.DataFrame, dict, dict[str, str]]:
+def _prepare(records, params=(), profile: str | None = None, equal_budgets: bool = True
+             ) -> tuple[pd.DataFrame, dict, dict[str, str]]:
     """The runs a table may use, and a reason per run it may not: the standard protocol, one profile
-    per dataset, one code identity per configuration, the profile's current training budget where a
-    method has runs at it (this reads today's profile files: selection time only)."""
+    per dataset, one code identity per configuration, and (``equal_budgets``) the profile's current
+    training budget where a method has runs at it (this reads today's profile files: selection time
+    only)."""
     frame = records_frame(list(records), params=params, profile_budget=True)
     frame, protocol = standard_protocol(frame)
     frame, profiles, other_profile = choose_profiles(frame, profile)
     frame, other_code = latest_code(frame)
-    frame, other_budget = profile_budget(frame)
+    frame, other_budget = profile_budget(frame) if equal_budgets else (frame, {})
     return frame, profiles, {**protocol, **other_profile, **other_code, **other_budget}
 
 
@@ -266,12 +272,8 @@ def default_config_key(profile: str | None, method_key: str, dataset: str, token
     """The configuration identity of the profile's defaults for a generative method with this
     tokenizer on this dataset (what ``bench run --tokenizer T --dataset D --profile P`` resolves
     today; the sweep tables find a spec's trials the same way); None where it cannot be resolved."""
-    try:
-        config = resolve_config(profile, overrides={"method": method_key, "dataset": dataset,
-                                                    "tokenizer": {"name": tokenizer}})
-    except Exception:  # noqa: BLE001 - an unknown profile, method or tokenizer has no default here
-        return None
-    return config_identity(config)
+    config = _default_config(profile, method_key, dataset, tokenizer)
+    return None if config is None else config_identity(config)
 
 
 def select_tokenizers(records, profile: str | None = None, name: str = "tokenizers") -> TableSelection:
@@ -334,64 +336,120 @@ def architecture_text(arch: str, positions: str) -> str:
         "s" if positions == "all" else "")
 
 
+# what an architecture row may change beside the architecture: how long it trains (an equal-time
+# comparison gives the decoder-only model other steps, and scales warm-up and evaluation with them)
+_TRAINING_LENGTH = (*keys_with_role("budget"), *keys_with_role("schedule"))
+
+
+def _without(config: dict, keys) -> dict:
+    """``config`` (a copy) without the dotted ``keys``."""
+    out = copy.deepcopy(config)
+    for key in keys:
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def _setting_key(config: dict) -> str:
+    """What a run's configuration is apart from the generative model's architecture and training
+    length: runs sharing it differ only in how, and how long, the model trains."""
+    return config_identity(_without(config, (ARCH_KEY, POSITIONS_KEY, *_TRAINING_LENGTH)), ("seed", *PATH_KEYS))
+
+
+def _setting_text(config: dict, default: dict | None, tokenizer: str) -> str:
+    """How a setting differs from the tokenizer's default configuration (architecture and training
+    length aside), e.g. ``alpha=0.1, beta=0`` (a tokenizer's own keys without their prefix); '' for
+    the default itself or where the default cannot be resolved."""
+    if default is None:
+        return ""
+    skip = ("seed", "profile", *PATH_KEYS, ARCH_KEY, POSITIONS_KEY, *_TRAINING_LENGTH)
+    mine, theirs = flatten(config, skip), flatten(default, skip)
+    own = f"{TOKENIZERS.section}.{tokenizer}."
+    return ", ".join(f"{key.removeprefix(own)}={mine[key]}" for key in sorted(mine)
+                     if key in theirs and one_number_form(mine[key]) != one_number_form(theirs[key]))
+
+
 def select_architectures(records, profile: str | None = None, name: str = "architectures") -> TableSelection:
-    """The generative model's architectures, per tokenizer: TIGER's encoder-decoder at the profile's
-    default configuration (the tokenizer's reference row) against every other (``model.arch``,
-    ``train.loss_positions``), each at its configuration best on validation (tested against the
-    reference where it is the only one: a choice among several is not). Budgets differ by design
-    (e.g. equal training time): each row shows its own. Tokenizers with one architecture are left out."""
+    """The generative model's architectures, per tokenizer setting: TIGER's encoder-decoder at the
+    profile's training budget (the setting's reference row) against every other architecture
+    (``model.arch``, ``train.loss_positions``) and training length run at the same setting (the same
+    configuration apart from those), one row each, tested against the reference. Budgets differ by
+    design (e.g. equal training time): each row shows its own. Settings with one architecture are
+    left out."""
     records = list(records)
-    frame, profiles, reasons = _prepare(records, params=[ARCH_KEY, POSITIONS_KEY], profile=profile)
+    # budgets differ by design here: every row shows its own
+    frame, profiles, reasons = _prepare(records, params=[ARCH_KEY, POSITIONS_KEY, "train.max_steps"], profile=profile,
+                                        equal_budgets=False)
     selection = TableSelection(name, "architectures", "Architectures of the generative model",
                                ["Tokenizer", "Architecture"], profiles=profiles,
-                               empty_message="(no tokenizer with runs of two architectures)")
+                               empty_message="(no tokenizer setting with runs of two architectures)")
     if frame.empty:
         return _finish_selection(selection, records, reasons)
     generative = frame["method_key"].map(is_generative).astype(bool)
     reasons.update(dict.fromkeys(frame.loc[~generative, "run_id"], "not the generative model (see the main table)"))
     gen = frame[generative].copy()
+    clocked = gen["budget"].map(lambda b: bool((b or {}).get("time_limit_hit")))  # did not get the steps it was given
+    reasons.update(dict.fromkeys(gen.loc[clocked, "run_id"], "stopped by the clock (architecture table)"))
+    gen = gen[~clocked]
     gen["tokenizer"] = gen["tokenizer"].fillna("?")
     for key in (ARCH_KEY, POSITIONS_KEY):  # records older than the key ran its default (identity.ADDED_LATER)
         column = f"param:{key}"
         gen[column] = gen[column].where(gen[column].notna(), ADDED_LATER[key])
+    configs = {r.get("run_id"): r["config"] for r in records if isinstance(r.get("config"), dict)}
+    gen["setting"] = gen["run_id"].map(lambda run: _setting_key(configs.get(run, {})))
     default_arch = (get_path(default_layer(), ARCH_KEY), get_path(default_layer(), POSITIONS_KEY))
     picks = []
-    for (dataset, tokenizer), group in gen.groupby(["dataset", "tokenizer"], sort=False):
-        variants = group.groupby([f"param:{ARCH_KEY}", f"param:{POSITIONS_KEY}"], sort=True)
-        if len(variants) < 2 or default_arch not in variants.groups:
-            reasons.update(dict.fromkeys(group["run_id"], "no other architecture with this tokenizer (architecture "
-                                                          "table)" if len(variants) < 2 else
-                                         "no encoder-decoder run to compare with (architecture table)"))
+    for (dataset, tokenizer, _), group in gen.groupby(["dataset", "tokenizer", "setting"], sort=False):
+        arch = list(zip(group[f"param:{ARCH_KEY}"], group[f"param:{POSITIONS_KEY}"]))
+        is_default = pd.Series([a == default_arch for a in arch], index=group.index)
+        at_budget = group["at_profile_budget"].map(lambda v: v is True) & is_default
+        if is_default.all() and len(set(arch)) == 1 and group["config_key"].nunique() == 1:
+            reasons.update(dict.fromkeys(group["run_id"], "no other architecture at this setting (architecture table)"))
+            continue
+        if not at_budget.any():
+            reasons.update(dict.fromkeys(group["run_id"], "no encoder-decoder run at the profile's training budget "
+                                                          "with this setting to compare with (architecture table)"))
             continue
         first = group.iloc[0]
-        rows = []
-        for variant, runs in variants:
-            label = [tokenizer_name(tokenizer), architecture_text(*variant)]
-            if variant == default_arch:
-                key = default_config_key(profiles.get(dataset), first["method_key"], dataset, tokenizer)
-                chosen, n_configs = runs[runs["config_key"] == key], 1
-                why = "not the tokenizer's default configuration (the encoder-decoder row is the default's)"
-            else:
-                n_configs = int(runs["config_key"].nunique())
-                chosen, _, _ = best_configs(runs, ["dataset"])
-                why = f"not the best of {n_configs} configurations of this architecture on validation"
-            reasons.update(dict.fromkeys(set(runs["run_id"]) - set(chosen["run_id"]), why))
-            if not chosen.empty:
-                rows.append(Pick(label, dataset, sorted(chosen["run_id"]), n_configs,
-                                 "tuned" if n_configs > 1 else "architecture", reference=variant == default_arch))
-        if sum(1 for pick in rows if pick.reference) == 1 and len(rows) >= 2:
-            picks.extend(rows)
-        else:
-            reasons.update(dict.fromkeys((run for pick in rows for run in pick.runs),
-                                         "no encoder-decoder run at the default configuration to compare with"))
+        reference, n_configs = group[at_budget], int(group.loc[at_budget, "config_key"].nunique())
+        if n_configs > 1:
+            reference, _, _ = best_configs(reference, ["dataset"])
+        default = _default_config(profiles.get(dataset), first["method_key"], dataset, tokenizer)
+        setting = _setting_text(configs.get(first["run_id"], {}), default, tokenizer)
+        family = tokenizer_name(tokenizer) + (f" ({setting})" if setting else "")
+        rows = [Pick([family, architecture_text(*default_arch)], dataset, sorted(reference["run_id"]), n_configs,
+                     "architecture", reference=True)]
+        reasons.update(dict.fromkeys(set(group.loc[at_budget, "run_id"]) - set(reference["run_id"]),
+                                     f"not the best of {n_configs} encoder-decoder configurations on validation"))
+        for _, runs in group[~at_budget].groupby("config_key", sort=False):
+            steps = runs["param:train.max_steps"].iloc[0]
+            length = f", {_count(steps)} steps" if isinstance(steps, numbers.Real) and not pd.isna(steps) else ""
+            variant = (runs[f"param:{ARCH_KEY}"].iloc[0], runs[f"param:{POSITIONS_KEY}"].iloc[0])
+            rows.append(Pick([family, architecture_text(*variant) + length], dataset, sorted(runs["run_id"]), 1,
+                             "architecture"))
+        picks.extend(rows)
     order = order_datasets(gen["dataset"])
     first_of = {run: row for run, row in zip(gen["run_id"], gen.itertuples())}
     picks.sort(key=lambda p: (method_order(first_of[p.runs[0]].method_key, first_of[p.runs[0]].tokenizer, ""),
-                              not p.reference, p.labels[1], order.index(p.dataset)))
+                              p.labels[0], not p.reference, p.labels[1], order.index(p.dataset)))
     selection.picks = picks
     selection.facts = {"keys": [ARCH_KEY, POSITIONS_KEY]}  # they keep the items' IDs: every row on the reference's
     reasons.update(same_semantic_ids(selection, frame, family=lambda pick: pick.labels[0]))
     return _finish_selection(selection, records, reasons)
+
+
+def _default_config(profile: str | None, method_key: str, dataset: str, tokenizer: str) -> dict | None:
+    """The plain config ``bench run --tokenizer T --dataset D --profile P`` resolves today (None where
+    it cannot be resolved)."""
+    try:
+        return resolve_config(profile, overrides={"method": method_key, "dataset": dataset,
+                                                  "tokenizer": {"name": tokenizer}}).to_record()
+    except Exception:  # noqa: BLE001 - an unknown profile, method or tokenizer has no default here
+        return None
 
 
 def _tuned_setting(best: pd.DataFrame, default_key: str | None, n_configs: int) -> str:
@@ -451,19 +509,11 @@ def _held_fixed(part: pd.DataFrame, records, param: str) -> tuple[pd.DataFrame, 
     """Per (dataset, method) only the runs that differ in ``param`` (and the seed) alone: the group of
     runs sharing every other setting with the most values of ``param`` (ties: more runs, newest), so
     an ablation row never mixes other changes in. Returns the runs and a reason per run left out."""
-    import copy
-
     rest, shown = {}, set(part["run_id"])
     for record in records:
         config = record.get("config")
         if isinstance(config, dict) and record.get("run_id") in shown:
-            other = copy.deepcopy(config)
-            node = other
-            *parents, last = param.split(".")
-            for key in parents:
-                node = node.get(key, {}) if isinstance(node, dict) else {}
-            if isinstance(node, dict):
-                node.pop(last, None)
+            other = _without(config, (param,))
             rest[record["run_id"]] = config_identity(other, ("seed", *PATH_KEYS))
     if part.empty:
         return part, {}
@@ -594,7 +644,7 @@ def _reference_text(table: Table, selection: TableSelection) -> str:
     names = " / ".join(dict.fromkeys(", ".join(r.labels) for r in table.rows if r.reference)) or "no row to compare with"
     what = {"main": "the validation-best baseline", "tokenizers": "the validation-best default row",
             "ablation": "the method's default value", "sweep": "the sweep's default",
-            "architectures": "the tokenizer's encoder-decoder row"}
+            "architectures": "the encoder-decoder row of the same tokenizer setting"}
     return f"{what.get(selection.kind, 'the reference row')} ({names})"
 
 

@@ -39,7 +39,7 @@ def sweep_records(records, spec) -> list[tuple[dict, dict]]:
             expected = resolve_trial_config(base, point)
         except Exception:  # noqa: BLE001 - a record from another layout of the config is not a trial
             continue
-        if config_identity(expected) == config_identity(config):
+        if config_identity(expected.to_record()) == config_identity(config):
             found.append((record, point))
     return found
 
