@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.config import ConfigError
+from bench.config import ConfigError, resolve_config, with_values
 from sweeps.spec import load_spec, parse_spec, resolve_trial_config, shipped_specs, trial_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,6 @@ def test_shipped_specs_load_and_resolve():
 def test_diversity_trials_train_as_the_profiles_default_runs_do():
     """Table 3's trials change only test decoding, so their models are the cpu profile's default runs'
     (and a finished default checkpoint may be resumed for the study instead)."""
-    from bench.config import resolve_config
     from recommenders.tiger import training_config
 
     spec = load_spec("diversity")
@@ -578,20 +577,20 @@ def test_dry_run_estimate_prefers_runs_timed_on_this_cpu():
     generation's runs where there are any: the same model name trained 2.2x slower on another generation."""
     from sweeps.launcher import estimate_seconds
 
+    config = resolve_config("cpu", overrides={"method": "tiger", "dataset": "beauty", "tokenizer": {"name": "rqvae"},
+                                              "train": {"max_steps": 4000}})
+
     def record(generation, train_seconds, steps, other_seconds=100.0):
-        return {"config": {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"}},
-                "hardware": {"cpu_generation": generation},
+        return {"config": config.to_record(), "hardware": {"cpu_generation": generation},
                 "timings_s": {"fit": train_seconds + other_seconds},
                 "budget": {"optimizer_steps": steps, "train_seconds": train_seconds, "stop_reason": "time limit"}}
 
-    config = {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"},
-              "train": {"max_steps": 4000}}
     fast, slow = record("family 25, model 17", 1000.0, 2000), record("family 25, model 1", 2200.0, 2000)
     seconds, basis = estimate_seconds(config, [fast, slow], "family 25, model 1")
     assert seconds == pytest.approx(100.0 + 4400.0) and "this CPU (1 run" in basis
     seconds, basis = estimate_seconds(config, [fast, slow], "family 6, model 85")
     assert seconds == pytest.approx((2100.0 + 4500.0) / 2) and "other or unrecorded CPUs (2 run" in basis
-    other_tokenizer = dict(config, tokenizer={"name": "letter"})
+    other_tokenizer = with_values(config, {"tokenizer": {"name": "letter"}})
     assert estimate_seconds(other_tokenizer, [fast, slow], "family 25, model 1") == (None, "")
 
 
@@ -654,7 +653,7 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_s
     assert [c["step"] for c in training["curve"]] == [20, 40, 60]
     assert trial_key(record["config"], record["components"]) == trial_key(config)  # the sweep counts it as done
 
-    never_stopped = run({**config, "work_dir": str(tmp_path / "work2")}, write=False)
+    never_stopped = run(with_values(config, {"work_dir": str(tmp_path / "work2")}), write=False)
     assert record["metrics"] == never_stopped["metrics"]
     assert [c["loss"] for c in training["curve"]] == [c["loss"] for c in never_stopped["method_info"]["training"]["curve"]]
 
@@ -662,11 +661,10 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_s
 def test_dry_run_estimate_of_a_resumed_trial_counts_the_steps_it_has_left():
     from sweeps.launcher import estimate_seconds
 
-    timed = {"config": {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"}},
-             "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 4100.0, "rank": 300.0},
+    config = resolve_config("cpu", overrides={"method": "tiger", "dataset": "beauty", "tokenizer": {"name": "rqvae"},
+                                              "train": {"max_steps": 4000}})
+    timed = {"config": config.to_record(), "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 4100.0, "rank": 300.0},
              "budget": {"optimizer_steps": 4000, "train_seconds": 4000.0}}
-    config = {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "rqvae"},
-              "train": {"max_steps": 4000}}
     assert estimate_seconds(config, [timed], "g")[0] == pytest.approx(4400.0)
     assert estimate_seconds(config, [timed], "g", done_steps=3000)[0] == pytest.approx(400.0 + 1000.0)
 
@@ -674,13 +672,13 @@ def test_dry_run_estimate_of_a_resumed_trial_counts_the_steps_it_has_left():
 def test_a_decoding_study_is_timed_by_runs_of_the_same_study_with_their_whole_training():
     from sweeps.launcher import estimate_seconds
 
-    base = {"method": "tiger", "dataset": "beauty", "profile": "cpu", "tokenizer": {"name": "letter"},
-            "train": {"max_steps": 4000}}
-    plain = {"config": base, "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 3000.0, "rank": 300.0},
+    base = resolve_config("cpu", overrides={"method": "tiger", "dataset": "beauty", "tokenizer": {"name": "letter"},
+                                            "train": {"max_steps": 4000}})
+    plain = {"config": base.to_record(), "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 3000.0, "rank": 300.0},
              "budget": {"optimizer_steps": 4000, "train_seconds": 2900.0}}
     # decoded again from a finished checkpoint: 2 s of fit here, the 2900 s of training in the first run
-    sampled = dict(base, decode={"sample_temperatures": [1.0, 2.0]})
-    study = {"config": sampled, "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 2.0, "rank": 2500.0},
+    sampled = with_values(base, {"decode": {"sample_temperatures": [1.0, 2.0]}})
+    study = {"config": sampled.to_record(), "hardware": {"cpu_generation": "g"}, "timings_s": {"fit": 2.0, "rank": 2500.0},
              "budget": {"optimizer_steps": 4000, "train_seconds": 2900.0}}
     assert estimate_seconds(sampled, [plain, study], "g")[0] == pytest.approx(2.0 + 2500.0 + 2898.0)
     assert estimate_seconds(base, [plain, study], "g")[0] == pytest.approx(3300.0)
