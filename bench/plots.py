@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from bench.atomic import atomic_write
+from bench.config import default_layer, get_path
+from bench.identity import ADDED_LATER
 from bench.errors import UserError
 from bench.tables import (
     dataset_name, is_generative, tokenizer_name, format_value, metric_header, records_frame,
@@ -275,8 +277,11 @@ def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, le
 
 
 def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, np.ndarray]:
-    """The newest run per (dataset, label) whose record carries code counts."""
-    newest: dict[tuple, dict] = {}
+    """Per series (a tokenizer, or a method, on a dataset) the newest run whose record carries code
+    counts, a run of the default architecture first (the codes are the tokenizer's, whichever model
+    trained on them)."""
+    default_arch = get_path(default_layer(), "model.arch")
+    newest: dict[tuple, tuple] = {}
     for record in records:
         if record.get("status", "completed") != "completed":
             continue
@@ -284,10 +289,12 @@ def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, 
             continue
         if record_code_counts(record, level) is None:
             continue
-        key = (record["dataset"], record["label"])
-        if key not in newest or str(record.get("run_id", "")) > str(newest[key].get("run_id", "")):
-            newest[key] = record
-    return {code_series_label(r): record_code_counts(r, level) for _, r in sorted(newest.items())}
+        arch = get_path(record.get("config") or {}, "model.arch", ADDED_LATER["model.arch"])
+        rank = (arch == default_arch, str(record.get("run_id", "")))
+        key = (record["dataset"], code_series_label(record))
+        if key not in newest or rank > newest[key][0]:
+            newest[key] = (rank, record)
+    return {label: record_code_counts(record, level) for (_, label), (_, record) in sorted(newest.items())}
 
 
 

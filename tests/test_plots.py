@@ -162,3 +162,18 @@ def test_render_lists_files_it_did_not_write_and_prune_deletes_them(tmp_path, ca
     assert main(["render", "--results-dir", str(store), "--out", str(results), "--prune"]) == 0
     assert f"deleted {stale}" in capsys.readouterr().out and not stale.exists()
     assert (results / "tables" / "main.md").exists()
+
+
+def test_the_code_plot_shows_each_tokenizers_codes_once_from_a_default_architecture_run():
+    from bench.plots import code_counts_from_store
+
+    older = run("beauty", "letter", 1, 0.03, counts=[5, 3, 2])
+    dec = run("beauty", "letter", 1, 0.03, counts=[9, 1, 0], label="TIGER-dec[letter]")  # newer, same tokenizer
+    dec["config"]["model"] = {"arch": "decoder_only"}
+    lsh = run("beauty", "lsh", 1, 0.02, counts=[4, 4, 2])
+    series = code_counts_from_store([older, dec, lsh])
+    assert list(series) == ["LETTER (Beauty)", "LSH (Beauty)"]  # one series per tokenizer, not per model label
+    assert series["LETTER (Beauty)"].tolist() == [5, 3, 2]  # the encoder-decoder run's, though the other is newer
+    newer = run("beauty", "letter", 2, 0.03, counts=[6, 2, 2])
+    assert code_counts_from_store([older, dec, newer])["LETTER (Beauty)"].tolist() == [6, 2, 2]
+    assert code_counts_from_store([dec])["LETTER (Beauty)"].tolist() == [9, 1, 0]  # none in the default: the other

@@ -304,3 +304,9 @@ def test_the_architecture_table_compares_each_variant_with_its_tokenizers_encode
     assert "†" in line  # 40 more hits of 1000 at every seed than the encoder-decoder: Welch over 3 seeds each
     line = next(row for row in text.splitlines() if "LETTER" in row and "3k steps" in row)
     assert "‡" in line  # 10 fewer at every seed than LETTER's own encoder-decoder row, not the default's
+    from bench.tables.model import select_ablation
+
+    ablation = select_ablation(store, "train.tau")  # an ablation varies one setting of the default architecture
+    assert ablation.left_out["dec-tau"].startswith("another architecture (model.arch=decoder_only")
+    assert [["TIGER[rqvae]", "0.8"], ["TIGER[rqvae]", "1"]] == [p.labels for p in ablation.picks if p.labels[0] == "TIGER[rqvae]"]
+    assert not any("-dec" in p.labels[0] for p in ablation.picks)

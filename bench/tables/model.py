@@ -289,15 +289,8 @@ def select_tokenizers(records, profile: str | None = None, name: str = "tokenize
         return _finish_selection(selection, records, reasons)
     generative = frame["method_key"].map(is_generative).astype(bool)
     reasons.update(dict.fromkeys(frame.loc[~generative, "run_id"], "not the generative model (see the main table)"))
-    gen = frame[generative].copy()
-    # tokenizers compared in one architecture, the default (TIGER's encoder-decoder); records older than
-    # the key ran it (identity.ADDED_LATER)
-    arch = gen[f"param:{ARCH_KEY}"].where(gen[f"param:{ARCH_KEY}"].notna(), ADDED_LATER[ARCH_KEY])
-    default_arch = get_path(default_layer(), ARCH_KEY)
-    reasons.update({run: f"another architecture ({ARCH_KEY}={value}; the tokenizer table compares tokenizers in "
-                         f"{default_arch})" for run, value in zip(gen.loc[arch != default_arch, "run_id"],
-                                                                   arch[arch != default_arch])})
-    gen = gen[arch == default_arch]
+    gen, why = default_architecture(frame[generative].copy(), "the tokenizer table compares tokenizers in")
+    reasons.update(why)
     gen["tokenizer"] = gen["tokenizer"].fillna("?")
     defaults, tuned = [], []
     for (dataset, tokenizer), group in gen.groupby(["dataset", "tokenizer"], sort=False):
@@ -460,19 +453,34 @@ def _tuned_setting(best: pd.DataFrame, default_key: str | None, n_configs: int) 
     return "tuned" if n_configs > 1 else "not the default"
 
 
+def default_architecture(frame: pd.DataFrame, what: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The runs of ``frame`` (with a ``param:model.arch`` column) in the default architecture, TIGER's
+    encoder-decoder (records older than the key ran it, identity.ADDED_LATER; methods without the key
+    count as in it), and a reason for every other run: '<what> <the default>'."""
+    arch = frame[f"param:{ARCH_KEY}"].where(frame[f"param:{ARCH_KEY}"].notna(), ADDED_LATER[ARCH_KEY])
+    default_arch = get_path(default_layer(), ARCH_KEY)
+    other = arch != default_arch
+    reasons = {run: f"another architecture ({ARCH_KEY}={value}; {what} {default_arch})"
+               for run, value in zip(frame.loc[other, "run_id"], arch[other])}
+    return frame[~other], reasons
+
+
 def select_ablation(records, param: str, profile: str | None = None, name: str | None = None) -> TableSelection:
     """One row per (method, value of ``param``), e.g. ``model.encoder_layers`` (TIGER Table 5): per
     method only runs that differ in ``param`` alone, per value the configuration best on validation.
     The reference row of each method is the value the profile sets today; where ``param`` cannot
     change the items' semantic IDs, a run whose IDs differ from the reference's at its seed is left out."""
     records = list(records)
-    frame, profiles, reasons = _prepare(records, params=[param], profile=profile)
+    frame, profiles, reasons = _prepare(records, params=list(dict.fromkeys([param, ARCH_KEY])), profile=profile)
     column = f"param:{param}"
     selection = TableSelection(name or f"ablation-{param}", "ablation", f"Ablation over {param}", ["Method", param],
                                profiles=profiles, facts={"param": param, "keys": [param]},
                                empty_message=f"(no completed runs whose config has {param})")
     if frame.empty:
         return _finish_selection(selection, records, reasons)
+    if param != ARCH_KEY:  # an ablation varies one setting of the default architecture (architectures: their table)
+        frame, why = default_architecture(frame, "ablations vary one setting of")
+        reasons.update(why)
     applies = frame[column].notna()
     for run, method in zip(frame.loc[~applies, "run_id"], frame.loc[~applies, "method"]):
         reasons[run] = f"{param} does not apply to {method}"
