@@ -331,8 +331,9 @@ def plot_coldstart(records, output: str | Path, title: str | None = None) -> Pat
     return _save(fig, output)
 
 
-def training_curves(records) -> dict[str, list[dict]]:
-    """``{label: [run, ...]}`` of the completed runs that recorded a validation curve (generative
+def training_curves(records, series=None) -> dict[str, list[dict]]:
+    """``{series: [run, ...]}`` (a series: the run's label, or ``series(record)``, e.g. its table row)
+    of the completed runs that recorded a validation curve (generative
     runs: ``method_info.training.curve``), each run ``{"seed", "seconds", "examples", "ndcg"}``;
     examples seen = optimizer steps x ``train.batch_size`` (prefix examples for TIGER, user windows
     for the decoder-only model on all positions)."""
@@ -343,7 +344,7 @@ def training_curves(records) -> dict[str, list[dict]]:
         if record.get("status", "completed") != "completed" or not curve:
             continue
         batch = ((record.get("config") or {}).get("train") or {}).get("batch_size")
-        out.setdefault(str(record.get("label")), []).append({
+        out.setdefault(str(series(record) if series else record.get("label")), []).append({
             "seed": record.get("seed"),
             "seconds": [float(p.get("seconds", np.nan)) for p in curve],
             "examples": [float(p["step"]) * float(batch) if batch else np.nan for p in curve],
@@ -352,14 +353,15 @@ def training_curves(records) -> dict[str, list[dict]]:
     return out
 
 
-def plot_time_to_quality(records, output: str | Path, title: str | None = None) -> Path:
+def plot_time_to_quality(records, output: str | Path, title: str | None = None, series=None) -> Path:
     """Validation NDCG@10 during training against training seconds and against examples seen, one
-    colour per method (one line per run: filter with --where to compare configurations): which model is better at *equal compute*, not only at
-    equal steps. Seconds compare only runs timed on one machine under one load."""
-    curves = training_curves(records)
+    colour per method, or per ``series(record)`` (a table's row), one line per run: which model is
+    better at *equal compute*, not only at equal steps. Seconds compare only runs timed on one
+    machine under one load."""
+    curves = training_curves(records, series)
     if not curves:
         raise PlotError("no completed runs with a training curve (generative runs record one)")
-    fig = _figure(8.4, 3.4)
+    fig = _figure(8.4, 3.4 if len(curves) <= 4 else 4.4)
     by_time, by_examples = fig.subplots(1, 2)
     for index, label in enumerate(sorted(curves)):
         for run_index, run in enumerate(curves[label]):
@@ -371,6 +373,9 @@ def plot_time_to_quality(records, output: str | Path, title: str | None = None) 
     for ax in (by_time, by_examples):
         ax.set_ylabel("validation NDCG@10")
         ax.grid(True, alpha=0.3)
-    by_time.legend(fontsize="small")
+    if len(curves) <= 4:
+        by_time.legend(fontsize="small")
+    else:  # long row names: below both panels
+        fig.legend(*by_time.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="x-small")
     fig.suptitle(title or "Time to quality", fontsize="medium")
     return _save(fig, output)

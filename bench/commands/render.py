@@ -95,10 +95,12 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
             for suffix in ("png", "pdf"):
                 written.append(plot_coldstart(shown, out / "plots" / f"coldstart.{suffix}"))
         elif table_selection.kind == "architectures":  # equal compute: validation NDCG@10 against time and examples
+            row_of = {run: ", ".join(pick.labels) for pick in table_selection.picks for run in pick.runs}
             for suffix in ("png", "pdf"):
                 try:
                     written.append(plot_time_to_quality(shown, out / "plots" / f"quality-{name}.{suffix}",
-                                                        title="Time to quality: the architecture table's runs"))
+                                                        title="Time to quality: the architecture table's rows",
+                                                        series=lambda record: row_of[record["run_id"]]))
                 except PlotError:
                     break
         elif table_selection.kind == "sweep":  # a curve per swept key, the default marked
