@@ -143,12 +143,12 @@ def embedded_plots(paths) -> list[dict]:
 
 
 def render_report(records: list[dict], selection: dict[str, TableSelection], plots=(),
-                  title: str = "genrec-bench results") -> str:
+                  title: str = "genrec-bench results", built: dict | None = None) -> str:
     """The report's HTML, built from the records and the frozen selection, with the ``plots`` (the
-    PNG paths a render wrote) embedded."""
+    PNG paths a render wrote) embedded; ``built``: tables the caller already built, by name."""
     tables = []
     for name in sorted(selection, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n)):
-        table = build_selected(records, selection[name])
+        table = (built or {}).get(name) or build_selected(records, selection[name])
         if table.rows:
             tables.append(table_view(name, table))
     shown = {run for view in tables for row in view["rows"] for _, runs in row["runs"] for run, _ in runs}

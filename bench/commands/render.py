@@ -78,9 +78,9 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
     for table_selection in selection.values():  # every named run is in the store before anything is written
         check_runs(table_selection, completed)
     out = Path(out)
-    written, drawn = [], {}
+    written, drawn, built = [], {}, {}
     for name, table_selection in selection.items():
-        table = build_selected(records, table_selection)
+        table = built[name] = build_selected(records, table_selection)
         if not table.rows:
             continue
         drawn[name] = table_selection
@@ -122,7 +122,7 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
             for suffix in ("png", "pdf"):
                 written.append(plot_code_distribution(series, out / "plots" / f"codes-{dataset}.{suffix}"))
     # the browsable page of all of it, beside tables/ and plots/ (bench report writes it alone)
-    html = render_report(records, selection, [path for path in written if Path(path).suffix == ".png"])
+    html = render_report(records, selection, [path for path in written if Path(path).suffix == ".png"], built=built)
     written.append(atomic_write_text(out / REPORT_NAME, html))
     return written
 
