@@ -6,6 +6,7 @@ final metrics and record. The JSON record stays the harness's source of truth: n
 a table."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -109,9 +110,15 @@ class MLflowRun(Tracker):
         _ACTIVE_MLFLOW.append(self)
         return self
 
+    @contextlib.contextmanager
     def _logging(self, what: str):
         """A store that fails during the run costs its tracking, not the run: one warning, then off."""
-        return _TrackingFailure(self, what)
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 - any store failure; KeyboardInterrupt still stops the run
+            self.broken = True
+            print(f"warning: MLflow tracking stopped: logging {what} to {self.uri} failed "
+                  f"({first_line(err, 200)}); the run goes on and its record is written as usual", file=sys.stderr)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -159,24 +166,6 @@ class MLflowRun(Tracker):
                 if isinstance(failed, dict):
                     self.client.log_text(self.run_id, json.dumps(failed, indent=1, default=str), "record.json")
             self.client.set_terminated(self.run_id, status)
-
-
-class _TrackingFailure:
-    """Context: an error logging to the MLflow store warns once and switches that run's tracking off."""
-
-    def __init__(self, run: MLflowRun, what: str):
-        self.run, self.what = run, what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None or not issubclass(exc_type, Exception):
-            return False
-        self.run.broken = True
-        print(f"warning: MLflow tracking stopped: logging {self.what} to {self.run.uri} failed "
-              f"({first_line(exc, 200)}); the run goes on and its record is written as usual", file=sys.stderr)
-        return True
 
 
 def mlflow_metric_name(name: str) -> str:
