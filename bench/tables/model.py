@@ -385,7 +385,7 @@ def select_architectures(records, profile: str | None = None, name: str = "archi
     generative = frame["method_key"].map(is_generative).astype(bool)
     reasons.update(dict.fromkeys(frame.loc[~generative, "run_id"], "not the generative model (see the main table)"))
     gen = frame[generative].copy()
-    clocked = gen["budget"].map(lambda b: bool((b or {}).get("time_limit_hit")))  # did not get the steps it was given
+    clocked = gen["budget"].map(lambda b: bool((b or {}).get("time_limit_hit"))).astype(bool)  # did not get its steps
     reasons.update(dict.fromkeys(gen.loc[clocked, "run_id"], "stopped by the clock (architecture table)"))
     gen = gen[~clocked]
     gen["tokenizer"] = gen["tokenizer"].fillna("?")
