@@ -36,10 +36,10 @@ from bench.split import LeaveOneOutSplit
 
 recbole_compat.apply()  # here too, so any process that imports the adapter gets the patches
 
-def model_settings(spec: ModelSpec, section: dict, loss: str) -> dict:
+def model_settings(spec: ModelSpec, section: dict, loss: str, hidden_size: int) -> dict:
     """RecBole model hyper-parameters from a ``baseline``-like config section."""
     settings = dict(section.get(spec.key) or {})
-    settings[spec.hidden_size_key] = training_of(section).hidden_size
+    settings[spec.hidden_size_key] = hidden_size
     settings["loss_type"] = "CE" if loss == "ce" else "BPR"  # BCE reads BPR's sampled negatives
     return settings
 
@@ -78,7 +78,7 @@ def recbole_config_dict(
         "valid_metric": valid_metric,
         "metric_decimal_place": 12,
     }
-    config.update(model_settings(spec, section, loss))
+    config.update(model_settings(spec, section, loss, training.hidden_size))
     config.update(training.recbole)
     return config
 

@@ -110,7 +110,7 @@ class RecBoleSequential(Recommender):
         self.spec = self.spec_for(config.method)
         # RecBole's settings as the layers gave them (they go into its config and the record)
         self.section = {k: v for k, v in config.plain("baseline").items() if k != "cf_embed"}
-        self.training = training_of(self.section)  # its training keys, typed
+        self.training = config.baseline  # its training keys, typed
         self.ks = list(config.eval.ks)
         self.k_store = max(config.eval.max_k, max(self.ks))
         self.rankings: dict[str, np.ndarray] = {}

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from bench.config_schema import RunConfig, Section, describe_errors, run_config_model
+from bench.config_schema import RunConfig, describe_errors, get_path, run_config_model  # get_path: re-exported
 from bench.data import DATASETS
 from bench.errors import UserError
 from bench.plugins import METHODS, TOKENIZERS
@@ -112,16 +112,6 @@ def parse_assignment(text: str) -> dict:
     node: Any = value
     for part in reversed(key.strip().split(".")):
         node = {part: node}
-    return node
-
-
-def get_path(config: dict | Section, dotted: str, default: Any = None) -> Any:
-    """``config["a"]["b"]`` for ``"a.b"`` (a plain config or a typed one); ``default`` where a part is missing."""
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, (dict, Section)) or part not in node:
-            return default
-        node = node[part]
     return node
 
 

@@ -101,6 +101,16 @@ class Section(BaseModel):
         return [(key, self[key]) for key in self.keys()]
 
 
+def get_path(config: dict | Section, dotted: str, default: Any = None) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"`` (a plain config or a typed one); ``default`` where a part is missing."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, (dict, Section)) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 class SyntheticData(Section):
     n_users: Annotated[int, Field(ge=2)]
     n_items: Annotated[int, Field(ge=2)]
@@ -316,12 +326,7 @@ class RunConfig(Section):
     def plain(self, dotted: str) -> Any:
         """The value at ``dotted`` as the layers gave it (a copy; None where absent): what goes into
         a cache key or a file, where ``5`` and the typed ``5.0`` must stay one value as they were."""
-        node: Any = self._record
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return copy.deepcopy(node)
+        return copy.deepcopy(get_path(self._record, dotted))
 
     @property
     def layers(self) -> list[str]:
@@ -369,12 +374,10 @@ def keys_with_role(name: str, model: type[BaseModel] | None = None, prefix: str 
     if name not in ROLES:
         raise ValueError(f"unknown key role {name!r}; known: {sorted(ROLES)}")
     keys: list[str] = []
-    for key, field in (model or RunConfig).model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if name in extra.get("roles", ()):
-            keys.append(prefix + key)
-        elif isinstance(field.annotation, type) and issubclass(field.annotation, Section):
-            keys.extend(keys_with_role(name, field.annotation, f"{prefix}{key}."))
+    for key, extra in _fields(model or RunConfig, prefix):
+        # a section with the role stands for its keys
+        if name in extra.get("roles", ()) and not any(key.startswith(f"{found}.") for found in keys):
+            keys.append(key)
     return tuple(keys)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bench.atomic import is_running
-from bench.config import ConfigError, default_layer, flatten, get_path
+from bench.config import ConfigError, flatten
 from bench.config_schema import RunConfig, keys_with_role
 from bench.device import resolve_threads
 from bench.methods import Recommender, RunContext

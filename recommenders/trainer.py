@@ -211,8 +211,7 @@ def check_format(ckpt: dict, path) -> None:
 def check_training_config(saved: dict, current: dict, path) -> None:
     """A resume must be trained by the settings its checkpoint was: name the ones that differ (a key
     added since the checkpoint was written counts at its old behaviour, bench.identity.ADDED_LATER)."""
-    added = ADDED_LATER
-    saved = {**{key: value for key, value in added.items() if key in current}, **saved}
+    saved = {**{key: value for key, value in ADDED_LATER.items() if key in current}, **saved}
     if saved != current:
         raise ResumeError(
             f"{path} was trained with other settings ({differences(saved, current)}); a resume may change only "

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import flatten, profile_value
-from bench.config_schema import RunConfig, keys_with_role
+from bench.config_schema import keys_with_role
 from bench.identity import PATH_KEYS, code_identity
 from bench.identity import config_identity as _config_identity
 from bench.records import record_budget, record_machine, record_max_history
@@ -35,8 +35,6 @@ def _get(config, dotted: str):
 def config_identity(config: dict | None, drop: Iterable[str] = ("seed", *PATH_KEYS)) -> str:
     """A hash of what ran, seeds and paths left out: runs sharing it are seeds of one configuration
     ("" for a record without a config)."""
-    if isinstance(config, RunConfig):  # a resolved config is hashed as its record holds it
-        config = config.to_record()
     if not isinstance(config, dict):
         return ""
     return _config_identity(config, drop)

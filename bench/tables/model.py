@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -400,7 +399,7 @@ def select_architectures(records, profile: str | None = None, name: str = "archi
         arch = list(zip(group[f"param:{ARCH_KEY}"], group[f"param:{POSITIONS_KEY}"]))
         is_default = pd.Series([a == default_arch for a in arch], index=group.index)
         at_budget = group["at_profile_budget"].map(lambda v: v is True) & is_default
-        if is_default.all() and len(set(arch)) == 1 and group["config_key"].nunique() == 1:
+        if is_default.all() and group["config_key"].nunique() == 1:
             reasons.update(dict.fromkeys(group["run_id"], "no other architecture at this setting (architecture table)"))
             continue
         if not at_budget.any():
@@ -420,7 +419,7 @@ def select_architectures(records, profile: str | None = None, name: str = "archi
                                      f"not the best of {n_configs} encoder-decoder configurations on validation"))
         for _, runs in group[~at_budget].groupby("config_key", sort=False):
             steps = runs["param:train.max_steps"].iloc[0]
-            length = f", {_count(steps)} steps" if isinstance(steps, numbers.Real) and not pd.isna(steps) else ""
+            length = f", {_count(steps)} steps" if pd.notna(steps) else ""
             variant = (runs[f"param:{ARCH_KEY}"].iloc[0], runs[f"param:{POSITIONS_KEY}"].iloc[0])
             rows.append(Pick([family, architecture_text(*variant) + length], dataset, sorted(runs["run_id"]), 1,
                              "architecture"))
