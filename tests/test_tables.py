@@ -661,3 +661,21 @@ def test_a_two_dimensional_sweeps_curve_holds_the_other_dimension_at_its_default
     taus = [sweep_trial(tau, {"train.tau": t}, 100) for t in (0.8, 1.0)]
     kept, held = curve_slice(select_sweep(taus, tau), "train.tau")
     assert kept == {r["run_id"] for r in taus} and held is None  # one swept dimension: every trial
+
+
+def test_a_one_seed_configuration_does_not_beat_a_three_seed_one_on_validation():
+    # the 1-seed configuration is better on validation, but where a configuration has 3 seeds only those
+    # compete: one lucky seed against a 3-seed mean is not a fair pick; the tuning count keeps both
+    three = [run("SASRec (CE)", "sasrec", "beauty", (0.040, 0.025, 0.060, 0.032 + i / 1000), seed=s, valid=0.030)
+             for i, s in enumerate((1, 2, 3))]
+    lucky = run("SASRec (CE)", "sasrec", "beauty", (0.090, 0.090, 0.090, 0.090), valid=0.045, baseline__hidden_size=32)
+    table = build_main_table(three + [lucky])
+    columns = md_columns(render(table, "md"))["SASRec (CE)"]
+    assert columns["n"] == "3" and columns["Configs"] == "2"
+    assert "0.0900" not in " ".join(columns.values())
+    from bench.tables import select_main
+
+    reason = select_main(three + [lucky]).left_out[lucky["run_id"]]
+    assert reason.startswith("better on validation (NDCG@10 0.0450 vs 0.0300) but 1 seed(s)")
+    # with no 3-seed configuration, the best on validation wins as before
+    assert md_columns(render(build_main_table(three[:2] + [lucky]), "md"))["SASRec (CE)"]["n"] == "1"

@@ -20,6 +20,7 @@ from bench.records import record_budget, record_machine, record_max_history
 from bench.tables.names import (
     SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners,
 )
+from bench.tables.significance import MIN_SEEDS
 from bench.plugins import METHODS, TOKENIZERS
 
 
@@ -216,8 +217,10 @@ def _same(a, b) -> bool:
 def best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELECT_METRIC
                  ) -> tuple[pd.DataFrame, dict[str, str], dict[tuple, int]]:
     """Within each group of ``keys``, only the runs of the configuration with the best mean
-    validation ``metric`` (ties: more runs, then the newest). Returns the kept runs, a reason per
-    run left out, and per group (the tuple of its ``keys`` values) how many configurations it had."""
+    validation ``metric`` (ties: more runs, then the newest). Where some configurations of a group
+    have ``MIN_SEEDS`` seeds, only those compete: a one-seed validation score against a 3-seed mean
+    would pick seed luck. Returns the kept runs, a reason per run left out, and per group (the tuple
+    of its ``keys`` values) how many configurations it had (all of them: the tuning effort)."""
     if frame.empty or "config_key" not in frame.columns:
         return frame, {}, {}
     column = f"valid:{metric}"
@@ -228,15 +231,22 @@ def best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELECT_METR
         if counts[group_key] <= 1:
             keep.append(group)
             continue
-        scores = []
+        scores, seeds = [], {}
         for key, runs in group.groupby("config_key", sort=False):
             score = runs[column].mean() if column in runs.columns else float("nan")
             score = -math.inf if pd.isna(score) else float(score)
             scores.append((score, len(runs), runs["run_id"].max(), key))
-        best = max(scores)
+            seeds[key] = int(runs["seed"].nunique()) if "seed" in runs.columns else len(runs)
+        seeded = [entry for entry in scores if seeds[entry[3]] >= MIN_SEEDS]
+        best = max(seeded or scores)
         keep.append(group[group["config_key"] == best[3]])
         for score, _, _, key in scores:
-            if key != best[3]:
+            if key != best[3] and seeded and seeds[key] < MIN_SEEDS and score > best[0]:
+                for run in group.loc[group["config_key"] == key, "run_id"]:
+                    reasons[run] = (f"better on validation ({metric.upper()} {_score(score)} vs {_score(best[0])}) "
+                                    f"but {seeds[key]} seed(s), where configurations with {MIN_SEEDS} compete; "
+                                    f"best of {counts[group_key]}")
+            elif key != best[3]:
                 for run in group.loc[group["config_key"] == key, "run_id"]:
                     reasons[run] = (f"not the best configuration on validation ({metric.upper()} {_score(score)} vs "
                                     f"{_score(best[0])}; best of {counts[group_key]})")

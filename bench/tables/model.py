@@ -300,13 +300,13 @@ def select_tokenizers(records, profile: str | None = None, name: str = "tokenize
             defaults.append((first, Pick([tokenizer_name(tokenizer), "default"], dataset, sorted(default["run_id"]),
                                          1, "default")))
         n_configs = int(group["config_key"].nunique())
-        best, _, _ = best_configs(group, ["dataset"])
+        best, not_best, _ = best_configs(group, ["dataset"])
         if n_configs > 1 or default.empty:
             tuned.append((first, Pick([tokenizer_name(tokenizer), _tuned_setting(best, key, n_configs)], dataset,
                                       sorted(best["run_id"]), n_configs, "tuned")))
         shown = set(default["run_id"]) | (set(best["run_id"]) if n_configs > 1 or default.empty else set())
         for run in set(group["run_id"]) - shown:
-            reasons[run] = f"neither the profile's default configuration nor the best of {n_configs} on validation"
+            reasons[run] = f"not the profile's default configuration; {not_best.get(run, 'not the tuned pick')}"
     order = order_datasets(gen["dataset"])
     for part in (defaults, tuned):
         part.sort(key=lambda t: (method_order(t[0]["method_key"], t[0]["tokenizer"], ""), order.index(t[1].dataset)))
@@ -682,7 +682,8 @@ def details_note(table: Table, frame: pd.DataFrame | None = None, users: bool = 
     return "; ".join(parts) + "."
 
 
-COUNTS = "mean ± std over n seeds (no ± at n = 1); Configs: configurations the row was chosen among on validation"
+COUNTS = ("mean ± std over n seeds (no ± at n = 1); Configs: configurations the row was chosen among on validation "
+          f"(among those with {MIN_SEEDS}+ seeds where there are)")
 
 
 def table_notes(table: Table, selection: TableSelection, frame: pd.DataFrame, tests: int, alpha: float,
