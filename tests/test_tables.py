@@ -679,3 +679,20 @@ def test_a_one_seed_configuration_does_not_beat_a_three_seed_one_on_validation()
     assert reason.startswith("better on validation (NDCG@10 0.0450 vs 0.0300) but 1 seed(s)")
     # with no 3-seed configuration, the best on validation wins as before
     assert md_columns(render(build_main_table(three[:2] + [lucky]), "md"))["SASRec (CE)"]["n"] == "1"
+
+
+def test_a_budget_sweep_table_takes_a_settings_runs_at_the_seeds_given_on_the_command_line():
+    # `bench sweep tau --budget cpu --seeds 2024,2025,2026`: the budget's spec names one seed, but seeds are
+    # replicates of a setting, not settings; the table shows all three and can test them
+    from bench.tables.sweep import build_sweep_table
+    from sweeps.spec import load_spec
+
+    spec = load_spec("tau", budget="cpu")
+    assert [d.values for d in spec.dimensions if d.keys == ["seed"]] in ([[2024]], [])
+    store = [sweep_trial(spec, {"train.tau": tau}, hits + s % 3, seed=s)
+             for tau, hits in ((1.0, 100), (0.8, 160)) for s in (2024, 2025, 2026)]
+    table = build_sweep_table(store, spec)
+    assert [row.run_ids("beauty") for row in table.rows] == [
+        sorted(r["run_id"] for r in store[3:]), sorted(r["run_id"] for r in store[:3])]
+    text = render(table, "md")
+    assert "| 3 " in text and "†" in text  # n = 3 per row, and 60 more hits of 400 in every seed is a mark

@@ -18,7 +18,7 @@ from bench.tables.names import (
 )
 from bench.plugins import TOKENIZERS
 from bench.tables.selection import Pick, TableSelection, keys_keep_item_ids, left_out_reasons
-from bench.tables.significance import MIN_SEEDS, compare_rows
+from bench.tables.significance import MIN_SEEDS, best_on_validation, compare_rows
 from bench.config import default_layer, flatten, get_path, profile_value, resolve_config
 from bench.config_schema import keys_with_role
 from bench.identity import ADDED_LATER, config_identity, one_number_form, PATH_KEYS
@@ -713,9 +713,12 @@ def sweep_intro(table: Table, selection: TableSelection, split: str) -> str:
                          for d, (present, planned) in facts.get("coverage", {}).items() if present < planned)
     best = []
     for dataset in table.datasets:
-        present = [r for r in table.rows if dataset in r.valid]
-        if present:
-            best.append(", ".join(max(present, key=lambda r: r.valid[dataset]).labels))
+        chosen = best_on_validation(table.rows, dataset)
+        if chosen is None:
+            continue
+        top = max((r for r in table.rows if dataset in r.valid), key=lambda r: r.valid[dataset])
+        best.append(", ".join(chosen.labels) + ("" if top is chosen else
+                    f" ({', '.join(top.labels)} is higher at n = {len(top.runs[dataset])})"))
     return (f"{split.capitalize()} split, leave-one-out; a row per setting of sweep {name}"
             + (f" ({coverage})" if coverage else "")
             + (f"; best on validation: {' / '.join(best)}" if best else "") + ".")

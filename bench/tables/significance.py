@@ -168,8 +168,10 @@ def compare_rows(rows: list[Row], columns, reference_of: Callable[[Row, str], "R
 
 def best_on_validation(rows: list[Row], dataset: str) -> Row | None:
     """The row with the best mean validation NDCG@10 on ``dataset`` (ties: more seeds, then table
-    order); None when no row has a validation value there. Never looks at test metrics."""
+    order), among the rows with ``MIN_SEEDS`` seeds where there are (one seed's luck is not a 3-seed
+    mean); None when no row has a validation value there. Never looks at test metrics."""
     present = [(i, r) for i, r in enumerate(rows) if dataset in r.valid]
+    seeded = [(i, r) for i, r in present if len(r.runs.get(dataset, ())) >= MIN_SEEDS]
     if not present:
         return None
-    return max(present, key=lambda t: (t[1].valid[dataset], len(t[1].runs.get(dataset, ())), -t[0]))[1]
+    return max(seeded or present, key=lambda t: (t[1].valid[dataset], len(t[1].runs.get(dataset, ())), -t[0]))[1]

@@ -18,9 +18,11 @@ def _dims(spec) -> list[str]:
 
 
 def _on_grid(spec, point: dict) -> bool:
-    """Whether ``point`` is one of the spec's grid settings (its seeds included): a table of the
-    papers' grid does not show a budget's reduced grid, nor the reverse."""
-    return all(point.get(d.name) in d.values for d in spec.dimensions if d.kind == "grid" and d.values)
+    """Whether ``point`` is one of the spec's grid settings: a table of the papers' grid does not show
+    a budget's reduced grid, nor the reverse. Seeds are replicates, not settings: a setting's runs at
+    seeds beyond the spec's (``bench sweep --seeds``) are its rows' seeds too."""
+    return all(point.get(d.name) in d.values for d in spec.dimensions
+               if d.kind == "grid" and d.values and d.keys != ["seed"])
 
 
 def sweep_records(records, spec) -> list[tuple[dict, dict]]:
