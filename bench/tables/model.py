@@ -228,11 +228,13 @@ def _valid_score(frame: pd.DataFrame, pick: Pick) -> float:
 
 
 def best_pick(frame: pd.DataFrame, picks: list[Pick]) -> Pick | None:
-    """The pick with the best mean validation NDCG@10 (ties: more runs, then the first); None when
-    none has a validation value. Never looks at test metrics."""
+    """The pick with the best mean validation NDCG@10 (ties: more runs, then the first), among the
+    picks with ``MIN_SEEDS`` runs where there are (as :func:`best_on_validation`); None when none has
+    a validation value. Never looks at test metrics."""
     scored = [(_valid_score(frame, p), len(p.runs), -i, p) for i, p in enumerate(picks)]
     scored = [s for s in scored if not math.isinf(s[0])]
-    return max(scored, key=lambda s: s[:3])[3] if scored else None
+    seeded = [s for s in scored if s[1] >= MIN_SEEDS]
+    return max(seeded or scored, key=lambda s: s[:3])[3] if scored else None
 
 
 def _group(first) -> str:
