@@ -608,6 +608,21 @@ def test_an_ablation_compares_only_runs_that_differ_in_its_parameter_alone():
     assert reason == "differs from the compared TIGER[rqvae] runs in more than model.encoder_layers"
 
 
+def test_an_ablation_leaves_out_a_method_with_one_value_of_its_parameter():
+    # train.tau applies to every TIGER run: the tokenizers that ran at tau 1 only compare nothing
+    store = [
+        run("TIGER[letter]", "tiger", "beauty", (0.04, 0.03, 0.06, 0.035), tokenizer="letter", train__tau=0.8),
+        run("TIGER[letter]", "tiger", "beauty", (0.05, 0.03, 0.07, 0.04), tokenizer="letter", train__tau=1.0),
+        run("TIGER[lsh]", "tiger", "beauty", (0.02, 0.01, 0.03, 0.02), tokenizer="lsh", train__tau=1.0),
+    ]
+    table = build_ablation_table(store, "train.tau")
+    assert [row.labels for row in table.rows] == [["TIGER[letter]", "0.8"], ["TIGER[letter]", "1"]]
+    from bench.tables import select_ablation
+
+    reason = select_ablation(store, "train.tau").left_out[store[2]["run_id"]]
+    assert reason == "the only value of train.tau run for TIGER[lsh]"
+
+
 def test_main_and_tokenizer_tables_compare_runs_at_the_profiles_current_budget():
     """A clock-stopped run or one under an earlier profile definition is not at the budget the
     profile sets today: where a method has a run at that budget, only those are shown, even when

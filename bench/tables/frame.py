@@ -316,7 +316,7 @@ def latest_code(frame: pd.DataFrame, prefer=None) -> tuple[pd.DataFrame, dict[st
     different code (component versions, commit, dirty flag), keep the runs of one code identity and
     give the others a reason. Which: the newest, unless ``prefer`` (runs of one code identity, the
     whole frame -> a score) scores another higher, e.g. the code whose runs share the semantic IDs of
-    a sweep's other rows."""
+    a sweep's other rows (ties under ``prefer``: more runs, then the newest)."""
     if frame.empty or "code_key" not in frame.columns:
         return frame, {}
     keep, reasons = [], {}
@@ -325,8 +325,9 @@ def latest_code(frame: pd.DataFrame, prefer=None) -> tuple[pd.DataFrame, dict[st
             keep.append(group)
             continue
         newest_run = {code: runs["run_id"].max() for code, runs in group.groupby("code_key", dropna=False)}
+        seeds = {code: len(runs) for code, runs in group.groupby("code_key", dropna=False)}
         score = {code: (prefer(group[group["code_key"] == code], frame) if prefer else 0) for code in newest_run}
-        chosen = max(newest_run, key=lambda code: (score[code], newest_run[code]))
+        chosen = max(newest_run, key=lambda code: (score[code], seeds[code] if prefer else 0, newest_run[code]))
         newest = max(newest_run, key=newest_run.get)
         kept, dropped = group[group["code_key"] == chosen], group[group["code_key"] != chosen]
         keep.append(kept)

@@ -502,11 +502,13 @@ def select_ablation(records, param: str, profile: str | None = None, name: str |
             continue
         pick.reference = _same_value(first[column], default)
     selection.picks = [pick for _, pick in picked]
-    values = Counter((p.labels[0], p.dataset) for p in selection.picks)
-    for pick in selection.picks:  # a method with one value compares nothing: no reference
-        pick.reference = pick.reference and values[(pick.labels[0], pick.dataset)] > 1
     if keys_keep_item_ids([param]):
         reasons.update(same_semantic_ids(selection, frame, family=lambda p: p.labels[0]))
+    values = Counter((p.labels[0], p.dataset) for p in selection.picks)
+    for pick in selection.picks:  # a method with one value compares nothing: not a row of the ablation
+        if values[(pick.labels[0], pick.dataset)] < 2:
+            reasons.update(dict.fromkeys(pick.runs, f"the only value of {param} run for {pick.labels[0]}"))
+    selection.picks = [pick for pick in selection.picks if values[(pick.labels[0], pick.dataset)] > 1]
     return _finish_selection(selection, records, reasons)
 
 
