@@ -278,8 +278,9 @@ def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, le
 
 def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, np.ndarray]:
     """Per series (a tokenizer, or a method, on a dataset) the newest run whose record carries code
-    counts, a run of the default architecture first (the codes are the tokenizer's, whichever model
-    trained on them)."""
+    counts, a run of the standard protocol and the default architecture first (the codes are the
+    tokenizer's, whichever model trained on them; a cold-start run's tokenizer was fitted without the
+    unseen items)."""
     default_arch = get_path(default_layer(), "model.arch")
     newest: dict[tuple, tuple] = {}
     for record in records:
@@ -290,7 +291,8 @@ def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, 
         if record_code_counts(record, level) is None:
             continue
         arch = get_path(record.get("config") or {}, "model.arch", ADDED_LATER["model.arch"])
-        rank = (arch == default_arch, str(record.get("run_id", "")))
+        cold = bool(get_path(record.get("config") or {}, "coldstart.enabled", False))
+        rank = (not cold, arch == default_arch, str(record.get("run_id", "")))
         key = (record["dataset"], code_series_label(record))
         if key not in newest or rank > newest[key][0]:
             newest[key] = (rank, record)

@@ -177,3 +177,6 @@ def test_the_code_plot_shows_each_tokenizers_codes_once_from_a_default_architect
     newer = run("beauty", "letter", 2, 0.03, counts=[6, 2, 2])
     assert code_counts_from_store([older, dec, newer])["LETTER (Beauty)"].tolist() == [6, 2, 2]
     assert code_counts_from_store([dec])["LETTER (Beauty)"].tolist() == [9, 1, 0]  # none in the default: the other
+    cold = run("beauty", "letter", 3, 0.03, counts=[7, 3, 0])  # newest, but fitted without the unseen items
+    cold["config"]["coldstart"] = {"enabled": True}
+    assert code_counts_from_store([older, cold])["LETTER (Beauty)"].tolist() == [5, 3, 2]

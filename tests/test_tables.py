@@ -392,6 +392,9 @@ def test_seeds_of_one_configuration_are_averaged_only_within_one_code_identity()
     table = build_main_table(new + [bumped])
     assert table.rows[0].cells[("beauty", "recall@5")].n == 1  # a component version bump is other code too
     assert table.rows[0].code["beauty"] == "bbbbbbb"
+    # the reason names the component versions that differ, e.g. a protocol version bump
+    reason = select_main(new + [bumped]).left_out[new[0]["run_id"]]
+    assert reason.startswith("other code identity (commit bbbbbbb, method/tiger 1 -> 2; the same configuration's")
     dirty = budgeted("TIGER[rqvae]", "tiger", (0.03, 0.02, 0.04, 0.02), 2500, 1200, dirty=True)
     assert any("uncommitted" in note for note in build_main_table([dirty]).notes)
 

@@ -84,6 +84,7 @@ def records_frame(records, split: str = "test", params: Iterable[str] = (), prof
         row["profile"] = record.get("profile", config.get("profile"))
         git = record.get("git") or {}
         row["code_key"] = code_identity(record.get("components"), git)
+        row["components"] = json.dumps(record.get("components") or {}, sort_keys=True)
         row["commit"] = git.get("commit")
         row["dirty"] = git.get("dirty")
         row["budget"] = record_budget(record)
@@ -333,10 +334,24 @@ def latest_code(frame: pd.DataFrame, prefer=None) -> tuple[pd.DataFrame, dict[st
         keep.append(kept)
         shown = _short_commit(kept.iloc[0]["commit"])
         why = ("that share the other rows' semantic IDs" if chosen != newest else "newest")
-        for run, commit in zip(dropped["run_id"], dropped["commit"]):
-            reasons[run] = (f"other code identity (commit {_short_commit(commit)}; the same configuration's "
-                            f"{why} runs, commit {shown}, are shown)")
+        kept_components = kept.iloc[0].get("components")
+        for _, run in dropped.iterrows():
+            changed = component_changes(run.get("components"), kept_components)
+            reasons[run["run_id"]] = (f"other code identity (commit {_short_commit(run['commit'])}{changed}; the "
+                                      f"same configuration's {why} runs, commit {shown}, are shown)")
     return (pd.concat(keep) if keep else frame.iloc[0:0]), reasons
+
+
+def component_changes(old, new) -> str:
+    """``, protocol/coldstart 2 -> 3``: the component versions that differ between two runs' code
+    (JSON objects as the frame holds them); empty where they agree or are not known."""
+    try:
+        old, new = json.loads(old), json.loads(new)
+    except (TypeError, ValueError):
+        return ""
+    changes = [f"{name} {old.get(name, '-')} -> {new.get(name, '-')}" for name in sorted(set(old) | set(new))
+               if old.get(name) != new.get(name)]
+    return (", " + ", ".join(changes)) if changes else ""
 
 
 def shared_semantic_ids(runs: pd.DataFrame, frame: pd.DataFrame) -> int:
