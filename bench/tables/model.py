@@ -687,7 +687,7 @@ def details_note(table: Table, frame: pd.DataFrame | None = None, users: bool = 
 
 
 COUNTS = ("mean ± std over n seeds (no ± at n = 1); Configs: configurations the row was chosen among on validation "
-          f"(among those with {MIN_SEEDS}+ seeds where there are)")
+          f"{SELECT_METRIC.upper()} (those with {MIN_SEEDS}+ seeds compete where there are)")
 
 
 def table_notes(table: Table, selection: TableSelection, frame: pd.DataFrame, tests: int, alpha: float,
@@ -697,7 +697,7 @@ def table_notes(table: Table, selection: TableSelection, frame: pd.DataFrame, te
     if selection.kind == "sweep":
         what = f"{sweep_intro(table, selection, split)} Cells: {COUNTS}; {bold}."
     else:
-        what = f"{split.capitalize()} split, leave-one-out, full ranking. Cells: {COUNTS} {SELECT_METRIC.upper()}; {bold}."
+        what = f"{split.capitalize()} split, leave-one-out, full ranking. Cells: {COUNTS}; {bold}."
     if selection.kind == "main" and table.summary_rows:
         pairs = "; ".join(f"{p['generative']} vs {p['baseline']}" + (f" on {dataset_name(d)}" if len(table.datasets) > 1 else "")
                           for d, p in selection.facts.get("improvement", {}).items())
