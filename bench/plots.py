@@ -290,8 +290,9 @@ def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, 
             continue
         if record_code_counts(record, level) is None:
             continue
-        arch = get_path(record.get("config") or {}, "model.arch", ADDED_LATER["model.arch"])
-        cold = bool(get_path(record.get("config") or {}, "coldstart.enabled", False))
+        config = record.get("config") or {}
+        arch = get_path(config, "model.arch", ADDED_LATER["model.arch"])
+        cold = bool(get_path(config, "coldstart.enabled", False))
         rank = (not cold, arch == default_arch, str(record.get("run_id", "")))
         key = (record["dataset"], code_series_label(record))
         if key not in newest or rank > newest[key][0]:

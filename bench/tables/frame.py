@@ -20,7 +20,7 @@ from bench.records import record_budget, record_machine, record_max_history
 from bench.tables.names import (
     SELECT_METRIC, budget_keys, dataset_name, format_value, is_generative, section_owners,
 )
-from bench.tables.significance import MIN_SEEDS
+from bench.tables.significance import MIN_SEEDS, competing
 from bench.plugins import METHODS, TOKENIZERS
 
 
@@ -84,7 +84,7 @@ def records_frame(records, split: str = "test", params: Iterable[str] = (), prof
         row["profile"] = record.get("profile", config.get("profile"))
         git = record.get("git") or {}
         row["code_key"] = code_identity(record.get("components"), git)
-        row["components"] = json.dumps(record.get("components") or {}, sort_keys=True)
+        row["components"] = record.get("components") or {}
         row["commit"] = git.get("commit")
         row["dirty"] = git.get("dirty")
         row["budget"] = record_budget(record)
@@ -238,11 +238,10 @@ def best_configs(frame: pd.DataFrame, keys: list[str], metric: str = SELECT_METR
             score = -math.inf if pd.isna(score) else float(score)
             scores.append((score, len(runs), runs["run_id"].max(), key))
             seeds[key] = int(runs["seed"].nunique()) if "seed" in runs.columns else len(runs)
-        seeded = [entry for entry in scores if seeds[entry[3]] >= MIN_SEEDS]
-        best = max(seeded or scores)
+        best = max(competing(scores, lambda entry: seeds[entry[3]]))
         keep.append(group[group["config_key"] == best[3]])
         for score, _, _, key in scores:
-            if key != best[3] and seeded and seeds[key] < MIN_SEEDS and score > best[0]:
+            if key != best[3] and seeds[key] < MIN_SEEDS <= seeds[best[3]] and score > best[0]:
                 for run in group.loc[group["config_key"] == key, "run_id"]:
                     reasons[run] = (f"better on validation ({metric.upper()} {_score(score)} vs {_score(best[0])}) "
                                     f"but {seeds[key]} seed(s), where configurations with {MIN_SEEDS} compete; "
@@ -325,10 +324,11 @@ def latest_code(frame: pd.DataFrame, prefer=None) -> tuple[pd.DataFrame, dict[st
         if group["code_key"].nunique(dropna=False) <= 1:
             keep.append(group)
             continue
-        newest_run = {code: runs["run_id"].max() for code, runs in group.groupby("code_key", dropna=False)}
-        seeds = {code: len(runs) for code, runs in group.groupby("code_key", dropna=False)}
-        score = {code: (prefer(group[group["code_key"] == code], frame) if prefer else 0) for code in newest_run}
-        chosen = max(newest_run, key=lambda code: (score[code], seeds[code] if prefer else 0, newest_run[code]))
+        by_code = dict(list(group.groupby("code_key", dropna=False)))
+        newest_run = {code: runs["run_id"].max() for code, runs in by_code.items()}
+        # under ``prefer``: its score, then more runs, then the newest; else the newest
+        rank = {code: (prefer(runs, frame), len(runs)) if prefer else (0, 0) for code, runs in by_code.items()}
+        chosen = max(newest_run, key=lambda code: (*rank[code], newest_run[code]))
         newest = max(newest_run, key=newest_run.get)
         kept, dropped = group[group["code_key"] == chosen], group[group["code_key"] != chosen]
         keep.append(kept)
@@ -342,13 +342,9 @@ def latest_code(frame: pd.DataFrame, prefer=None) -> tuple[pd.DataFrame, dict[st
     return (pd.concat(keep) if keep else frame.iloc[0:0]), reasons
 
 
-def component_changes(old, new) -> str:
-    """``, protocol/coldstart 2 -> 3``: the component versions that differ between two runs' code
-    (JSON objects as the frame holds them); empty where they agree or are not known."""
-    try:
-        old, new = json.loads(old), json.loads(new)
-    except (TypeError, ValueError):
-        return ""
+def component_changes(old: dict, new: dict) -> str:
+    """``, protocol/coldstart 2 -> 3``: the component versions that differ between two runs' code;
+    empty where they agree."""
     changes = [f"{name} {old.get(name, '-')} -> {new.get(name, '-')}" for name in sorted(set(old) | set(new))
                if old.get(name) != new.get(name)]
     return (", " + ", ".join(changes)) if changes else ""

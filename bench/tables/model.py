@@ -18,7 +18,7 @@ from bench.tables.names import (
 )
 from bench.plugins import TOKENIZERS
 from bench.tables.selection import Pick, TableSelection, keys_keep_item_ids, left_out_reasons
-from bench.tables.significance import MIN_SEEDS, best_on_validation, compare_rows
+from bench.tables.significance import MIN_SEEDS, best_on_validation, compare_rows, competing
 from bench.config import default_layer, flatten, get_path, profile_value, resolve_config
 from bench.config_schema import keys_with_role
 from bench.identity import ADDED_LATER, config_identity, one_number_form, PATH_KEYS
@@ -233,8 +233,7 @@ def best_pick(frame: pd.DataFrame, picks: list[Pick]) -> Pick | None:
     a validation value. Never looks at test metrics."""
     scored = [(_valid_score(frame, p), len(p.runs), -i, p) for i, p in enumerate(picks)]
     scored = [s for s in scored if not math.isinf(s[0])]
-    seeded = [s for s in scored if s[1] >= MIN_SEEDS]
-    return max(seeded or scored, key=lambda s: s[:3])[3] if scored else None
+    return max(competing(scored, lambda s: s[1]), key=lambda s: s[:3])[3] if scored else None
 
 
 def _group(first) -> str:

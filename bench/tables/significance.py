@@ -34,6 +34,13 @@ if TYPE_CHECKING:
 MIN_SEEDS = 3  # per compared row: below it a row is not tested
 
 
+def competing(candidates: list, seeds: Callable) -> list:
+    """The candidates that compete for "best on validation": those with ``MIN_SEEDS`` seeds where
+    there are (one seed's luck against a 3-seed mean would win on noise), else all of them."""
+    seeded = [candidate for candidate in candidates if seeds(candidate) >= MIN_SEEDS]
+    return seeded or candidates
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm–Bonferroni adjusted p-values, in the order given: the i-th smallest of m p-values is
     multiplied by (m - i + 1), made monotone (never below the adjusted value before it) and capped at
@@ -171,7 +178,7 @@ def best_on_validation(rows: list[Row], dataset: str) -> Row | None:
     order), among the rows with ``MIN_SEEDS`` seeds where there are (one seed's luck is not a 3-seed
     mean); None when no row has a validation value there. Never looks at test metrics."""
     present = [(i, r) for i, r in enumerate(rows) if dataset in r.valid]
-    seeded = [(i, r) for i, r in present if len(r.runs.get(dataset, ())) >= MIN_SEEDS]
     if not present:
         return None
-    return max(seeded or present, key=lambda t: (t[1].valid[dataset], len(t[1].runs.get(dataset, ())), -t[0]))[1]
+    return max(competing(present, lambda t: len(t[1].runs.get(dataset, ()))),
+               key=lambda t: (t[1].valid[dataset], len(t[1].runs.get(dataset, ())), -t[0]))[1]
