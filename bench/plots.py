@@ -276,11 +276,13 @@ def plot_code_distribution(series: dict[str, np.ndarray], output: str | Path, le
     return _save(fig, output)
 
 
-def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, np.ndarray]:
+def code_counts_from_store(records, datasets=None, level: int = 0, prefer=()) -> dict[str, np.ndarray]:
     """Per series (a tokenizer, or a method, on a dataset) the newest run whose record carries code
-    counts, a run of the standard protocol and the default architecture first (the codes are the
-    tokenizer's, whichever model trained on them; a cold-start run's tokenizer was fitted without the
-    unseen items)."""
+    counts: one of the runs in ``prefer`` first (the tokenizer table's default rows, so the figure is
+    the default fit's and does not move when another run lands), then a run of the standard protocol
+    and the default architecture (the codes are the tokenizer's, whichever model trained on them; a
+    cold-start run's tokenizer was fitted without the unseen items)."""
+    prefer = set(prefer)
     default_arch = get_path(default_layer(), "model.arch")
     newest: dict[tuple, tuple] = {}
     for record in records:
@@ -293,7 +295,7 @@ def code_counts_from_store(records, datasets=None, level: int = 0) -> dict[str, 
         config = record.get("config") or {}
         arch = get_path(config, "model.arch", ADDED_LATER["model.arch"])
         cold = bool(get_path(config, "coldstart.enabled", False))
-        rank = (not cold, arch == default_arch, str(record.get("run_id", "")))
+        rank = (record.get("run_id") in prefer, not cold, arch == default_arch, str(record.get("run_id", "")))
         key = (record["dataset"], code_series_label(record))
         if key not in newest or rank > newest[key][0]:
             newest[key] = (rank, record)

@@ -180,3 +180,13 @@ def test_the_code_plot_shows_each_tokenizers_codes_once_from_a_default_architect
     cold = run("beauty", "letter", 3, 0.03, counts=[7, 3, 0])  # newest, but fitted without the unseen items
     cold["config"]["coldstart"] = {"enabled": True}
     assert code_counts_from_store([older, cold])["LETTER (Beauty)"].tolist() == [5, 3, 2]
+
+
+def test_the_code_plot_shows_the_tokenizer_tables_default_fit_though_a_newer_run_landed():
+    from bench.plots import code_counts_from_store
+
+    default = run("beauty", "letter", 1, 0.03, counts=[5, 3, 2])
+    tuned = run("beauty", "letter", 2, 0.04, counts=[6, 2, 2])  # newer: another fit, another setting
+    assert code_counts_from_store([default, tuned])["LETTER (Beauty)"].tolist() == [6, 2, 2]
+    series = code_counts_from_store([default, tuned], prefer={default["run_id"]})
+    assert series["LETTER (Beauty)"].tolist() == [5, 3, 2]

@@ -112,12 +112,14 @@ def render_all(records: list[dict], out: str | Path, plots: bool = True,
                     written.append(plot_param_curves(shown, param, out / "plots" / f"curve-{param}.{suffix}"))
                 except PlotError:
                     break
+    default_fits = {run for s in drawn.values() if s.kind == "tokenizers"
+                    for pick in s.picks if pick.group == "default" for run in pick.runs}
     by_dataset: dict[str, list[dict]] = {}
     for record in records:
         if not datasets or record.get("dataset") in datasets:
             by_dataset.setdefault(record["dataset"], []).append(record)
     for dataset, part in sorted(by_dataset.items()):
-        series = code_counts_from_store(part)
+        series = code_counts_from_store(part, prefer=default_fits)
         if series:
             for suffix in ("png", "pdf"):
                 written.append(plot_code_distribution(series, out / "plots" / f"codes-{dataset}.{suffix}"))
