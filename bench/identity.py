@@ -14,6 +14,7 @@ import json
 from typing import Any, Iterable
 
 from bench.config_schema import keys_added_later, keys_with_role
+from bench.plugins import METHODS, TOKENIZERS
 
 # keys that say where files go, not what ran: never part of an identity
 PATH_KEYS = keys_with_role("path")
@@ -50,8 +51,13 @@ def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
     set to None, which keeps the identities of every stored record): a resumed run takes the same
     steps as an uninterrupted one (see recommenders.trainer), so it is the same setting. The sections
     of tokenizers and datasets the run does not use are left out: registering a new one changes no
-    stored run's identity."""
+    stored run's identity. So are the sections only other methods read (a RecBole model's identity
+    holds no TIGER training keys; see :func:`_drop_unread`), and the cold-start section of a
+    standard-protocol run (absent from records made before it existed)."""
     config = public_config(config, drop)
+    _drop_unread(config)
+    if not (config.get("coldstart") or {}).get("enabled"):
+        config.pop("coldstart", None)
     if isinstance(config.get("train"), dict) and config["train"].get("resume_from") is not None:
         config["train"] = {**config["train"], "resume_from": None}
     for section, selected in (("tokenizer", (config.get("tokenizer") or {}).get("name")), ("data", config.get("dataset"))):
@@ -64,6 +70,25 @@ def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
         if isinstance(part, dict) and key in part and part[key] == default:
             config[section] = {k: v for k, v in part.items() if k != key}
     return one_number_form(config)
+
+
+def _drop_unread(config: dict) -> None:
+    """Remove from ``config`` the sections some registered method reads but its method does not
+    (nor its tokenizer: LETTER's fit reads ``baseline``), and from a ``baseline`` section the method
+    reads itself, the other plug-ins' sub-sections (``baseline.semantic_knn``, ``baseline.cf_embed``).
+    A config of an unregistered method is left whole."""
+    method, tokenizer = config.get("method"), (config.get("tokenizer") or {}).get("name")
+    if not isinstance(method, str) or method not in METHODS:
+        return
+    own = set(METHODS.info(method).extras.get("sections", ()))
+    via_tokenizer = (set(TOKENIZERS.info(tokenizer).extras.get("reads", ()))
+                     if "tokenizer" in own and isinstance(tokenizer, str) and tokenizer in TOKENIZERS else set())
+    owned = {s for p in METHODS.infos() for s in p.extras.get("sections", ())}
+    for section in owned - own - via_tokenizer:
+        config.pop(section, None)
+    part = config.get("baseline")
+    if "baseline" in own and "baseline" not in via_tokenizer and isinstance(part, dict):
+        config["baseline"] = {k: v for k, v in part.items() if not isinstance(v, dict) or k == method}
 
 
 def one_number_form(value):

@@ -38,6 +38,8 @@ TOKENIZERS = Registry("tokenizer", section="tokenizer", base="tokenizers_zoo.bas
 TOKENIZERS.register("random_id", "tokenizers_zoo.random_id:RandomIDTokenizer", display="Random ID", order=0)
 TOKENIZERS.register("lsh", "tokenizers_zoo.lsh:LSHTokenizer", display="LSH", order=1)
 TOKENIZERS.register("rqvae", "tokenizers_zoo.rqvae:RQVAETokenizer", display="RQ-VAE", order=2)
-TOKENIZERS.register("letter", "tokenizers_zoo.letter:LetterTokenizer", display="LETTER", order=3)
+# reads: config sections a tokenizer's fit reads besides its own tokenizer.<name> (a run's identity keeps them)
+TOKENIZERS.register("letter", "tokenizers_zoo.letter:LetterTokenizer", display="LETTER", order=3,
+                    extras={"reads": ("baseline",)})  # its CF embeddings: a SASRec trained by baseline (+ cf_embed)
 TOKENIZERS.register("rqkmeans", "tokenizers_zoo.rqkmeans:RQKMeansTokenizer", display="RQ-KMeans", order=4)
 

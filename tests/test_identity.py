@@ -353,3 +353,31 @@ def test_registering_a_tokenizer_changes_no_stored_runs_identity():
     assert config_identity(after.to_record()) == config_identity(before.to_record())
     other = resolve_config("smoke", assignments=["tokenizer.rqvae.epochs=7"], overrides={"method": "tiger", "tokenizer": {"name": "lsh"}})
     assert config_identity(other.to_record()) == config_identity(before.to_record())  # lsh does not read tokenizer.rqvae
+
+
+def test_a_runs_identity_holds_only_the_sections_its_method_reads():
+    """A RecBole baseline re-run after the profile's TIGER schedule changed is the same configuration
+    (the 'Configs' count of its table row must not grow); a change in its own section is another; a
+    LETTER run keeps the baseline section, which trains its CF embeddings."""
+    from bench.identity import config_identity
+
+    def ident(method, assignments=(), **overrides):
+        return config_identity(resolve_config("smoke", assignments=list(assignments),
+                                              overrides={"method": method, **overrides}).to_record())
+
+    sasrec = ident("sasrec")
+    assert ident("sasrec", ["train.max_steps=77", "model.encoder_layers=3", "decode.beam_size=7",
+                            "tokenizer.rqvae.epochs=7", "baseline.semantic_knn.history=9"]) == sasrec
+    assert ident("sasrec", ["baseline.learning_rate=0.0005"]) != sasrec
+    assert ident("semantic_knn", ["baseline.semantic_knn.history=9"]) != ident("semantic_knn")
+    assert ident("pop", ["baseline.learning_rate=0.0005", "train.max_steps=77"]) == ident("pop")
+    rqvae = {"tokenizer": {"name": "rqvae"}}
+    assert ident("tiger", ["baseline.learning_rate=0.0005"], **rqvae) == ident("tiger", **rqvae)
+    assert ident("tiger", ["train.max_steps=77"], **rqvae) != ident("tiger", **rqvae)
+    letter = {"tokenizer": {"name": "letter"}}
+    assert ident("tiger", ["baseline.learning_rate=0.0005"], **letter) != ident("tiger", **letter)
+    assert ident("tiger", ["baseline.cf_embed.epochs=3"], **letter) != ident("tiger", **letter)
+    # a record made before the cold-start section existed is the standard protocol
+    record = resolve_config("smoke", overrides={"method": "sasrec"}).to_record()
+    assert config_identity({k: v for k, v in record.items() if k != "coldstart"}) == sasrec
+    assert ident("sasrec", ["coldstart.enabled=true"]) != sasrec
