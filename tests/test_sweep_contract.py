@@ -304,15 +304,21 @@ def test_lsh_and_random_ids_only_warn(tmp_path, items, capsys):
 def test_allow_collapse_is_a_checked_config_key_and_keeps_stored_trials_done():
     with pytest.raises(ConfigError, match="allow_collapse"):
         resolve_config("smoke", assignments=["tokenizer.allow_collapse=maybe"])
-    spec = load_spec("smoke")
-    resolved = resolve_trial_config(spec.base(), spec.grid_points()[0])
-    config, components = resolved.to_record(), METHODS.get(resolved.method).components(resolved)
-    before = {**config, "tokenizer": {k: v for k, v in config["tokenizer"].items() if k != "allow_collapse"}}
-    off = {**config, "tokenizer": {**config["tokenizer"], "allow_collapse": False}}
-    on = {**config, "tokenizer": {**config["tokenizer"], "allow_collapse": True}}
-    assert trial_key(before, components) == trial_key(off, components)  # records made before the key existed still count
-    assert trial_key(on, components) != trial_key(off, components)
-    assert trial_key(resolved) == trial_key(config, components)  # a resolved config's key is its record's
+    def variants(resolved):
+        config, components = resolved.to_record(), METHODS.get(resolved.method).components(resolved)
+        before = {**config, "tokenizer": {k: v for k, v in config["tokenizer"].items() if k != "allow_collapse"}}
+        off = {**config, "tokenizer": {**config["tokenizer"], "allow_collapse": False}}
+        on = {**config, "tokenizer": {**config["tokenizer"], "allow_collapse": True}}
+        return [trial_key(c, components) for c in (before, off, on)], trial_key(config, components)
+
+    resolved = resolve_config("smoke", overrides={"method": "tiger", "tokenizer": {"name": "rqvae"}})
+    (before, off, on), plain = variants(resolved)
+    assert before == off  # records made before the key existed still count
+    assert on != off
+    assert trial_key(resolved) == plain  # a resolved config's key is its record's
+    spec = load_spec("smoke")  # its trials are pop and random: they read no tokenizer section
+    (before, off, on), _ = variants(resolve_trial_config(spec.base(), spec.grid_points()[0]))
+    assert before == off == on
 
 
 # ---------------------------------------------------------------------- 5. --gpus-per-trial auto
