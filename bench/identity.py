@@ -55,12 +55,13 @@ def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
     holds no TIGER training keys; see :func:`_drop_unread`), and the cold-start section of a
     standard-protocol run (absent from records made before it existed)."""
     config = public_config(config, drop)
-    _drop_unread(config)
+    per_plugin = _drop_unread(config)
     if not (config.get("coldstart") or {}).get("enabled"):
         config.pop("coldstart", None)
     if isinstance(config.get("train"), dict) and config["train"].get("resume_from") is not None:
         config["train"] = {**config["train"], "resume_from": None}
-    for section, selected in (("tokenizer", (config.get("tokenizer") or {}).get("name")), ("data", config.get("dataset"))):
+    for section, selected in (("tokenizer", (config.get("tokenizer") or {}).get("name")), ("data", config.get("dataset")),
+                              *per_plugin):
         part = config.get(section)  # the parameters of plug-ins this run does not use are not what ran
         if isinstance(part, dict):
             config[section] = {k: v for k, v in part.items() if not isinstance(v, dict) or k == selected}
@@ -72,23 +73,21 @@ def what_ran(config: dict, drop: Iterable[str] = PATH_KEYS) -> dict:
     return one_number_form(config)
 
 
-def _drop_unread(config: dict) -> None:
-    """Remove from ``config`` the sections some registered method reads but its method does not
-    (nor its tokenizer: LETTER's fit reads ``baseline``), and from a ``baseline`` section the method
-    reads itself, the other plug-ins' sub-sections (``baseline.semantic_knn``, ``baseline.cf_embed``).
-    A config of an unregistered method is left whole."""
+def _drop_unread(config: dict) -> list[tuple[str, str]]:
+    """Remove from ``config`` the sections some registered method reads but its method does not (nor
+    its tokenizer: LETTER's fit reads ``baseline``). Returns (section, method) where the method reads
+    ``baseline`` itself: of its per-plug-in parts (``baseline.semantic_knn``, ``baseline.cf_embed``)
+    only the method's own is what ran. A config of an unregistered method is left whole."""
     method, tokenizer = config.get("method"), (config.get("tokenizer") or {}).get("name")
     if not isinstance(method, str) or method not in METHODS:
-        return
+        return []
     own = set(METHODS.info(method).extras.get("sections", ()))
     via_tokenizer = (set(TOKENIZERS.info(tokenizer).extras.get("reads", ()))
                      if "tokenizer" in own and isinstance(tokenizer, str) and tokenizer in TOKENIZERS else set())
     owned = {s for p in METHODS.infos() for s in p.extras.get("sections", ())}
     for section in owned - own - via_tokenizer:
         config.pop(section, None)
-    part = config.get("baseline")
-    if "baseline" in own and "baseline" not in via_tokenizer and isinstance(part, dict):
-        config["baseline"] = {k: v for k, v in part.items() if not isinstance(v, dict) or k == method}
+    return [("baseline", method)] if "baseline" in own - via_tokenizer else []
 
 
 def one_number_form(value):
